@@ -1,0 +1,107 @@
+"""Open the DuckDB index: migrations, clear errors for locks and newer schemas.
+
+Writers open the file only while committing a chunk, so readers (the dashboard) can open it read-only between
+commits. A file lock held by another process is retried for `wait_s` seconds before IndexLockedError.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import duckdb
+
+
+class IndexError_(RuntimeError):
+    """Base class: a one-line, user-facing problem with the index file."""
+
+
+class IndexLockedError(IndexError_):
+    pass
+
+
+class SchemaTooNewError(IndexError_):
+    pass
+
+
+class NotAnIndexError(IndexError_):
+    pass
+
+
+def migrations() -> list[tuple[int, str]]:
+    out = []
+    for f in files("core.index").joinpath("migrations").iterdir():
+        m = re.match(r"(\d+)_.*\.sql$", f.name)
+        if m:
+            out.append((int(m.group(1)), f.read_text(encoding="utf-8")))
+    return sorted(out)
+
+
+LATEST = max(v for v, _ in migrations())
+
+
+def _is_lock_error(e: Exception) -> bool:
+    s = str(e).lower()
+    return "lock" in s and ("conflicting" in s or "could not set lock" in s or "resource temporarily" in s)
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int:
+    has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'").fetchall()[0][0]
+    if not has:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
+
+
+def connect(path: str | Path, *, read_only: bool = False, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
+    """Open the index; a writable open creates the file and applies pending migrations in one transaction."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise NotAnIndexError(f"index not found: {path}")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as e:
+            if _is_lock_error(e):
+                if time.monotonic() < deadline:
+                    time.sleep(0.2)
+                    continue
+                raise IndexLockedError(f"index {path} is locked by another process (an extraction writing?); "
+                                       "try again when it finishes") from None
+            raise NotAnIndexError(f"cannot open index {path}: {str(e).splitlines()[0]}") from None
+        except duckdb.Error as e:
+            raise NotAnIndexError(f"cannot open index {path}: {str(e).splitlines()[0]}") from None
+    try:
+        version = schema_version(con)
+    except duckdb.Error as e:
+        con.close()
+        raise NotAnIndexError(f"{path} is not a neuroboard index: {str(e).splitlines()[0]}") from None
+    if version > LATEST:
+        con.close()
+        raise SchemaTooNewError(f"index {path} has schema version {version}, newer than this neuroboard "
+                                f"understands ({LATEST}); upgrade neuroboard")
+    if version < LATEST:
+        if read_only:
+            con.close()
+            raise NotAnIndexError(f"index {path} has schema version {version}; open it once with a writing "
+                                  "command (e.g. extract) to upgrade it")
+        _migrate(con, version)
+    return con
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    con.execute("BEGIN")
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+                    "applied_at TIMESTAMP DEFAULT current_timestamp)")
+        for v, sql in migrations():
+            if v > version:
+                con.execute(sql)
+                con.execute("INSERT INTO schema_version (version) VALUES (?)", [v])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise

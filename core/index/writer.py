@@ -1,0 +1,134 @@
+"""Writes into the index: columnar (Arrow) inserts inside explicit transactions. SQL is parameterised."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from core.reduce import LayerResult
+
+
+def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:
+    """INSERT the columns of an Arrow table (table names are ours, never user input)."""
+    con.register("_nb_batch", data)
+    try:
+        con.execute(f"INSERT INTO {table} ({', '.join(data.column_names)}) SELECT * FROM _nb_batch")
+    finally:
+        con.unregister("_nb_batch")
+
+
+def ensure_model(con, info: dict, vocab: list[str]) -> int:
+    row = con.execute("SELECT model_id FROM models WHERE name = ? AND source = ?",
+                      [info["name"], info["source"]]).fetchall()[:1]
+    if row:
+        return row[0][0]
+    model_id = con.execute("SELECT coalesce(max(model_id), 0) + 1 FROM models").fetchall()[0][0]
+    con.execute("INSERT INTO models (model_id, name, source, arch, n_layers, d_model, d_mlp, vocab_size) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [model_id, info["name"], info["source"], info["arch"],
+                                                    info["n_layers"], info["d_model"], info["d_mlp"],
+                                                    info["vocab_size"]])
+    insert_arrow(con, "vocab", pa.table({"model_id": pa.array(np.full(len(vocab), model_id, np.int32)),
+                                         "token_id": pa.array(np.arange(len(vocab), dtype=np.int32)),
+                                         "display": pa.array(vocab, pa.string())}))
+    return model_id
+
+
+def ensure_corpus(con, spec: str) -> int:
+    row = con.execute("SELECT corpus_id FROM corpora WHERE spec = ?", [spec]).fetchall()[:1]
+    if row:
+        return row[0][0]
+    cid = con.execute("SELECT coalesce(max(corpus_id), 0) + 1 FROM corpora").fetchall()[0][0]
+    con.execute("INSERT INTO corpora (corpus_id, spec) VALUES (?, ?)", [cid, spec])
+    return cid
+
+
+def create_run(con, model_id: int, corpus_id: int, config: dict, layers: list[int], target: int) -> int:
+    run_id = con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchall()[0][0]
+    con.execute("INSERT INTO runs (run_id, model_id, corpus_id, config, layers, status, tokens_target) "
+                "VALUES (?, ?, ?, ?, ?, 'running', ?)", [run_id, model_id, corpus_id, json.dumps(config),
+                                                         layers, target])
+    return run_id
+
+
+def truncate_run(con, run_id: int, from_doc: int) -> None:
+    """Remove a run's per-token rows from document `from_doc` on (rows a killed chunk left behind)."""
+    for table in ("run_docs", "tokens", "token_norms"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ? AND doc_id >= ?", [run_id, from_doc])
+    for table in ("unit_stats", "top_examples", "intervals", "interval_samples"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+
+
+def write_chunk(con, run_id: int, corpus_id: int, docs: list[tuple[int, str, str]], run_docs: dict,
+                tokens: dict, norms: np.ndarray, progress: tuple[int, int]) -> None:
+    """One transaction: new corpus documents, the chunk's tokens and norms, and the run's progress."""
+    con.execute("BEGIN")
+    try:
+        have = con.execute("SELECT coalesce(max(doc_id), -1) FROM documents WHERE corpus_id = ?",
+                           [corpus_id]).fetchall()[0][0]
+        new = [d for d in docs if d[0] > have]
+        if new:
+            insert_arrow(con, "documents", pa.table({
+                "corpus_id": pa.array([corpus_id] * len(new), pa.int32()),
+                "doc_id": pa.array([d[0] for d in new], pa.int32()),
+                "text": pa.array([d[1] for d in new], pa.string()),
+                "sha": pa.array([d[2] for d in new], pa.string())}))
+        n = len(run_docs["doc_id"])
+        insert_arrow(con, "run_docs", pa.table({"run_id": pa.array(np.full(n, run_id, np.int32)),
+                                                **{k: pa.array(v) for k, v in run_docs.items()}}))
+        m = len(tokens["doc_id"])
+        rid = pa.array(np.full(m, run_id, np.int32))
+        insert_arrow(con, "tokens", pa.table({"run_id": rid, **{k: pa.array(v) for k, v in tokens.items()}}))
+        L = norms.shape[1]
+        flat = pa.array(norms.astype(np.float32).reshape(-1))
+        insert_arrow(con, "token_norms", pa.table({
+            "run_id": rid, "doc_id": pa.array(tokens["doc_id"]), "position": pa.array(tokens["position"]),
+            "norms": pa.FixedSizeListArray.from_arrays(flat, L).cast(pa.list_(pa.float32()))}))
+        con.execute("UPDATE runs SET tokens_done = ?, docs_done = ?, updated_at = current_timestamp "
+                    "WHERE run_id = ?", [progress[0], progress[1], run_id])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+
+
+def write_layer(con, run_id: int, res: LayerResult, doc_of, hist_bins: int) -> None:
+    """Per-unit results of one layer. `doc_of(tok) -> (doc_id, position)` maps global token indices."""
+    d, L = res.count.shape[0], res.layer
+    units = np.arange(d, dtype=np.int32)
+    layer = np.full(d, L, np.int32)
+    run = np.full(d, run_id, np.int32)
+    n = max(res.n_tokens, 1)
+    hist = pa.FixedSizeListArray.from_arrays(pa.array(res.hist.astype(np.int32).reshape(-1)), 2 * hist_bins)
+    insert_arrow(con, "unit_stats", pa.table({
+        "run_id": run, "layer": layer, "unit": units, "n_tokens": np.full(d, res.n_tokens, np.int64),
+        "count_active": res.count.astype(np.int64), "density": res.count / n, "mean": res.mean,
+        "max": res.max.astype(np.float32), "min": res.min.astype(np.float32), "hist_exp": res.exp.astype(np.int32),
+        "hist": hist.cast(pa.list_(pa.int32()))}))
+    K = res.top_tok.shape[1]
+    valid = res.top_tok >= 0  # (d, K)
+    uu, rr = np.nonzero(valid)
+    doc, pos = doc_of(res.top_tok[valid])
+    insert_arrow(con, "top_examples", pa.table({
+        "run_id": np.full(uu.size, run_id, np.int32), "layer": np.full(uu.size, L, np.int32),
+        "unit": uu.astype(np.int32), "rank": rr.astype(np.int32), "doc_id": doc, "position": pos,
+        "activation": res.top_val[valid].astype(np.float32)}))
+    del K
+    iv = res.intervals
+    ui, ii = np.meshgrid(units, np.arange(10, dtype=np.int32), indexing="ij")
+    live = res.max > 0
+    insert_arrow(con, "intervals", pa.table({
+        "run_id": np.full(int(live.sum()) * 10, run_id, np.int32), "layer": np.full(int(live.sum()) * 10, L, np.int32),
+        "unit": ui[live].reshape(-1), "interval": ii[live].reshape(-1), "lo": iv.lo[live].reshape(-1),
+        "hi": iv.hi[live].reshape(-1), "frac_est": iv.frac_est[live].reshape(-1),
+        "exact": iv.exact[live].reshape(-1)}))
+    order = np.lexsort((iv.rank, iv.interval, iv.unit))
+    doc, pos = doc_of(iv.tok[order])
+    m = order.size
+    insert_arrow(con, "interval_samples", pa.table({
+        "run_id": np.full(m, run_id, np.int32), "layer": np.full(m, L, np.int32),
+        "unit": iv.unit[order].astype(np.int32), "interval": iv.interval[order].astype(np.int32),
+        "rank": iv.rank[order].astype(np.int32), "doc_id": doc, "position": pos,
+        "activation": iv.val[order].astype(np.float32)}))
