@@ -198,6 +198,15 @@ def _run_docs(chunk: Chunk) -> dict:
             "n_tokens": np.array([len(ids) for _, _, ids in chunk.docs], np.int32)}
 
 
+def forward_chunk(lm: LoadedModel, chunk: Chunk, reducers: dict[int, LayerReducer], *, batch_tokens: int = 4096,
+                  include_special: bool = False):
+    """The extraction forward pass alone (no index writes, no checkpoint): folds `chunk` into `reducers`
+    ({layer: LayerReducer}) exactly as `extract` does and returns the chunk's (tokens, norms). For benchmarks."""
+    special = set() if include_special else set(lm.tokenizer.all_special_ids)
+    run = _Run(run_id=0, corpus_id=0, layers=sorted(reducers), target=0, reducers=reducers, special=special)
+    return _forward_chunk(lm, chunk, run, batch_tokens, include_special)
+
+
 @torch.inference_mode()
 def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, include_special: bool):
     """Every window of the chunk through the model once; hooks fold MLP activations into the reducers.

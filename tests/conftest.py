@@ -48,3 +48,110 @@ def tiny_model(arch: str):
 @pytest.fixture(params=["llama", "gemma3", "gpt2"])
 def tiny(request):
     return tiny_model(request.param)
+
+
+TINY_TEXT = """The cat sat on the mat. The dog chased the cat around the garden, and the bird watched from a tree.
+Paris is the capital of France. Rome is the capital of Italy. Berlin is the capital of Germany.
+In 1905 the physicist published four papers. Numbers like 12, 345 and 6789 appear in tables and lists.
+def add(a, b):\n    return a + b\n# a function that adds two numbers <b>bold</b> <script>alert(1)</script>
+"""
+
+
+def tiny_tokenizer(vocab_size: int = 300):
+    """A byte-level BPE trained here, offline, with a BOS token that the tokenizer adds by default."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<bos>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([TINY_TEXT] * 4, trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", pad_token="<pad>")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory):
+    """A tiny random Llama with its tokenizer saved as a local model folder (loads through the Auto classes)."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model = tiny_model("llama")
+    model.config.bos_token_id, model.config.pad_token_id = 0, 1
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def write_corpus(path, n_docs: int = 12, seed: int = 0) -> str:
+    """A .txt corpus of documents (blank-line separated) of varied lengths built from TINY_TEXT's sentences."""
+    rng = np.random.default_rng(seed)
+    sents = [s.strip() + "." for s in TINY_TEXT.replace("\n", " ").split(".") if s.strip()]
+    docs = [" ".join(rng.choice(sents, size=int(rng.integers(1, 25)))) for _ in range(n_docs)]
+    path.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def tiny_index(tmp_path):
+    """A small index: one model, one corpus, run 1 complete (1,000 tokens), run 2 running at 40% (400 / 1,000)."""
+    import json
+
+    from core.index.db import connect
+
+    path = tmp_path / "index.duckdb"
+    con = connect(path)
+    try:
+        con.execute("INSERT INTO models (model_id, name, source, arch, n_layers, d_model, d_mlp, vocab_size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [1, "tiny-llama", "test", "llama", 3, 64, 128, 300])
+        con.execute("INSERT INTO corpora (corpus_id, spec) VALUES (?, ?)", [1, "demo"])
+        config = json.dumps({"model": "tiny-llama", "context_len": 64})
+        con.executemany("INSERT INTO runs (run_id, model_id, corpus_id, config, layers, status, tokens_done, "
+                        "docs_done, tokens_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [[1, 1, 1, config, [0, 1, 2], "complete", 1000, 12, 1000],
+                         [2, 1, 1, config, [0, 2], "running", 400, 5, 1000]])
+    finally:
+        con.close()
+    return path
+
+
+@pytest.fixture
+def dashboard_server(tiny_index, tmp_path):
+    """`core.serve`'s command serving `tiny_index` on a free localhost port; yields the base URL once healthy."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from core.serve import serve_command, serve_env
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "streamlit.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(serve_command(tiny_index, port=port), env=serve_env(tiny_index), stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read().decode() == "ok":
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"no health 'ok' from {url} in 60 s:\n{log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,238 @@
+"""Extraction speed and memory: reducers on every layer's MLP neurons vs a bare forward vs an nnsight capture.
+
+    .venv/bin/python bench/extract.py --json [--tokens 16384] [--skip-rss] [--also-gemma]
+
+All timed paths run in one process over the same batches (core.corpus: demo documents -> chunks -> batches) with
+2 torch threads. Peak RSS of a small and a large `extract()` run is read in fresh subprocesses
+(`--rss-child N`). One JSON object goes to stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from core.corpus import Corpus, batches, iter_chunks, tokenize
+from core.extract import ExtractConfig, Progress, extract, forward_chunk
+from core.models import LoadedModel, load_model
+from core.reduce import LayerReducer, ReduceConfig
+
+log = logging.getLogger("bench.extract")
+THREADS, CONTEXT_LEN, BATCH_TOKENS = 2, 256, 4096
+TARGETS = {"ratio_vs_bare": 1.2, "rss_growth": 0.10}
+
+
+def make_chunks(lm: LoadedModel, tokens: int, chunk_tokens: int) -> list:
+    return list(iter_chunks(Corpus("demo").documents(), lm.tokenizer, max_tokens=tokens, context_len=CONTEXT_LEN,
+                            chunk_tokens=chunk_tokens))
+
+
+def padded(batch) -> torch.Tensor:
+    """Right-padded (B, T) ids, as core.extract packs them."""
+    ids = torch.zeros(len(batch), len(batch[0].ids), dtype=torch.long)
+    for i, w in enumerate(batch):
+        ids[i, : len(w.ids)] = torch.tensor(w.ids)
+    return ids
+
+
+def per_chunk(chunks, run_chunk) -> list[float]:
+    """Seconds spent in run_chunk(chunk), one entry per chunk."""
+    out = []
+    for c in chunks:
+        t0 = time.perf_counter()
+        run_chunk(c)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def each_batch(forward):
+    """A chunk runner: `forward(ids)` on every batch of the chunk, under inference mode."""
+    @torch.inference_mode()
+    def run(chunk) -> None:
+        for b in batches(chunk.windows, BATCH_TOKENS):
+            forward(padded(b))
+    return run
+
+
+def nnsight_forward(lm: LoadedModel):
+    """(forward(ids) saving every layer's down_proj input with nnsight, version), or (None, why not)."""
+    try:
+        import nnsight
+        from nnsight import NNsight
+    except ImportError as e:
+        return None, f"nnsight is not installed ({e})"
+    base = lm.points.base
+    names = {m: n for n, m in base.named_modules()}
+    traced = NNsight(base)  # the base model, like the extraction: no unembedding
+
+    def envoy(path: str):
+        e = traced
+        for part in path.split("."):
+            e = e[int(part)] if part.isdigit() else getattr(e, part)
+        return e
+
+    downs = [envoy(names[m]) for m in lm.points.mlp_down]
+
+    def forward(ids: torch.Tensor) -> None:
+        with traced.trace(ids):
+            acts = nnsight.save([d.input for d in downs])  # (B, T, d_mlp) per layer, saved only
+        assert len(acts) == len(downs)
+
+    return forward, nnsight.__version__
+
+
+def compare(lm: LoadedModel, tokens: int, chunk_tokens: int) -> dict:
+    """bare / extraction / nnsight on the same chunks and batches."""
+    chunks = make_chunks(lm, tokens, chunk_tokens)
+    n_tok = sum(c.n_tokens for c in chunks)
+    n_batches = sum(len(batches(c.windows, BATCH_TOKENS)) for c in chunks)
+    first = batches(chunks[0].windows, BATCH_TOKENS)[0]
+    log.info("%s: %d tokens, %d chunks, %d batches; warming up", lm.name, n_tok, len(chunks), n_batches)
+    with torch.inference_mode():
+        lm.model(padded(first))
+    bare = per_chunk(chunks, each_batch(lm.model))  # full causal LM, unembedding included
+    log.info("bare %.1fs", sum(bare))
+    rcfg = ReduceConfig()
+    reducers = {layer: LayerReducer(lm.points.d_mlp, layer, rcfg) for layer in range(lm.n_layers)}
+
+    def run_extract(chunk) -> None:
+        forward_chunk(lm, chunk, reducers, batch_tokens=BATCH_TOKENS)
+        for r in reducers.values():  # extract() flushes pending reservoir candidates at each checkpoint
+            r.flush()
+
+    ext = per_chunk(chunks, run_extract)
+    log.info("extract %.1fs", sum(ext))
+    reducers.clear()
+    nn_forward, version = nnsight_forward(lm)
+    nns = None
+    if nn_forward:
+        with torch.inference_mode():
+            nn_forward(padded(first)[:1, :16])  # one-time tracing set-up stays out of the timing
+        nns = per_chunk(chunks, each_batch(nn_forward))
+        log.info("nnsight %.1fs", sum(nns))
+
+    def ratio(a, b):
+        return round(sum(a) / sum(b), 3) if a and b and sum(b) > 0 else None
+
+    out = {"model": lm.name, "tokens": n_tok, "batches": n_batches, "chunks": len(chunks),
+           "chunk_tokens": chunk_tokens, "batch_tokens": BATCH_TOKENS, "context_len": CONTEXT_LEN,
+           "layers": lm.n_layers, "d_mlp": lm.points.d_mlp,
+           "bare_s": round(sum(bare), 3), "extract_s": round(sum(ext), 3),
+           "nnsight_s": round(sum(nns), 3) if nns else None,
+           "ratio_vs_bare": ratio(ext, bare), "ratio_vs_bare_steady": ratio(ext[1:], bare[1:]),
+           "ratio_vs_nnsight": ratio(ext, nns), "ratio_vs_nnsight_steady": ratio(ext[1:], nns[1:] if nns else None),
+           "tokens_per_s": round(n_tok / sum(ext), 1), "bare_tokens_per_s": round(n_tok / sum(bare), 1),
+           "per_chunk_s": {"bare": [round(x, 2) for x in bare], "extract": [round(x, 2) for x in ext],
+                           "nnsight": [round(x, 2) for x in nns] if nns else None},
+           "bare_note": "lm.model(ids): full causal LM incl. unembedding; extraction runs the base model "
+                        "(no unembedding) and stops after the last hooked layer",
+           "steady_note": "ratios over chunks 2.. (the first chunk fills the reducers' top-K and reservoirs)"}
+    if nn_forward:
+        out["nnsight_version"] = version
+        out["nnsight_note"] = ("nnsight wraps the base model (no unembedding) and only saves every layer's "
+                               "down_proj input; it does no reductions and no residual norms")
+    else:
+        out["nnsight_reason"] = version
+    return out
+
+
+def end_to_end(lm: LoadedModel, tokens: int, tmp: Path) -> dict:
+    cfg = ExtractConfig(model=lm.name, db=str(tmp / "e2e.duckdb"), max_tokens=tokens, threads=THREADS)
+    done: list[Progress] = []
+    t0 = time.perf_counter()
+    extract(cfg, lm=lm, on_progress=done.append)
+    dt = time.perf_counter() - t0
+    log.info("end to end %.1fs", dt)
+    return {"end_to_end_s": round(dt, 3), "end_to_end_tokens_per_s": round(done[-1].tokens_done / dt, 1),
+            "end_to_end_note": f"core.extract.extract() into a fresh DuckDB, default config (chunk_tokens="
+                               f"{cfg.chunk_tokens}): vocab, DB writes, checkpoints and finalize included"}
+
+
+def write_corpus(lm: LoadedModel, tokens: int, path: Path) -> None:
+    """Demo documents (inner blank lines dropped, so each stays one document) repeated to >= `tokens` tokens."""
+    docs = ["\n".join(line for line in d.splitlines() if line.strip()) for d in Corpus("demo").documents()]
+    have = sum(len(tokenize(lm.tokenizer, d)) for d in docs)
+    with path.open("w", encoding="utf-8") as f:
+        for _ in range(math.ceil(tokens / have) + 1):
+            f.writelines(d + "\n\n" for d in docs)
+
+
+def rss_child(model: str, corpus: str, tokens: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = ExtractConfig(model=model, db=str(Path(tmp) / "rss.duckdb"), corpus=corpus, max_tokens=tokens,
+                            threads=THREADS)
+        done: list[Progress] = []
+        t0 = time.perf_counter()
+        extract(cfg, on_progress=done.append)
+        dt = time.perf_counter() - t0
+    return {"tokens": done[-1].tokens_done, "seconds": round(dt, 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def rss(lm: LoadedModel, small: int, large: int, tmp: Path) -> dict:
+    corpus = tmp / "corpus.txt"
+    write_corpus(lm, max(small, large), corpus)
+    res = {}
+    for label, n in (("small", small), ("large", large)):
+        log.info("peak RSS, %s: extract() over %d tokens in a subprocess", label, n)
+        p = subprocess.run([sys.executable, __file__, "--rss-child", str(n), "--model", lm.name, "--corpus",
+                            str(corpus)], stdout=subprocess.PIPE, text=True, check=True)
+        res[label] = json.loads(p.stdout)
+        log.info("%s: %s", label, res[label])
+    s, g = res["small"]["peak_rss_mb"], res["large"]["peak_rss_mb"]
+    return {"peak_rss_mb_small": s, "peak_rss_mb_large": g, "rss_growth": round((g - s) / s, 4),
+            "rss_tokens_small": res["small"]["tokens"], "rss_tokens_large": res["large"]["tokens"],
+            "rss_seconds": {"small": res["small"]["seconds"], "large": res["large"]["seconds"]},
+            "rss_note": "ru_maxrss of a fresh process running extract() (default config) over the demo documents "
+                        "repeated into a .txt corpus"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print the result as one compact JSON line")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--tokens", type=int, default=16384, help="tokens of the timed comparison")
+    ap.add_argument("--chunk-tokens", type=int, default=4096,
+                    help="chunk size of the timed comparison (several chunks, so a steady state exists)")
+    ap.add_argument("--small-tokens", type=int, default=20_000)
+    ap.add_argument("--large-tokens", type=int, default=200_000)
+    ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--also-gemma", action="store_true", help="also time gemma3-270m (no RSS)")
+    ap.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(THREADS)
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):  # stray prints must not spoil the JSON
+        if args.rss_child:
+            result = rss_child(args.model, args.corpus, args.rss_child)
+        else:
+            lm = load_model(args.model)
+            result = {"torch": torch.__version__, "threads": THREADS, "targets": TARGETS,
+                      **compare(lm, args.tokens, args.chunk_tokens)}
+            with tempfile.TemporaryDirectory() as tmp:
+                result.update(end_to_end(lm, args.tokens, Path(tmp)))
+                if args.skip_rss:
+                    result["rss_note"] = "skipped (--skip-rss)"
+                else:
+                    result.update(rss(lm, args.small_tokens, args.large_tokens, Path(tmp)))
+            if args.also_gemma and args.model != "gemma3-270m":
+                del lm
+                result["gemma3-270m"] = compare(load_model("gemma3-270m"), args.tokens, args.chunk_tokens)
+    print(json.dumps(result, separators=(",", ":")) if args.json else json.dumps(result, indent=2), file=stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Named, parameterised read queries over the index. Each takes a connection (or cursor) and returns plain data."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+
+class QueryError(ValueError):
+    """A request the index cannot answer (unknown run, unit out of range); one line."""
+
+
+@dataclass
+class RunInfo:
+    run_id: int
+    model: str
+    model_id: int
+    corpus: str
+    status: str
+    tokens: int
+    tokens_target: int | None
+    docs: int
+    layers: list[int]
+    n_layers: int
+    d_mlp: int
+    created_at: str
+    updated_at: str
+    config: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def list_runs(con) -> list[RunInfo]:
+    rows = con.execute(
+        "SELECT r.run_id, m.name, m.model_id, c.spec, r.status, r.tokens_done, r.tokens_target, r.docs_done, r.layers, "
+        "m.n_layers, m.d_mlp, r.created_at::TEXT, r.updated_at::TEXT, r.config "
+        "FROM runs r JOIN models m USING (model_id) JOIN corpora c USING (corpus_id) ORDER BY r.run_id").fetchall()
+    return [RunInfo(*r[:13], config=json.loads(r[13])) for r in rows]
+
+
+def get_run(con, run_id: int) -> RunInfo:
+    for r in list_runs(con):
+        if r.run_id == run_id:
+            return r
+    raise QueryError(f"no run {run_id} in this index")
+
+
+def check_unit(con, run_id: int, layer: int, unit: int) -> RunInfo:
+    run = get_run(con, run_id)
+    if layer not in run.layers:
+        raise QueryError(f"run {run_id} has no layer {layer} (indexed layers: {_ranges(run.layers)})")
+    if not 0 <= unit < run.d_mlp:
+        raise QueryError(f"unit {unit} out of range: layer {layer} has units 0-{run.d_mlp - 1}")
+    if run.status != "complete":
+        raise QueryError(f"run {run_id} is {run.status}; per-unit results appear when it completes")
+    return run
+
+
+def _ranges(xs: list[int]) -> str:
+    out, i = [], 0
+    while i < len(xs):
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
+            j += 1
+        out.append(str(xs[i]) if i == j else f"{xs[i]}-{xs[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def unit_stats(con, run_id: int, layer: int, unit: int) -> dict:
+    check_unit(con, run_id, layer, unit)
+    cur = con.execute("SELECT n_tokens, count_active, density, mean, max, min, hist_exp, hist FROM unit_stats "
+                      "WHERE run_id = ? AND layer = ? AND unit = ?", [run_id, layer, unit])
+    names = [d[0] for d in cur.description]
+    return dict(zip(names, cur.fetchall()[0], strict=True))
+
+
+def context(con, run_id: int, doc_id: int, lo: int, hi: int) -> list[tuple[int, int, str]]:
+    """(position, token_id, display) of positions lo..hi (inclusive) of one document."""
+    return con.execute(
+        "SELECT t.position, t.token_id, v.display FROM tokens t "
+        "JOIN runs r ON r.run_id = t.run_id JOIN vocab v ON v.model_id = r.model_id AND v.token_id = t.token_id "
+        "WHERE t.run_id = ? AND t.doc_id = ? AND t.position BETWEEN ? AND ? ORDER BY t.position",
+        [run_id, doc_id, lo, hi]).fetchall()
+
+
+def top_examples(con, run_id: int, layer: int, unit: int, k: int = 10, window: int = 8) -> list[dict]:
+    """The unit's top-k examples: doc_id, position, activation, token and `window` tokens of context each side."""
+    check_unit(con, run_id, layer, unit)
+    rows = con.execute("SELECT rank, doc_id, position, activation FROM top_examples "
+                       "WHERE run_id = ? AND layer = ? AND unit = ? AND rank < ? ORDER BY rank",
+                       [run_id, layer, unit, k]).fetchall()
+    out = []
+    for rank, doc_id, pos, act in rows:
+        ctx = context(con, run_id, doc_id, pos - window, pos + window)
+        tok = next(d for p, _, d in ctx if p == pos)
+        out.append({"rank": rank, "doc_id": doc_id, "position": pos, "activation": act, "token": tok,
+                    "token_id": next(t for p, t, _ in ctx if p == pos),
+                    "left": "".join(d for p, _, d in ctx if p < pos), "right": "".join(d for p, _, d in ctx if p > pos),
+                    "context_tokens": [d for _, _, d in ctx], "context_positions": [p for p, _, _ in ctx]})
+    return out
+
+
+def interval_samples(con, run_id: int, layer: int, unit: int) -> list[dict]:
+    check_unit(con, run_id, layer, unit)
+    ivs = con.execute("SELECT interval, lo, hi, frac_est, exact FROM intervals WHERE run_id = ? AND layer = ? "
+                      "AND unit = ? ORDER BY interval", [run_id, layer, unit]).fetchall()
+    samples = con.execute("SELECT interval, rank, doc_id, position, activation FROM interval_samples "
+                          "WHERE run_id = ? AND layer = ? AND unit = ? ORDER BY interval, rank",
+                          [run_id, layer, unit]).fetchall()
+    by = {}
+    for i, rank, doc, pos, act in samples:
+        by.setdefault(i, []).append({"rank": rank, "doc_id": doc, "position": pos, "activation": act})
+    return [{"interval": i, "lo": lo, "hi": hi, "frac_est": f, "exact": ex, "samples": by.get(i, [])}
+            for i, lo, hi, f, ex in ivs]
+
+
+def window_start(run: RunInfo, position: int) -> int:
+    """First position of the window that held `position` when the run saw it (windows: [w*T, (w+1)*T))."""
+    T = int(run.config["context_len"])
+    return (position // T) * T
+
+
+def document_tokens(con, run_id: int, doc_id: int) -> list[int]:
+    return [r[0] for r in con.execute("SELECT token_id FROM tokens WHERE run_id = ? AND doc_id = ? ORDER BY position",
+                                      [run_id, doc_id]).fetchall()]

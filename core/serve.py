@@ -1,0 +1,60 @@
+"""Start the dashboard: `streamlit run dashboard/app.py` in a child process, bound to localhost by default.
+
+Used by `neuroboard serve --db INDEX` (core.cli). Streamlit is only a child process here; this module never imports
+it (core never imports the UI).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+
+def app_path() -> Path:
+    """dashboard/app.py, found through the installed (or editable) `dashboard` package."""
+    return Path(str(files("dashboard").joinpath("app.py")))
+
+
+def check_db(db: str | Path) -> Path:
+    """The index as an absolute path; FileNotFoundError (one line) when there is no such file."""
+    path = Path(db).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"index not found: {path} (build one with `neuroboard extract` or `make demo`)")
+    return path
+
+
+def serve_command(db: str | Path, host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
+    """The argv that runs the dashboard on `db` (passed by serve_env) with protections on and telemetry off."""
+    check_db(db)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} out of range 1-65535")
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()),
+            "--server.address", host, "--server.port", str(port),
+            "--server.headless", str(headless).lower(),
+            "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
+            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+
+
+def serve_env(db: str | Path) -> dict[str, str]:
+    """This process's environment plus NEUROBOARD_DB (absolute) and the package root on PYTHONPATH."""
+    env = dict(os.environ, NEUROBOARD_DB=str(check_db(db)))
+    root = str(app_path().parent.parent)  # streamlit puts dashboard/ on sys.path, not its parent
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> int:
+    """Run the dashboard on `db` until it stops (Ctrl-C stops both); returns Streamlit's exit code."""
+    env = serve_env(db)
+    proc = subprocess.Popen(serve_command(db, host, port, headless), env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # the terminal sent SIGINT to streamlit too; let it shut down cleanly
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()

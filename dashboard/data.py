@@ -1,0 +1,87 @@
+"""Pure data helpers for the pages: open the index briefly, read, close, return pandas DataFrames.
+
+No streamlit here. Every read opens the index read-only with a short lock wait and closes it before returning, so
+an extraction in another process can commit between two reads (DuckDB allows one writing process per file).
+"""
+
+from __future__ import annotations
+
+import os
+from itertools import groupby
+from pathlib import Path
+
+import pandas as pd
+
+from core.index.db import connect
+from core.index.queries import RunInfo, list_runs
+
+DB_ENV = "NEUROBOARD_DB"
+DEFAULT_DB = "data/demo.duckdb"
+LOCK_WAIT_S = 2.0
+
+RUN_COLUMNS = ["run_id", "model", "corpus", "status", "tokens", "target", "progress", "layers", "d_mlp",
+               "created"]
+
+
+def index_path() -> Path:
+    """The index the dashboard reads: $NEUROBOARD_DB (set by `core.serve`), else the demo index.
+
+    Only the environment chooses the file; nothing in the URL does.
+    """
+    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
+
+
+def load_runs(path: str | Path) -> list[RunInfo]:
+    """All runs of the index. Raises core.index.db.IndexError_ subclasses (locked, not an index, too new)."""
+    con = connect(path, read_only=True, wait_s=LOCK_WAIT_S)
+    try:
+        return list_runs(con)
+    finally:
+        con.close()
+
+
+def layer_ranges(layers: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    groups = [[x for _, x in g] for _, g in groupby(enumerate(sorted(layers)), key=lambda p: p[1] - p[0])]
+    return ",".join(str(g[0]) if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups)
+
+
+def progress_pct(run: RunInfo) -> float | None:
+    """Percent of the token target done, for a run still extracting; None otherwise (or with no target)."""
+    if run.status != "running" or not run.tokens_target:
+        return None
+    return min(100.0, 100.0 * run.tokens / run.tokens_target)
+
+
+def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
+    """One row per run, the columns of RUN_COLUMNS, in run order."""
+    rows = [{"run_id": r.run_id, "model": r.model, "corpus": r.corpus, "status": r.status, "tokens": r.tokens,
+             "target": r.tokens_target, "progress": progress_pct(r),
+             "layers": f"{layer_ranges(r.layers)} of {r.n_layers}", "d_mlp": r.d_mlp,
+             "created": r.created_at[:16]} for r in runs]
+    df = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return df.astype({"target": "Int64", "progress": "Float64"})
+
+
+def models_frame(runs: list[RunInfo]) -> pd.DataFrame:
+    """One row per model that has runs: model, n_layers, d_mlp, runs, tokens (summed over its runs)."""
+    cols = ["model", "n_layers", "d_mlp", "runs", "tokens"]
+    if not runs:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame([{"model": r.model, "model_id": r.model_id, "n_layers": r.n_layers, "d_mlp": r.d_mlp,
+                        "tokens": r.tokens} for r in runs])
+    out = df.groupby(["model_id", "model", "n_layers", "d_mlp"], sort=True, as_index=False).agg(
+        runs=("tokens", "size"), tokens=("tokens", "sum"))
+    return out[cols]
+
+
+def running_lines(runs: list[RunInfo]) -> list[tuple[float, str]]:
+    """(fraction done, label) for each run still extracting, for progress bars."""
+    out = []
+    for r in runs:
+        pct = progress_pct(r)
+        if r.status == "running":
+            target = f" / {r.tokens_target:,}" if r.tokens_target else ""
+            label = f"Run {r.run_id} ({r.model} on {r.corpus}) is extracting: {r.tokens:,}{target} tokens"
+            out.append(((pct or 0.0) / 100.0, label + (f" ({pct:.0f}%)" if pct is not None else "")))
+    return out

@@ -1,0 +1,52 @@
+"""dashboard.data: pure helpers over a real (tiny) index, checked against hand-written expectations."""
+
+import pandas as pd
+
+from core.index.queries import RunInfo
+from dashboard import data
+
+
+def _run(**kw) -> RunInfo:
+    base = dict(run_id=1, model="m", model_id=1, corpus="demo", status="complete", tokens=10, tokens_target=10,
+                docs=1, layers=[0], n_layers=1, d_mlp=8, created_at="2025-01-02 03:04:05.6", updated_at="",
+                config={})
+    return RunInfo(**(base | kw))
+
+
+def test_layer_ranges():
+    assert data.layer_ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    assert data.layer_ranges([3]) == "3"
+    assert data.layer_ranges([]) == ""
+
+
+def test_progress_only_for_running_runs_with_a_target():
+    assert data.progress_pct(_run(status="running", tokens=250, tokens_target=1000)) == 25.0
+    assert data.progress_pct(_run(status="running", tokens_target=None)) is None
+    assert data.progress_pct(_run(status="complete", tokens=7, tokens_target=10)) is None
+
+
+def test_index_path_from_env_only(monkeypatch):
+    monkeypatch.delenv(data.DB_ENV, raising=False)
+    assert str(data.index_path()) == data.DEFAULT_DB
+    monkeypatch.setenv(data.DB_ENV, "/x/y.duckdb")
+    assert str(data.index_path()) == "/x/y.duckdb"
+
+
+def test_frames_from_index(tiny_index):
+    runs = data.load_runs(tiny_index)
+    df = data.runs_frame(runs)
+    assert list(df.columns) == data.RUN_COLUMNS
+    assert df["run_id"].tolist() == [1, 2]
+    assert df["status"].tolist() == ["complete", "running"]
+    assert pd.isna(df["progress"][0]) and df["progress"][1] == 40.0
+    assert df["layers"].tolist() == ["0-2 of 3", "0,2 of 3"]
+    models = data.models_frame(runs)
+    assert models.to_dict("records") == [{"model": "tiny-llama", "n_layers": 3, "d_mlp": 128, "runs": 2,
+                                          "tokens": 1400}]
+    assert data.running_lines(runs) == [
+        (0.4, "Run 2 (tiny-llama on demo) is extracting: 400 / 1,000 tokens (40%)")]
+
+
+def test_empty_frames():
+    assert data.runs_frame([]).empty and list(data.runs_frame([]).columns) == data.RUN_COLUMNS
+    assert data.models_frame([]).empty

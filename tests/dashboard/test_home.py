@@ -1,0 +1,91 @@
+"""Home page through AppTest: the runs table, the progress of a running run, and friendly index problems."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+HOLD_LOCK = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(30)"
+
+
+def run_app(monkeypatch, db) -> AppTest:
+    monkeypatch.setenv("NEUROBOARD_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=30)
+    return at.run()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_home_lists_runs_and_progress(monkeypatch, tiny_index):
+    at = run_app(monkeypatch, tiny_index)
+    assert not at.exception
+    runs = at.dataframe[0].value
+    assert runs["run_id"].tolist() == [1, 2]
+    assert runs["model"].tolist() == ["tiny-llama", "tiny-llama"]
+    assert runs["status"].tolist() == ["complete", "running"]
+    assert runs["tokens"].tolist() == [1000, 400] and runs["target"].tolist() == [1000, 1000]
+    assert pd.isna(runs["progress"][0]) and runs["progress"][1] == pytest.approx(40.0)
+    assert at.dataframe[1].value["model"].tolist() == ["tiny-llama"]
+    bars = at.get("progress")
+    assert len(bars) == 1 and "400 / 1,000 tokens (40%)" in bars[0].proto.text
+    assert at.session_state["home_live"]  # a running run keeps the view refreshing
+    assert at.sidebar.code[0].value == str(tiny_index)
+
+
+def test_missing_index_is_a_friendly_message(monkeypatch, tmp_path):
+    at = run_app(monkeypatch, tmp_path / "nope.duckdb")
+    assert not at.exception
+    assert "No index at" in texts(at.info)
+    assert not at.dataframe
+
+
+def test_not_an_index_is_a_friendly_message(monkeypatch, tmp_path):
+    bad = tmp_path / "bad.duckdb"
+    bad.write_text("not a database")
+    at = run_app(monkeypatch, bad)
+    assert not at.exception
+    assert "cannot open index" in texts(at.warning)
+
+
+def test_index_locked_by_a_writer_then_retry(monkeypatch, tiny_index):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tiny_index)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        at = run_app(monkeypatch, tiny_index)
+        assert not at.exception
+        assert "The index is updating" in texts(at.warning)
+        assert not at.dataframe
+        assert at.session_state["home_live"]
+    finally:
+        holder.kill()
+        holder.wait()
+    at.button(key="home_retry").click().run()
+    assert not at.exception
+    assert at.dataframe[0].value["run_id"].tolist() == [1, 2]
+
+
+def test_empty_index_says_so(monkeypatch, tmp_path):
+    from core.index.db import connect
+
+    db = tmp_path / "empty.duckdb"
+    connect(db).close()
+    at = run_app(monkeypatch, db)
+    assert not at.exception
+    assert "no runs yet" in texts(at.info)
+
+
+def test_url_cannot_choose_the_index(monkeypatch, tiny_index, tmp_path):
+    monkeypatch.setenv("NEUROBOARD_DB", str(tiny_index))
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["db"] = str(tmp_path / "other.duckdb")
+    at.run()
+    assert not at.exception
+    assert at.sidebar.code[0].value == str(tiny_index)
+    assert at.dataframe[0].value["run_id"].tolist() == [1, 2]
