@@ -6,6 +6,7 @@ commits. A file lock held by another process is retried for `wait_s` seconds bef
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from importlib.resources import files
@@ -54,9 +55,11 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()[0][0]
 
 
-def connect(path: str | Path, *, read_only: bool = False, wait_s: float = 10.0) -> duckdb.DuckDBPyConnection:
+def connect(path: str | Path, *, read_only: bool = False, wait_s: float | None = None) -> duckdb.DuckDBPyConnection:
     """Open the index; a writable open creates the file and applies pending migrations in one transaction."""
     path = Path(path)
+    if wait_s is None:
+        wait_s = float(os.environ.get("NEUROBOARD_LOCK_WAIT", "10"))
     if read_only and not path.exists():
         raise NotAnIndexError(f"index not found: {path}")
     deadline = time.monotonic() + wait_s

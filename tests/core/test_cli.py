@@ -1,0 +1,118 @@
+"""CLI: --json outputs, and bad input gives one clear line (exit 2) while the index stays exactly as it was."""
+
+import json
+import subprocess
+import sys
+import time
+
+import duckdb
+import pytest
+from conftest import write_corpus
+
+from core.cli import main
+from core.index.db import connect
+
+
+@pytest.fixture(scope="module")
+def index(tiny_lm_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    corpus = write_corpus(tmp / "c.txt", n_docs=6)
+    db = tmp / "i.duckdb"
+    rc = main(["extract", "--model", str(tiny_lm_dir), "--corpus", corpus, "--db", str(db), "--context-len", "32",
+               "--top-k", "5", "--no-progress"])
+    assert rc == 0
+    return db, corpus
+
+
+def snapshot(db):
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}
+    finally:
+        con.close()
+
+
+def test_runs_and_top_json(index, capsys, tiny_lm_dir):
+    db, _ = index
+    assert main(["runs", "--db", str(db), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["run_id"], r["model"], r["status"]) for r in runs] == [(1, str(tiny_lm_dir), "complete")]
+    assert runs[0]["tokens"] > 0
+    assert main(["top", "--db", str(db), "--run", "1", "--layer", "1", "--unit", "3", "--k", "5", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)
+    assert len(top) == 5 and [t["rank"] for t in top] == list(range(5))
+    assert all({"doc_id", "position", "activation", "token", "left", "right"} <= set(t) for t in top)
+    assert top[0]["activation"] >= top[-1]["activation"]
+    assert main(["top", "--db", str(db), "--run", "1", "--layer", "1", "--unit", "3", "--k", "2"]) == 0
+    assert "[[" in capsys.readouterr().out
+
+
+def bad(capsys, args):
+    rc = main(args)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("neuroboard: error: ") and "\n" not in err, err
+    return err
+
+
+def test_bad_inputs_leave_index_untouched(index, capsys, tmp_path, tiny_lm_dir):
+    db, corpus = index
+    before = snapshot(db)
+    base = ["extract", "--db", str(db), "--no-progress"]
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text("  \n\n ")
+    (tmp_path / "bin.txt").write_bytes(b"text\x00\x01\x02")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 cr\xe8me".encode("latin-1"))
+    (tmp_path / "notext.csv").write_text("a,b\n1,2\n")
+    cases = {
+        "not a built-in name": base + ["--model", "no-such-model", "--corpus", corpus],
+        "tried hub id nobody/nothing": base + ["--model", "nobody/nothing", "--corpus", corpus],
+        "missing": base + ["--model", str(tiny_lm_dir), "--corpus", str(tmp_path / "missing.txt")],
+        "empty": base + ["--model", str(tiny_lm_dir), "--corpus", str(tmp_path / "empty.txt")],
+        "no text": base + ["--model", str(tiny_lm_dir), "--corpus", str(tmp_path / "blank.txt")],
+        "binary": base + ["--model", str(tiny_lm_dir), "--corpus", str(tmp_path / "bin.txt")],
+        "UTF-8": base + ["--model", str(tiny_lm_dir), "--corpus", str(tmp_path / "latin1.txt")],
+        "'text' column": base + ["--model", str(tiny_lm_dir), "--corpus", str(tmp_path / "notext.csv")],
+        "out of range": base + ["--model", str(tiny_lm_dir), "--corpus", corpus, "--layers", "0-7"],
+        "--layers": base + ["--model", str(tiny_lm_dir), "--corpus", corpus, "--layers", "one"],
+        "resume": base + ["--model", str(tiny_lm_dir), "--corpus", corpus, "--resume"],
+    }
+    for needle, args in cases.items():
+        assert needle in bad(capsys, args)
+    assert "units 0-127" in bad(capsys, ["top", "--db", str(db), "--run", "1", "--layer", "0", "--unit", "128"])
+    assert "no layer 9" in bad(capsys, ["top", "--db", str(db), "--run", "1", "--layer", "9", "--unit", "0"])
+    assert "no run 5" in bad(capsys, ["top", "--db", str(db), "--run", "5", "--layer", "0", "--unit", "0"])
+    assert "not found" in bad(capsys, ["runs", "--db", str(tmp_path / "none.duckdb")])
+    assert snapshot(db) == before
+
+
+def test_locked_index(index, capsys, monkeypatch, tiny_lm_dir):
+    db, corpus = index
+    before = snapshot(db)
+    monkeypatch.setenv("NEUROBOARD_LOCK_WAIT", "0.5")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('locked', flush=True); time.sleep(60)", str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert "locked by another process" in bad(capsys, ["runs", "--db", str(db)])
+        assert "locked by another process" in bad(capsys, ["extract", "--db", str(db), "--model", str(tiny_lm_dir),
+                                                            "--corpus", corpus, "--no-progress"])
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.2)
+    assert snapshot(db) == before
+
+
+def test_newer_schema(index, capsys, tmp_path, tiny_lm_dir):
+    db, corpus = index
+    newer = tmp_path / "newer.duckdb"
+    newer.write_bytes(db.read_bytes())
+    con = connect(newer)
+    con.execute("INSERT INTO schema_version (version) VALUES (999)")
+    con.close()
+    before = snapshot(newer)
+    assert "schema version 999" in bad(capsys, ["runs", "--db", str(newer)])
+    assert "schema version 999" in bad(capsys, ["extract", "--db", str(newer), "--model", str(tiny_lm_dir),
+                                                "--corpus", corpus, "--no-progress"])
+    assert snapshot(newer) == before
