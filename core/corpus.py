@@ -129,7 +129,7 @@ def _hf_documents(spec: str) -> Iterator[str]:
             if row.get("text"):
                 yield row["text"]
     except Exception as e:
-        raise CorpusError(f"could not load dataset {spec!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        raise CorpusError(f"could not load dataset {spec!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 @dataclass

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from bruteforce import brute_force
 
 from core.reduce import LayerReducer, ReduceConfig
