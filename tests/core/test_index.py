@@ -1,0 +1,45 @@
+"""Index file: numbered migrations, schema_version, refusal of newer schemas and of non-index files."""
+
+import duckdb
+import pytest
+
+from core.index.db import LATEST, NotAnIndexError, SchemaTooNewError, connect, migrations
+
+
+def test_migrations_numbered_and_applied(tmp_path):
+    nums = [v for v, _ in migrations()]
+    assert nums == list(range(1, len(nums) + 1)) and LATEST == nums[-1]
+    db = tmp_path / "a.duckdb"
+    con = connect(db)
+    assert con.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == [(v,) for v in nums]
+    tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert {"models", "vocab", "runs", "documents", "tokens", "token_norms", "unit_stats", "top_examples",
+            "intervals", "interval_samples"} <= tables
+    con.close()
+    con = connect(db)  # idempotent: nothing re-applied
+    assert con.execute("SELECT count(*) FROM schema_version").fetchall()[0][0] == len(nums)
+    con.close()
+
+
+def test_read_only_refuses_unmigrated_and_foreign_files(tmp_path):
+    plain = tmp_path / "plain.duckdb"
+    duckdb.connect(str(plain)).close()
+    with pytest.raises(NotAnIndexError, match="schema version 0"):
+        connect(plain, read_only=True)
+    junk = tmp_path / "junk.duckdb"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(NotAnIndexError):
+        connect(junk)
+    assert junk.read_bytes() == b"this is not a database" * 100
+    with pytest.raises(NotAnIndexError, match="not found"):
+        connect(tmp_path / "none.duckdb", read_only=True)
+
+
+def test_newer_schema_refused(tmp_path):
+    db = tmp_path / "n.duckdb"
+    con = connect(db)
+    con.execute("INSERT INTO schema_version (version) VALUES (?)", [LATEST + 1])
+    con.close()
+    for ro in (True, False):
+        with pytest.raises(SchemaTooNewError, match="newer"):
+            connect(db, read_only=ro)
