@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -44,16 +45,6 @@ def padded(batch) -> torch.Tensor:
     for i, w in enumerate(batch):
         ids[i, : len(w.ids)] = torch.tensor(w.ids)
     return ids
-
-
-def per_chunk(chunks, run_chunk) -> list[float]:
-    """Seconds spent in run_chunk(chunk), one entry per chunk."""
-    out = []
-    for c in chunks:
-        t0 = time.perf_counter()
-        run_chunk(c)
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def each_batch(forward):
@@ -93,34 +84,40 @@ def nnsight_forward(lm: LoadedModel):
 
 
 def compare(lm: LoadedModel, tokens: int, chunk_tokens: int) -> dict:
-    """bare / extraction / nnsight on the same chunks and batches."""
+    """bare / extraction / nnsight on the same chunks and batches, interleaved chunk by chunk so that load from
+    other processes hits all three alike; wall and process CPU seconds per chunk."""
     chunks = make_chunks(lm, tokens, chunk_tokens)
     n_tok = sum(c.n_tokens for c in chunks)
     n_batches = sum(len(batches(c.windows, BATCH_TOKENS)) for c in chunks)
-    first = batches(chunks[0].windows, BATCH_TOKENS)[0]
-    log.info("%s: %d tokens, %d chunks, %d batches; warming up", lm.name, n_tok, len(chunks), n_batches)
-    with torch.inference_mode():
-        lm.model(padded(first))
-    bare = per_chunk(chunks, each_batch(lm.model))  # full causal LM, unembedding included
-    log.info("bare %.1fs", sum(bare))
-    rcfg = ReduceConfig()
-    reducers = {layer: LayerReducer(lm.points.d_mlp, layer, rcfg) for layer in range(lm.n_layers)}
+    first = padded(batches(chunks[0].windows, BATCH_TOKENS)[0])
+    log.info("%s: %d tokens, %d chunks, %d batches", lm.name, n_tok, len(chunks), n_batches)
+    reducers = {layer: LayerReducer(lm.points.d_mlp, layer, ReduceConfig()) for layer in range(lm.n_layers)}
 
     def run_extract(chunk) -> None:
         forward_chunk(lm, chunk, reducers, batch_tokens=BATCH_TOKENS)
         for r in reducers.values():  # extract() flushes pending reservoir candidates at each checkpoint
             r.flush()
 
-    ext = per_chunk(chunks, run_extract)
-    log.info("extract %.1fs", sum(ext))
-    reducers.clear()
     nn_forward, version = nnsight_forward(lm)
-    nns = None
+    runners = {"bare": each_batch(lm.model), "extract": run_extract}  # bare: full causal LM with unembedding
     if nn_forward:
-        with torch.inference_mode():
-            nn_forward(padded(first)[:1, :16])  # one-time tracing set-up stays out of the timing
-        nns = per_chunk(chunks, each_batch(nn_forward))
-        log.info("nnsight %.1fs", sum(nns))
+        runners["nnsight"] = each_batch(nn_forward)
+    with torch.inference_mode():  # warm-up; nnsight's one-time tracing set-up stays out of the timing
+        lm.model(first)
+        if nn_forward:
+            nn_forward(first[:1, :16])
+    wall: dict[str, list[float]] = {k: [] for k in runners}
+    cpu: dict[str, list[float]] = {k: [] for k in runners}
+    load0 = os.getloadavg()[0]
+    for i, c in enumerate(chunks):
+        for k, run in runners.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            run(c)
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+        log.info("chunk %d/%d: %s", i + 1, len(chunks), {k: round(v[-1], 1) for k, v in wall.items()})
+    reducers.clear()
+    ext, bare, nns = wall["extract"], wall["bare"], wall.get("nnsight")
 
     def ratio(a, b):
         return round(sum(a) / sum(b), 3) if a and b and sum(b) > 0 else None
@@ -132,9 +129,12 @@ def compare(lm: LoadedModel, tokens: int, chunk_tokens: int) -> dict:
            "nnsight_s": round(sum(nns), 3) if nns else None,
            "ratio_vs_bare": ratio(ext, bare), "ratio_vs_bare_steady": ratio(ext[1:], bare[1:]),
            "ratio_vs_nnsight": ratio(ext, nns), "ratio_vs_nnsight_steady": ratio(ext[1:], nns[1:] if nns else None),
+           "ratio_vs_bare_cpu": ratio(cpu["extract"], cpu["bare"]),
+           "ratio_vs_bare_steady_cpu": ratio(cpu["extract"][1:], cpu["bare"][1:]),
            "tokens_per_s": round(n_tok / sum(ext), 1), "bare_tokens_per_s": round(n_tok / sum(bare), 1),
-           "per_chunk_s": {"bare": [round(x, 2) for x in bare], "extract": [round(x, 2) for x in ext],
-                           "nnsight": [round(x, 2) for x in nns] if nns else None},
+           "per_chunk_wall_s": {k: [round(x, 2) for x in v] for k, v in wall.items()},
+           "per_chunk_cpu_s": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
+           "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
            "bare_note": "lm.model(ids): full causal LM incl. unembedding; extraction runs the base model "
                         "(no unembedding) and stops after the last hooked layer",
            "steady_note": "ratios over chunks 2.. (the first chunk fills the reducers' top-K and reservoirs)"}

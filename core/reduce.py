@@ -186,7 +186,7 @@ class LayerReducer:
             vals, idx = torch.topk(acts, k, dim=0)  # (k, d)
             thr = vals[k - 1]
             r, c = (acts >= thr).nonzero(as_tuple=True)  # the top k plus any ties with the k-th
-        aff = torch.unique(c)  # (a,)
+        aff = torch.bincount(c, minlength=d).nonzero().squeeze(1)  # (a,) affected units, no sort
         old_v, old_t = self.top_val[:, aff], self.top_tok[:, aff]  # (K, a)
         all_u = torch.cat([aff.repeat(K), c])
         all_v = torch.cat([old_v.reshape(-1), acts[r, c]])
@@ -231,11 +231,29 @@ class LayerReducer:
         gi = (v * scale[c]).ceil_().long() - 1 + c * F  # (m,) group = unit * F + positive bin
         pr = prio[r, c]
         real = pr <= self.res_prio[gi, S2 - 1]  # the exact test against the bin's own tau
+        if int(real.sum()) > 4 * S2 * self.d:  # early batches: keep only what can be a batch's bottom-S'
+            real &= self._batch_bottom(gi, pr, real)
         if real.any():
             self._pending.append((gi[real], pr[real], tok[r[real]].to(torch.int32), v[real]))
             self._n_pending += int(real.sum())
         if self._n_pending > 64 * self.d:
             self.flush()
+
+    def _batch_bottom(self, gi: torch.Tensor, pr: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+        """Mask of candidates that may be among their group's S' lowest priorities in this batch (no sort).
+
+        A group with c candidates keeps those with priority below the 3*S'/c quantile of the int32 range. If at
+        least S' survive, every dropped one has S' lower priorities in its group and cannot enter; groups with
+        fewer survivors keep all their candidates, so the result stays exact.
+        """
+        S2, G = self.cfg.reservoir, self.d * self.cfg.hist_bins
+        cnt = torch.bincount(gi[live], minlength=G)  # (G,)
+        frac = (3.0 * S2 / cnt.clamp(min=1).double()).clamp(max=1.0)
+        q = (-(2.0**31) + frac * 2.0**32).floor().to(torch.int64)  # (G,) threshold per group
+        keep = live & (pr.to(torch.int64) <= q[gi])
+        surv = torch.bincount(gi[keep], minlength=G)
+        short = (surv < S2) & (cnt > surv)  # too few survivors: keep the whole group
+        return keep | (live & short[gi])
 
     def flush(self) -> None:
         """Merge buffered reservoir candidates (buffering amortises the merge; taus only shrink, so it is safe)."""
@@ -247,7 +265,7 @@ class LayerReducer:
     def _merge_reservoir(self, gi: torch.Tensor, pr: torch.Tensor, tk: torch.Tensor, vv: torch.Tensor) -> None:
         """Fold candidates (group gi, priority pr, token tk, value vv) into the affected reservoirs."""
         S2 = self.cfg.reservoir
-        aff = torch.unique(gi)  # (a,)
+        aff = torch.bincount(gi, minlength=self.d * self.cfg.hist_bins).nonzero().squeeze(1)  # (a,)
         op, ot, ov = self.res_prio[aff].view(-1), self.res_tok[aff].view(-1), self.res_val[aff].view(-1)
         og = aff.repeat_interleave(S2)
         keep_old = ot >= 0
