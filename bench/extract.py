@@ -198,6 +198,12 @@ def rss(lm: LoadedModel, small: int, large: int, tmp: Path) -> dict:
                         "repeated into a .txt corpus"}
 
 
+def git_rev() -> str | None:
+    p = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=Path(__file__).resolve().parents[1],
+                       capture_output=True, text=True)
+    return p.stdout.strip() or None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print the result as one compact JSON line")
@@ -220,7 +226,7 @@ def main() -> None:
             result = rss_child(args.model, args.corpus, args.rss_child)
         else:
             lm = load_model(args.model)
-            result = {"torch": torch.__version__, "threads": THREADS, "targets": TARGETS,
+            result = {"git": git_rev(), "torch": torch.__version__, "threads": THREADS, "targets": TARGETS,
                       **compare(lm, args.tokens, args.chunk_tokens)}
             with tempfile.TemporaryDirectory() as tmp:
                 result.update(end_to_end(lm, args.tokens, Path(tmp)))

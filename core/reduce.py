@@ -209,12 +209,16 @@ class LayerReducer:
         priority <= pthr; tokens at or above vthr (sparse bins) always go on to the exact per-bin check.
         """
         F, S2 = self.cfg.hist_bins, self.cfg.reservoir
-        tau = self.res_prio[:, S2 - 1].view(self.d, F)  # (d, F)
-        level = -(2**31) + 2**28  # priorities are uniform on int32: 1/16 of them pass the first test
-        over = tau > level
-        b_thr = torch.where(over.any(1), over.int().argmax(1), torch.full((self.d,), F))  # (d,)
-        below = torch.arange(F)[None, :] < b_thr[:, None]
-        pthr = torch.where(below, tau, torch.full_like(tau, -(2**31))).amax(1)  # (d,)
+        tau = self.res_prio[:, S2 - 1].view(self.d, F).to(torch.int64)  # (d, F)
+        # b_thr per unit minimises the expected number of tokens passing, judged from the histogram so far:
+        # tokens below bin b_thr pass with probability frac(pthr), tokens above always pass
+        pthr_at = torch.cat([torch.full((self.d, 1), -(2**31)), tau.cummax(1).values], 1)  # (d, F+1)
+        counts = self.hist.double()  # (d, 2F)
+        below = counts[:, :F].sum(1, keepdim=True) + torch.cat(
+            [torch.zeros(self.d, 1, dtype=torch.float64), counts[:, F:].cumsum(1)], 1)  # (d, F+1)
+        cost = (pthr_at + 2**31).double() / 2**32 * below + (counts.sum(1, keepdim=True) - below)
+        b_thr = cost.argmin(1)  # (d,)
+        pthr = pthr_at.gather(1, b_thr[:, None]).squeeze(1).clamp(max=INT32_MAX).to(torch.int32)  # (d,)
         vthr = torch.ldexp(b_thr.float(), self.exp.float() - float(np.log2(F)))  # (d,) = b_thr * 2^e / F
         return vthr, pthr
 
