@@ -43,8 +43,10 @@ test: install browser lint
 
 check: test
 
+# nnsight is installed for the benchmark only (it is compared against, never used by neuroboard).
 bench: install
-	$(BIN)/python bench/extract.py --json
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/extract.py --json --also-gemma
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

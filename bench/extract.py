@@ -30,7 +30,7 @@ from core.models import LoadedModel, load_model
 from core.reduce import LayerReducer, ReduceConfig
 
 log = logging.getLogger("bench.extract")
-THREADS, CONTEXT_LEN, BATCH_TOKENS = 2, 256, 4096
+THREADS, CONTEXT_LEN, BATCH_TOKENS = 2, 128, 4096
 TARGETS = {"ratio_vs_bare": 1.2, "rss_growth": 0.10}
 
 
@@ -128,6 +128,7 @@ def compare(lm: LoadedModel, tokens: int, chunk_tokens: int) -> dict:
            "bare_s": round(sum(bare), 3), "extract_s": round(sum(ext), 3),
            "nnsight_s": round(sum(nns), 3) if nns else None,
            "ratio_vs_bare": ratio(ext, bare), "ratio_vs_bare_steady": ratio(ext[1:], bare[1:]),
+           "ratio_vs_bare_late": ratio(ext[len(ext) // 2:], bare[len(bare) // 2:]),
            "ratio_vs_nnsight": ratio(ext, nns), "ratio_vs_nnsight_steady": ratio(ext[1:], nns[1:] if nns else None),
            "ratio_vs_bare_cpu": ratio(cpu["extract"], cpu["bare"]),
            "ratio_vs_bare_steady_cpu": ratio(cpu["extract"][1:], cpu["bare"][1:]),
@@ -137,7 +138,8 @@ def compare(lm: LoadedModel, tokens: int, chunk_tokens: int) -> dict:
            "loadavg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)],
            "bare_note": "lm.model(ids): full causal LM incl. unembedding; extraction runs the base model "
                         "(no unembedding) and stops after the last hooked layer",
-           "steady_note": "ratios over chunks 2.. (the first chunk fills the reducers' top-K and reservoirs)"}
+           "steady_note": "steady: chunks 2..; late: the second half of the chunks. Reservoir refills per token fall "
+                          "like 1/tokens seen, so the reducers' share shrinks as a run goes on"}
     if nn_forward:
         out["nnsight_version"] = version
         out["nnsight_note"] = ("nnsight wraps the base model (no unembedding) and only saves every layer's "
@@ -208,7 +210,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print the result as one compact JSON line")
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--tokens", type=int, default=16384, help="tokens of the timed comparison")
+    ap.add_argument("--tokens", type=int, default=49152, help="tokens of the timed comparison")
     ap.add_argument("--chunk-tokens", type=int, default=4096,
                     help="chunk size of the timed comparison (several chunks, so a steady state exists)")
     ap.add_argument("--small-tokens", type=int, default=20_000)

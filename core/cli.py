@@ -27,7 +27,7 @@ def _extract_parser(sub) -> None:
     p.add_argument("--model", required=True, help="built-in name (smollm2-135m, gemma3-270m), .gguf, folder or hub id")
     p.add_argument("--corpus", default="demo", help="demo | file.txt/.jsonl/.csv/.parquet | HF dataset name")
     p.add_argument("--max-tokens", type=int, default=100_000)
-    p.add_argument("--context-len", type=int, default=256)
+    p.add_argument("--context-len", type=int, default=128)
     p.add_argument("--layers", default="all", help="all | 5 | 0-3,7")
     p.add_argument("--db", required=True, help="DuckDB index file (created if missing)")
     p.add_argument("--resume", action="store_true", help="continue the unfinished run with the same settings")
@@ -85,7 +85,8 @@ class _Bar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=p.tokens_target, unit="tok", unit_scale=True, desc="extract", file=sys.stderr)
+            self.bar = tqdm(total=p.tokens_target, initial=p.tokens_done, unit="tok", unit_scale=True,
+                            desc="extract", file=sys.stderr)
         self.bar.update(p.tokens_done - self.bar.n)
 
     def close(self) -> None:

@@ -45,7 +45,7 @@ class ExtractConfig:
     """'demo', a .txt/.jsonl/.csv/.parquet file, or a Hugging Face dataset name."""
     max_tokens: int = 100_000
     """Stop after this many tokens (the last document is cut)."""
-    context_len: int = 256
+    context_len: int = 128
     """Window length T: documents are cut into contiguous slices of at most T tokens."""
     layers: str = "all"
     """'all', '5', or '0-3,7'."""
@@ -140,10 +140,16 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
     rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins)
     run = _open_run(cfg, corpus, lm, layers, rcfg, resume)
     t0 = time.monotonic()
+    if on_progress:
+        on_progress(Progress(run.tokens_done, run.target, run.docs_next, 0.0))
     chunks = iter_chunks(corpus.documents(), lm.tokenizer, max_tokens=cfg.max_tokens, context_len=cfg.context_len,
                          chunk_tokens=cfg.chunk_tokens, start_doc=run.docs_next, start_tok=run.tokens_done)
     for chunk in chunks:
-        tokens, norms = _forward_chunk(lm, chunk, run, cfg.batch_tokens, cfg.include_special)
+        def batch_done(n: int, tok0: int = chunk.tok0) -> None:  # progress inside a chunk, per batch
+            if on_progress:
+                on_progress(Progress(tok0 + n, run.target, run.docs_next, time.monotonic() - t0))
+
+        tokens, norms = _forward_chunk(lm, chunk, run, cfg.batch_tokens, cfg.include_special, batch_done)
         run.tokens_done, run.docs_next = chunk.tok0 + chunk.n_tokens, chunk.docs[-1][0] + 1
         con = connect(cfg.db)
         try:
@@ -208,7 +214,8 @@ def forward_chunk(lm: LoadedModel, chunk: Chunk, reducers: dict[int, LayerReduce
 
 
 @torch.inference_mode()
-def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, include_special: bool):
+def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, include_special: bool,
+                   on_batch: Callable[[int], None] | None = None):
     """Every window of the chunk through the model once; hooks fold MLP activations into the reducers.
 
     Returns the chunk's token rows (document order) and their residual norms (n_tokens, n_layers).
@@ -235,6 +242,7 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
         for j, layer in enumerate(layers):
             handles.append(pts.mlp_down[layer].register_forward_pre_hook(mlp_hook(layer)))
             handles.append(pts.layers[layer].register_forward_hook(resid_hook(j)))
+        done = 0
         for batch in batches(chunk.windows, batch_tokens):
             ids, valid, counted, tok = _pack(batch, run.special, include_special)
             sel["valid"] = valid.reshape(-1).nonzero().squeeze(1)
@@ -247,6 +255,9 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
                     pts.base(input_ids=ids)  # no unembedding: it is not needed here
                 except StopForward:
                     pass
+            done += int(valid.sum())
+            if on_batch:
+                on_batch(done)
     finally:
         for h in handles:
             h.remove()

@@ -47,7 +47,7 @@ def test_windows_are_slices_of_one_document():
     seen_tok0 = 0
     for ch in chunks:
         assert ch.tok0 == seen_tok0
-        for doc_id, text, ids in ch.docs:
+        for doc_id, _text, ids in ch.docs:
             assert ids == tokenize(tok, docs[doc_id])
             wins = [w for w in ch.windows if w.doc_id == doc_id]
             assert [w.start for w in wins] == list(range(0, len(ids), 16))
