@@ -327,4 +327,9 @@ def _finalize(cfg: ExtractConfig, run: _Run) -> None:
         con.execute("COMMIT")
     finally:
         con.close()
-    checkpoint_path(cfg.db, run.run_id).unlink(missing_ok=True)
+    ckpt = checkpoint_path(cfg.db, run.run_id)
+    ckpt.unlink(missing_ok=True)
+    try:
+        ckpt.parent.rmdir()  # only when no other run's checkpoint is in it
+    except OSError:
+        pass
