@@ -1,0 +1,30 @@
+"""Reusable HTML pieces. Every token string placed in HTML goes through `html.escape`."""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+
+
+def _bg(value: float, vmax: float) -> str:
+    """Orange background whose opacity is the activation's share of vmax (negative and NaN: none)."""
+    a = 0.0 if not np.isfinite(value) or vmax <= 0 else float(np.clip(value / vmax, 0.0, 1.0))
+    return f"rgba(255,140,0,{a:.3f})"
+
+
+def _visible(tok: str) -> str:
+    """Make whitespace-only and control tokens visible."""
+    return tok.replace("\n", "↵").replace("\t", "⇥") if tok.strip() else tok.replace("\n", "↵") or "∅"
+
+
+def token_spans(tokens: list[str], values: list[float] | np.ndarray, vmax: float, focus: int | None = None) -> str:
+    """One <span> per token, background by activation, hover shows token and value; `focus` is outlined."""
+    out = []
+    for i, (tok, v) in enumerate(zip(tokens, values, strict=True)):
+        style = f"background:{_bg(v, vmax)};white-space:pre-wrap;border-radius:2px"
+        if i == focus:
+            style += ";outline:2px solid #d62728"
+        title = html.escape(f"{tok!r}: {v:.4g}", quote=True)
+        out.append(f'<span class="nb-tok" style="{style}" title="{title}">{html.escape(_visible(tok))}</span>')
+    return '<div class="nb-example" style="font-family:monospace;line-height:1.7">' + "".join(out) + "</div>"
