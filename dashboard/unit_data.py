@@ -61,3 +61,29 @@ def unit_view(path, run_id: int, layer: int, unit: int, k: int = 10, window: int
         return UnitView(run=run, layer=layer, unit=unit, stats=stats, top=top, intervals=ivs)
     finally:
         con.close()
+
+
+def layer_table(path, run_id: int, layer: int) -> list[dict]:
+    con = connect(path, read_only=True, wait_s=LOCK_WAIT_S)
+    try:
+        return queries.layer_units(con, run_id, layer)
+    finally:
+        con.close()
+
+
+def token_search(path, run_id: int, token: str) -> list[dict]:
+    con = connect(path, read_only=True, wait_s=LOCK_WAIT_S)
+    try:
+        return queries.search_token(con, run_id, token)
+    finally:
+        con.close()
+
+
+def interesting(units: list[dict], seed: int) -> int:
+    """A random unit among the layer's most selective (dominance >= 0.5, else the top tenth by max)."""
+    import random
+
+    pool = [u["unit"] for u in units if (u["dominance"] or 0) >= 0.5]
+    if not pool:
+        pool = [u["unit"] for u in sorted(units, key=lambda u: -u["max"])[: max(1, len(units) // 10)]]
+    return random.Random(seed).choice(pool)

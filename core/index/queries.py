@@ -125,3 +125,29 @@ def window_start(run: RunInfo, position: int) -> int:
 def document_tokens(con, run_id: int, doc_id: int) -> list[int]:
     return [r[0] for r in con.execute("SELECT token_id FROM tokens WHERE run_id = ? AND doc_id = ? ORDER BY position",
                                       [run_id, doc_id]).fetchall()]
+
+
+def layer_units(con, run_id: int, layer: int) -> list[dict]:
+    """Every unit of a layer: density, max, mean, and `dominance` — the share of its top examples that are its
+    most common token (a selectivity measure: 1.0 means every top example is the same token)."""
+    rows = con.execute(
+        "WITH tk AS (SELECT e.unit, v.display, count(*) AS c, sum(count(*)) OVER (PARTITION BY e.unit) AS n "
+        "  FROM top_examples e JOIN tokens t ON t.run_id = e.run_id AND t.doc_id = e.doc_id AND t.position = e.position "
+        "  JOIN runs r ON r.run_id = e.run_id JOIN vocab v ON v.model_id = r.model_id AND v.token_id = t.token_id "
+        "  WHERE e.run_id = ? AND e.layer = ? GROUP BY e.unit, v.display), "
+        "best AS (SELECT unit, arg_max(display, c) AS token, max(c) / max(n) AS dominance FROM tk GROUP BY unit) "
+        "SELECT s.unit, s.density, s.max, s.mean, b.token, b.dominance FROM unit_stats s LEFT JOIN best b USING (unit) "
+        "WHERE s.run_id = ? AND s.layer = ? ORDER BY s.unit", [run_id, layer, run_id, layer]).fetchall()
+    return [dict(zip(["unit", "density", "max", "mean", "token", "dominance"], r, strict=True)) for r in rows]
+
+
+def search_token(con, run_id: int, token: str, limit: int = 50) -> list[dict]:
+    """Units whose top examples are dominated by `token` (exact display string, e.g. ' Paris'), most first."""
+    rows = con.execute(
+        "SELECT e.layer, e.unit, count(*) AS hits, max(e.activation) AS max_act FROM top_examples e "
+        "JOIN tokens t ON t.run_id = e.run_id AND t.doc_id = e.doc_id AND t.position = e.position "
+        "JOIN runs r ON r.run_id = e.run_id JOIN vocab v ON v.model_id = r.model_id AND v.token_id = t.token_id "
+        "WHERE e.run_id = ? AND v.display = ? GROUP BY e.layer, e.unit ORDER BY hits DESC, max_act DESC LIMIT ?",
+        [run_id, token, limit]).fetchall()
+    k = con.execute("SELECT max(rank) + 1 FROM top_examples WHERE run_id = ?", [run_id]).fetchall()[0][0] or 1
+    return [{"layer": a, "unit": b, "share": c / k, "max": d} for a, b, c, d in rows]

@@ -9,7 +9,7 @@ from core.logit_effects import logit_effects
 from core.models import load_model
 from dashboard import charts, data, state
 from dashboard.components import token_spans
-from dashboard.unit_data import unit_view
+from dashboard.unit_data import interesting, layer_table, token_search, unit_view
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -65,6 +65,24 @@ unit = c3.number_input("Unit", min_value=0, max_value=run.d_mlp - 1, value=min(u
                        key="neuron_unit")
 ctx = c4.slider("Context tokens each side", 1, 64, ctx, key="neuron_ctx")
 st.query_params.update({"run": str(run_id), "layer": str(layer), "unit": str(unit), "ctx": str(ctx)})
+
+with st.expander("Find neurons", expanded=False):
+    units = layer_table(str(path), run_id, int(layer))
+    st.caption("Click a column header to sort. Dominance: share of a unit's top examples that are its most common token.")
+    st.dataframe(units, key="neuron_table", hide_index=True, height=240)
+    f1, f2 = st.columns([3, 1])
+    query = f1.text_input("Search by token (exact, e.g. ' Paris' with its leading space)", key="neuron_search")
+    if query:
+        hits = token_search(str(path), run_id, query)
+        if hits:
+            st.dataframe(hits, key="neuron_hits", hide_index=True)
+        else:
+            st.caption("No unit's top examples contain that token.")
+    if f2.button("Random interesting neuron", key="neuron_random"):
+        import time
+
+        st.query_params["unit"] = str(interesting(units, time.time_ns()))
+        st.rerun()
 
 try:
     v = view(str(path), run_id, int(layer), int(unit), int(ctx))

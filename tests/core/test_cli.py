@@ -116,3 +116,27 @@ def test_newer_schema(index, capsys, tmp_path, tiny_lm_dir):
     assert "schema version 999" in bad(capsys, ["extract", "--db", str(newer), "--model", str(tiny_lm_dir),
                                                 "--corpus", corpus, "--no-progress"])
     assert snapshot(newer) == before
+
+
+def test_layer_units_and_token_search_match_brute_force(index):
+    """Dominance and token search recomputed in Python from top_examples + tokens + vocab."""
+    from collections import Counter
+
+    from core.index import queries
+
+    db, _ = index
+    con = duckdb.connect(str(db), read_only=True)
+    tok = {(d, p): t for d, p, t in con.execute("SELECT doc_id, position, token_id FROM tokens").fetchall()}
+    vocab = dict(con.execute("SELECT token_id, display FROM vocab").fetchall())
+    tops = {}
+    for layer, unit, d, p in con.execute("SELECT layer, unit, doc_id, position FROM top_examples").fetchall():
+        tops.setdefault((layer, unit), []).append(vocab[tok[(d, p)]])
+    units = queries.layer_units(con, 1, 1)
+    assert len(units) == 128
+    for u in units:
+        tok_, c = Counter(tops[(1, u["unit"])]).most_common(1)[0]
+        assert u["dominance"] == pytest.approx(c / len(tops[(1, u["unit"])]))
+    target = Counter(t for v in tops.values() for t in v).most_common(1)[0][0]
+    hits = queries.search_token(con, 1, target, limit=10)
+    want = sorted(((v.count(target), k) for k, v in tops.items() if target in v), reverse=True)[:10]
+    assert [h["share"] * 5 for h in hits] == [w[0] for w in want]

@@ -53,3 +53,19 @@ def test_changing_unit_updates_url(monkeypatch, unit_index):
     at.number_input(key="neuron_unit").set_value(7).run()
     assert not at.exception
     assert at.query_params["unit"] == ["7"] or at.query_params["unit"] == "7"
+
+
+def test_find_neurons_table_search_and_random(monkeypatch, unit_index):
+    at = page(monkeypatch, unit_index, run="1", layer="1", unit="0")
+    assert not at.exception
+    frames = [d.value for d in at.dataframe]
+    table = next(f for f in frames if "dominance" in f.columns)
+    assert len(table) == 128 and {"density", "max", "dominance", "token"} <= set(table.columns)
+    token = table.sort_values("dominance", ascending=False).iloc[0]["token"]
+    at.text_input(key="neuron_search").input(token).run()
+    assert not at.exception
+    hits = next(d.value for d in at.dataframe if "share" in d.value.columns)
+    assert len(hits) >= 1 and (hits["layer"] >= 0).all()
+    at.button(key="neuron_random").click().run()
+    assert not at.exception
+    assert 0 <= at.number_input(key="neuron_unit").value < 128
