@@ -20,7 +20,7 @@ DEFAULT_DB = "data/demo.duckdb"
 LOCK_WAIT_S = 2.0
 
 RUN_COLUMNS = ["run_id", "model", "corpus", "status", "tokens", "target", "progress", "layers", "d_mlp",
-               "created"]
+               "created", "neurons"]
 
 
 def index_path() -> Path:
@@ -58,7 +58,8 @@ def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
     rows = [{"run_id": r.run_id, "model": r.model, "corpus": r.corpus, "status": r.status, "tokens": r.tokens,
              "target": r.tokens_target, "progress": progress_pct(r),
              "layers": f"{layer_ranges(r.layers)} of {r.n_layers}", "d_mlp": r.d_mlp,
-             "created": r.created_at[:16]} for r in runs]
+             "created": r.created_at[:16],
+             "neurons": f"/neurons?run={r.run_id}" if r.status == "complete" else None} for r in runs]
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
     return df.astype({"target": "Int64", "progress": "Float64"})
 

@@ -12,6 +12,7 @@ RUN_COLUMNS = {
     "tokens": st.column_config.NumberColumn("tokens", format="localized"),
     "target": st.column_config.NumberColumn("target", format="localized"),
     "progress": st.column_config.ProgressColumn("progress", format="%.0f%%", min_value=0, max_value=100),
+    "neurons": st.column_config.LinkColumn("neurons", display_text="browse neurons"),
 }
 MODEL_COLUMNS = {"tokens": st.column_config.NumberColumn("tokens", format="localized")}
 

@@ -50,3 +50,13 @@ def test_frames_from_index(tiny_index):
 def test_empty_frames():
     assert data.runs_frame([]).empty and list(data.runs_frame([]).columns) == data.RUN_COLUMNS
     assert data.models_frame([]).empty
+
+
+def test_complete_runs_link_to_their_neuron_page():
+    from core.index.queries import RunInfo
+
+    def run(i, status):
+        return RunInfo(i, "m", 1, "demo", status, 10, 10, 1, [0], 1, 8, "2026-01-01 00:00", "2026-01-01", {})
+
+    df = data.runs_frame([run(1, "complete"), run(2, "running")])
+    assert df["neurons"].tolist()[0] == "/neurons?run=1" and df["neurons"].isna().tolist()[1]
