@@ -25,6 +25,6 @@ def token_spans(tokens: list[str], values: list[float] | np.ndarray, vmax: float
         style = f"background:{_bg(v, vmax)};white-space:pre-wrap;border-radius:2px"
         if i == focus:
             style += ";outline:2px solid #d62728"
-        title = html.escape(f"{tok!r}: {v:.4g}", quote=True)
+        title = html.escape(f"{tok!r}: {v:.4g}" if np.isfinite(v) else repr(tok), quote=True)
         out.append(f'<span class="nb-tok" style="{style}" title="{title}">{html.escape(_visible(tok))}</span>')
     return '<div class="nb-example" style="font-family:monospace;line-height:1.7">' + "".join(out) + "</div>"

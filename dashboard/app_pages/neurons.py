@@ -22,10 +22,20 @@ def view(path: str, run_id: int, layer: int, unit: int, ctx: int):
     return unit_view(path, run_id, layer, unit, k=10, window=ctx)
 
 
-def show_examples(lm, layer, unit, examples, vmax):
-    vals = unit_activations(lm, layer, unit, [e.seq for e in examples])
+@st.cache_data(max_entries=256, show_spinner=False)
+def layer_units(path: str, run_id: int, layer: int):
+    return layer_table(path, run_id, layer)
+
+
+def show_examples(lm, layer, unit, examples, vmax, live=True):
+    """Live: every shown token coloured by a recomputed activation; else only the example token, from the index."""
+    vals = unit_activations(lm, layer, unit, [e.seq for e in examples]) if live else [None] * len(examples)
     for e, v in zip(examples, vals, strict=True):
-        shown = v[len(e.seq) - len(e.shown):]
+        if v is None:
+            shown = [float("nan")] * len(e.shown)
+            shown[e.focus] = e.activation
+        else:
+            shown = v[len(e.seq) - len(e.shown):]
         st.html(f'<div style="font-size:0.8em;color:#888">{e.activation:.3f} · doc {e.doc_id} pos {e.position}</div>'
                 + token_spans(e.shown, shown, vmax, focus=e.focus))
 
@@ -67,7 +77,7 @@ ctx = c4.slider("Context tokens each side", 1, 64, ctx, key="neuron_ctx")
 st.query_params.update({"run": str(run_id), "layer": str(layer), "unit": str(unit), "ctx": str(ctx)})
 
 with st.expander("Find neurons", expanded=False):
-    units = layer_table(str(path), run_id, int(layer))
+    units = layer_units(str(path), run_id, int(layer))
     st.caption("Click a column header to sort. Dominance: share of a unit's top examples that are its most common token.")
     st.dataframe(units, key="neuron_table", hide_index=True, height=240)
     f1, f2 = st.columns([3, 1])
@@ -106,11 +116,12 @@ st.subheader("Top activating examples")
 show_examples(lm, int(layer), int(unit), v.top, float(s["max"]))
 
 st.subheader("Interval samples")
+st.caption("Each sample's token is coloured by its indexed activation.")
 for iv in reversed(v.intervals):
     title = f"interval {iv['lo']:.3f}–{iv['hi']:.3f}: ≈{iv['frac_est']:.1%} of active tokens"
     with st.expander(title + ("" if iv["exact"] else " (approximate sample)"), expanded=False):
         if iv["examples"]:
-            show_examples(lm, int(layer), int(unit), iv["examples"], float(s["max"]))
+            show_examples(lm, int(layer), int(unit), iv["examples"], float(s["max"]), live=False)
         else:
             st.caption("no tokens in this interval")
 
