@@ -111,7 +111,7 @@ def cmd_extract(a) -> int:
         print(json.dumps(run.to_dict(), default=str))
     else:
         print(f"run {run.run_id}: {run.model} on {run.corpus}, {run.tokens} tokens, layers "
-              f"{queries._ranges(run.layers)}, {run.status} -> {a.db}")
+              f"{queries.layer_ranges(run.layers)}, {run.status} -> {a.db}")
     return 0
 
 
@@ -126,7 +126,7 @@ def cmd_runs(a) -> int:
         return 0
     print(f"{'run':>4} {'model':<16} {'status':<9} {'tokens':>9} {'layers':<8} corpus")
     for r in runs:
-        print(f"{r.run_id:>4} {r.model:<16} {r.status:<9} {r.tokens:>9} {queries._ranges(r.layers):<8} {r.corpus}")
+        print(f"{r.run_id:>4} {r.model:<16} {r.status:<9} {r.tokens:>9} {queries.layer_ranges(r.layers):<8} {r.corpus}")
     return 0
 
 

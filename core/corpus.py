@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import json
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -261,7 +260,3 @@ def batches(windows: list[Window], batch_tokens: int) -> list[list[Window]]:
     if cur:
         out.append(cur)
     return out
-
-
-def describe(spec: str) -> str:
-    return json.dumps({"corpus": spec})

@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 INT32_MAX = 2**31 - 1
-N_INTERVALS = 10
 
 
 @dataclass

@@ -7,13 +7,12 @@ an extraction in another process can commit between two reads (DuckDB allows one
 from __future__ import annotations
 
 import os
-from itertools import groupby
 from pathlib import Path
 
 import pandas as pd
 
 from core.index.db import connect
-from core.index.queries import RunInfo, list_runs
+from core.index.queries import RunInfo, layer_ranges, list_runs
 
 DB_ENV = "NEUROBOARD_DB"
 DEFAULT_DB = "data/demo.duckdb"
@@ -38,12 +37,6 @@ def load_runs(path: str | Path) -> list[RunInfo]:
         return list_runs(con)
     finally:
         con.close()
-
-
-def layer_ranges(layers: list[int]) -> str:
-    """[0, 1, 2, 5] -> '0-2,5'."""
-    groups = [[x for _, x in g] for _, g in groupby(enumerate(sorted(layers)), key=lambda p: p[1] - p[0])]
-    return ",".join(str(g[0]) if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups)
 
 
 def progress_pct(run: RunInfo) -> float | None:

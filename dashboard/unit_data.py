@@ -63,20 +63,21 @@ def unit_view(path, run_id: int, layer: int, unit: int, k: int = 10, window: int
         con.close()
 
 
-def layer_table(path, run_id: int, layer: int) -> list[dict]:
+def _read(path, query, *args):
+    """Run one named query in a short read-only visit to the index."""
     con = connect(path, read_only=True, wait_s=LOCK_WAIT_S)
     try:
-        return queries.layer_units(con, run_id, layer)
+        return query(con, *args)
     finally:
         con.close()
+
+
+def layer_table(path, run_id: int, layer: int) -> list[dict]:
+    return _read(path, queries.layer_units, run_id, layer)
 
 
 def token_search(path, run_id: int, token: str) -> list[dict]:
-    con = connect(path, read_only=True, wait_s=LOCK_WAIT_S)
-    try:
-        return queries.search_token(con, run_id, token)
-    finally:
-        con.close()
+    return _read(path, queries.search_token, run_id, token)
 
 
 def interesting(units: list[dict], seed: int) -> int:

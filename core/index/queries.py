@@ -49,7 +49,7 @@ def get_run(con, run_id: int) -> RunInfo:
 def check_unit(con, run_id: int, layer: int, unit: int) -> RunInfo:
     run = get_run(con, run_id)
     if layer not in run.layers:
-        raise QueryError(f"run {run_id} has no layer {layer} (indexed layers: {_ranges(run.layers)})")
+        raise QueryError(f"run {run_id} has no layer {layer} (indexed layers: {layer_ranges(run.layers)})")
     if not 0 <= unit < run.d_mlp:
         raise QueryError(f"unit {unit} out of range: layer {layer} has units 0-{run.d_mlp - 1}")
     if run.status != "complete":
@@ -57,15 +57,12 @@ def check_unit(con, run_id: int, layer: int, unit: int) -> RunInfo:
     return run
 
 
-def _ranges(xs: list[int]) -> str:
-    out, i = [], 0
-    while i < len(xs):
-        j = i
-        while j + 1 < len(xs) and xs[j + 1] == xs[j] + 1:
-            j += 1
-        out.append(str(xs[i]) if i == j else f"{xs[i]}-{xs[j]}")
-        i = j + 1
-    return ",".join(out)
+def layer_ranges(layers: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    from itertools import groupby
+
+    groups = [[x for _, x in g] for _, g in groupby(enumerate(sorted(layers)), key=lambda p: p[1] - p[0])]
+    return ",".join(str(g[0]) if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups)
 
 
 def unit_stats(con, run_id: int, layer: int, unit: int) -> dict:

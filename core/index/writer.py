@@ -107,7 +107,6 @@ def write_layer(con, run_id: int, res: LayerResult, doc_of, hist_bins: int) -> N
         "count_active": res.count.astype(np.int64), "density": res.count / n, "mean": res.mean,
         "max": res.max.astype(np.float32), "min": res.min.astype(np.float32), "hist_exp": res.exp.astype(np.int32),
         "hist": hist.cast(pa.list_(pa.int32()))}))
-    K = res.top_tok.shape[1]
     valid = res.top_tok >= 0  # (d, K)
     uu, rr = np.nonzero(valid)
     doc, pos = doc_of(res.top_tok[valid])
@@ -115,7 +114,6 @@ def write_layer(con, run_id: int, res: LayerResult, doc_of, hist_bins: int) -> N
         "run_id": np.full(uu.size, run_id, np.int32), "layer": np.full(uu.size, L, np.int32),
         "unit": uu.astype(np.int32), "rank": rr.astype(np.int32), "doc_id": doc, "position": pos,
         "activation": res.top_val[valid].astype(np.float32)}))
-    del K
     iv = res.intervals
     ui, ii = np.meshgrid(units, np.arange(10, dtype=np.int32), indexing="ij")
     live = res.max > 0
