@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1")
     p = sub.add_parser("serve", help="serve the dashboard")
-    p.add_argument("--db", required=True)
+    p.add_argument("--db", required=True, action="append", help="index file; repeat to offer several in the sidebar")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--host", default="127.0.0.1")
     return ap
@@ -177,9 +177,11 @@ def cmd_demo(a) -> int:
 def cmd_serve(a) -> int:
     from core.serve import serve
 
-    if not os.path.exists(a.db):
-        raise FileNotFoundError(f"index not found: {a.db} (build one with `neuroboard extract` or `make demo`)")
-    return serve(a.db, host=a.host, port=a.port)
+    dbs = a.db if isinstance(a.db, list) else [a.db]
+    for db in dbs:
+        if not os.path.exists(db):
+            raise FileNotFoundError(f"index not found: {db} (build one with `neuroboard extract` or `make demo`)")
+    return serve(dbs, host=a.host, port=a.port)
 
 
 def main(argv: list[str] | None = None) -> int:

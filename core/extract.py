@@ -54,6 +54,10 @@ class ExtractConfig:
     """Interval samples per interval (S)."""
     hist_bins: int = 128
     """Histogram bins on each side of zero."""
+    ctx_examples: int = 16
+    """Store each unit's activation around its first this-many top examples (the neuron page colours them)."""
+    ctx_window: int = 16
+    """Tokens each side of the example's token in that stored context."""
     batch_tokens: int = 4096
     """Padded tokens per forward pass."""
     chunk_tokens: int = 32_768
@@ -137,7 +141,8 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
     max_ctx = getattr(lm.model.config, "max_position_embeddings", None)
     if max_ctx and cfg.context_len > max_ctx:
         raise ExtractError(f"--context-len {cfg.context_len} exceeds the model's {max_ctx} positions")
-    rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins)
+    rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins,
+                        ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
     run = _open_run(cfg, corpus, lm, layers, rcfg, resume)
     t0 = time.monotonic()
     if on_progress:
@@ -221,6 +226,8 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
     Returns the chunk's token rows (document order) and their residual norms (n_tokens, n_layers).
     """
     pts, layers = lm.points, run.layers
+    any_red = next(iter(run.reducers.values()))
+    W = any_red.cfg.ctx_window if any_red.cfg.ctx_examples else None
     n = chunk.n_tokens
     norms = np.zeros((n, len(layers)), np.float32)
     sel: dict[str, torch.Tensor] = {}
@@ -228,7 +235,8 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
     def mlp_hook(layer):
         def hook(_m, inp):
             a = inp[0].reshape(-1, inp[0].shape[-1])  # (B*T, d_mlp)
-            run.reducers[layer].update(a if sel["all"] else a[sel["rows"]], sel["tok"])
+            ctx = (a, sel["ctx"]) if "ctx" in sel else None
+            run.reducers[layer].update(a if sel["all"] else a[sel["rows"]], sel["tok"], ctx)
         return hook
 
     def resid_hook(j):
@@ -250,6 +258,8 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
             rows = counted.reshape(-1).nonzero().squeeze(1)
             sel["all"] = rows.numel() == counted.numel()
             sel["rows"], sel["tok"] = rows, tok.reshape(-1)[rows]
+            if W is not None:
+                sel["ctx"] = _context_rows(valid, rows, W)
             with capture(pts, stop_after=max(layers)):
                 try:
                     pts.base(input_ids=ids)  # no unembedding: it is not needed here
@@ -267,6 +277,15 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
               "token_id": token_ids,
               "counted": np.ones(n, bool) if include_special else ~np.isin(token_ids, list(run.special))}
     return tokens, norms
+
+
+def _context_rows(valid: torch.Tensor, rows: torch.Tensor, W: int) -> torch.Tensor:
+    """(n, 2W+1) flat (B*T) row of each counted token's neighbours at offsets -W..W; -1 outside its window."""
+    B, T = valid.shape
+    lens = valid.sum(1)  # (B,) right padding: window b holds positions 0..lens[b]-1
+    t = (rows % T)[:, None] + torch.arange(-W, W + 1)  # (n, 2W+1) position within the window
+    inside = (t >= 0) & (t < lens[rows // T][:, None])
+    return torch.where(inside, (rows // T * T)[:, None] + t, -1)
 
 
 def _pack(batch, special: set[int], include_special: bool):

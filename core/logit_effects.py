@@ -48,7 +48,13 @@ def final_gain(lm: LoadedModel) -> torch.Tensor:
 def logit_effects(lm: LoadedModel, layer: int, unit: int, k: int = 10) -> LogitEffects:
     if not 0 <= layer < lm.n_layers or not 0 <= unit < lm.points.d_mlp:
         raise ValueError(f"no unit {unit} in layer {layer} (layers 0-{lm.n_layers - 1}, units 0-{lm.points.d_mlp - 1})")
+    return direction_effects(lm, output_direction(lm, layer, unit), k)
+
+
+@torch.inference_mode()
+def direction_effects(lm: LoadedModel, direction: torch.Tensor, k: int = 10) -> LogitEffects:
+    """Effects of any residual-stream direction (d_model,) on the logits (neurons, SAE decoder rows, ...)."""
     W_U = lm.model.get_output_embeddings().weight.float()  # (V, d_model)
-    vals = (W_U @ (final_gain(lm) * output_direction(lm, layer, unit))).numpy()  # (V,)
+    vals = (W_U @ (final_gain(lm) * direction.float())).numpy()  # (V,)
     order = np.argsort(vals, kind="stable")
     return LogitEffects(values=vals, top_ids=order[::-1][:k].copy(), bottom_ids=order[:k].copy())

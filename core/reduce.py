@@ -44,6 +44,10 @@ class ReduceConfig:
     """F: histogram bins on each side of zero (2F in all); a power of two."""
     reservoir: int | None = None
     """S': tokens kept per (unit, positive bin) for interval sampling; default S."""
+    ctx_examples: int = 16
+    """The unit's activation on the context of its first `ctx_examples` top examples is kept (0: none)."""
+    ctx_window: int = 16
+    """W: that context is the W tokens each side of the example's token, within its window (NaN outside)."""
 
     def __post_init__(self) -> None:
         if self.hist_bins < 2 or self.hist_bins & (self.hist_bins - 1):
@@ -54,6 +58,9 @@ class ReduceConfig:
             raise ValueError("reservoir must be >= samples")
         if self.top_k < 1 or self.samples < 1:
             raise ValueError("top_k and samples must be >= 1")
+        if self.ctx_examples < 0 or self.ctx_window < 0:
+            raise ValueError("ctx_examples and ctx_window must be >= 0")
+        self.ctx_examples = min(self.ctx_examples, self.top_k)
 
 
 def fmix32(x: torch.Tensor) -> torch.Tensor:
@@ -98,6 +105,9 @@ class LayerReducer:
         self.hist = torch.zeros(d, 2 * F, dtype=torch.int64)  # (d, 2F)
         self.top_val = torch.full((K, d), -torch.inf)  # (K, d) sorted desc
         self.top_tok = torch.full((K, d), -1, dtype=torch.int64)  # (K, d)
+        # (Kc, d, 2W+1): activation on positions tok-W..tok+W of the top-Kc examples. A kept token's rank only ever
+        # grows, so only tokens entering at rank < Kc need a context, and they bring it from their own batch.
+        self.top_ctx = torch.full((cfg.ctx_examples, d, 2 * cfg.ctx_window + 1), torch.nan)
         self.res_prio = torch.full((d * F, S2), INT32_MAX, dtype=torch.int32)  # (d*F, S') sorted asc
         self.res_tok = torch.full((d * F, S2), -1, dtype=torch.int32)  # (d*F, S'), -1 = empty
         self.res_val = torch.zeros(d * F, S2)  # (d*F, S')
@@ -109,7 +119,7 @@ class LayerReducer:
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, torch.Tensor]:
         self.flush()
-        keys = ["n_tokens", "sum", "max", "min", "exp", "hist", "top_val", "top_tok",
+        keys = ["n_tokens", "sum", "max", "min", "exp", "hist", "top_val", "top_tok", "top_ctx",
                 "res_prio", "res_tok", "res_val"]
         return {k: getattr(self, k).contiguous() for k in keys}
 
@@ -122,8 +132,13 @@ class LayerReducer:
 
     # ---------------------------------------------------------------- update
     @torch.inference_mode()
-    def update(self, acts: torch.Tensor, tok: torch.Tensor) -> None:
-        """acts: (n, d) float32 activations of n counted tokens; tok: (n,) int64 global token indices."""
+    def update(self, acts: torch.Tensor, tok: torch.Tensor, ctx: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """acts: (n, d) activations of n counted tokens; tok: (n,) int64 global token indices.
+
+        ctx: (full, idx) for top-example contexts: full (m, d) holds the batch's activations at every position, idx
+        (n, 2W+1) the row of `full` at offsets -W..W from each counted token (-1 outside its window). Without it,
+        contexts of examples entering in this batch are NaN.
+        """
         n = acts.shape[0]
         if n == 0:
             return
@@ -140,7 +155,7 @@ class LayerReducer:
         binf += self._hist_offs  # unit * 2F + F - 1, exact in float32
         self.hist += torch.bincount(binf.to(torch.int32).view(-1), minlength=self.d * 2 * F).view(self.d, 2 * F)
         del binf
-        self._update_topk(acts, tok)
+        self._update_topk(acts, tok, ctx)
         self._update_reservoir(acts, tok, scale)
 
     def _grow_scale(self, absmax: torch.Tensor) -> None:
@@ -176,7 +191,7 @@ class LayerReducer:
             dst[rows] = block.view(-1, S2)
         self.exp[units] += 1
 
-    def _update_topk(self, acts: torch.Tensor, tok: torch.Tensor) -> None:
+    def _update_topk(self, acts: torch.Tensor, tok: torch.Tensor, ctx) -> None:
         K, (n, d) = self.cfg.top_k, acts.shape
         cand = acts >= self.top_val[K - 1]  # (n, d): only these can enter; ties kept for the exact order
         r, c = cand.nonzero(as_tuple=True)
@@ -200,6 +215,27 @@ class LayerReducer:
         ok = rank < K
         self.top_val[rank[ok], u_sorted[ok]] = all_v[order[ok]]
         self.top_tok[rank[ok], u_sorted[ok]] = all_t[order[ok]]
+        if self.cfg.ctx_examples:
+            self._update_ctx(order, rank, u_sorted, aff, r, c, ctx)
+
+    def _update_ctx(self, order, rank, u_sorted, aff, r, c, ctx) -> None:
+        """Move kept contexts to their new ranks and bring new entries' contexts from the batch."""
+        Kc, W2 = self.cfg.ctx_examples, self.top_ctx.shape[2]
+        sel = rank < Kc
+        src, dst_r, dst_u = order[sel], rank[sel], u_sorted[sel]  # merged-list index, new rank, unit
+        n_old, a = self.cfg.top_k * aff.numel(), aff.numel()
+        old = src < n_old  # entries of the old top-K: flat index k * a + i of (K, a)
+        vals = torch.full((src.numel(), W2), torch.nan)
+        o = src[old]
+        keep = o // a < Kc  # an old entry from rank >= Kc cannot rise, so this is all of them
+        vals[old] = torch.where(keep[:, None], self.top_ctx[(o // a).clamp(max=Kc - 1), aff[o % a]], torch.nan)
+        if ctx is not None:
+            full, idx = ctx
+            j = src[~old] - n_old  # candidate index into (r, c)
+            rows = idx[r[j]]  # (m, 2W+1)
+            got = full[rows.clamp(min=0), c[j][:, None]].float()
+            vals[~old] = got.masked_fill_(rows < 0, torch.nan)
+        self.top_ctx[dst_r, dst_u] = vals
 
     def _reservoir_prefilter(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-unit (value, priority) thresholds whose union over-approximates 'priority <= tau(bin)'.
@@ -299,12 +335,14 @@ class LayerReducer:
         F = self.cfg.hist_bins
         cnt = self.hist[:, F:].sum(1).numpy()  # positive bins hold exactly the tokens with a > 0
         top_v, top_t = self.top_val.numpy().T.copy(), self.top_tok.numpy().T.copy()  # (d, K)
+        top_ctx = self.top_ctx.permute(1, 0, 2).numpy().copy()  # (d, Kc, 2W+1)
         iv = interval_samples(self.max.numpy(), self.exp.numpy(), self.res_prio.numpy(), self.res_tok.numpy(),
                               self.res_val.numpy(), self.hist.numpy(), self.cfg)
         mean = self.sum.numpy() / max(n, 1)
         return LayerResult(layer=self.layer, n_tokens=n, count=cnt, mean=mean,
                            max=self.max.numpy().copy(), min=self.min.numpy().copy(), exp=self.exp.numpy().copy(),
-                           hist=self.hist.numpy().copy(), top_val=top_v, top_tok=top_t, intervals=iv)
+                           hist=self.hist.numpy().copy(), top_val=top_v, top_tok=top_t, intervals=iv,
+                           top_ctx=top_ctx)
 
 
 @dataclass
@@ -322,6 +360,7 @@ class LayerResult:
     top_val: np.ndarray  # (d, K) float32, desc; -inf where fewer than K tokens
     top_tok: np.ndarray  # (d, K) int64; -1 where empty
     intervals: object  # core.intervals.IntervalSamples
+    top_ctx: np.ndarray | None = None  # (d, Kc, 2W+1) float32: activation around each of the first Kc top examples
 
     def __post_init__(self) -> None:
         d = self.count.shape[0]

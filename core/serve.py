@@ -26,9 +26,14 @@ def check_db(db: str | Path) -> Path:
     return path
 
 
-def serve_command(db: str | Path, host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
+def _dbs(db) -> list[Path]:
+    """One index or a list of them, each checked and made absolute."""
+    return [check_db(d) for d in ([db] if isinstance(db, (str, Path)) else db)]
+
+
+def serve_command(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> list[str]:
     """The argv that runs the dashboard on `db` (passed by serve_env) with protections on and telemetry off."""
-    check_db(db)
+    _dbs(db)
     if not 0 < port < 65536:
         raise ValueError(f"port {port} out of range 1-65535")
     return [sys.executable, "-m", "streamlit", "run", str(app_path()),
@@ -38,15 +43,16 @@ def serve_command(db: str | Path, host: str = "127.0.0.1", port: int = 8501, hea
             "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
 
 
-def serve_env(db: str | Path) -> dict[str, str]:
-    """This process's environment plus NEUROBOARD_DB (absolute) and the package root on PYTHONPATH."""
-    env = dict(os.environ, NEUROBOARD_DB=str(check_db(db)))
+def serve_env(db: str | Path | list) -> dict[str, str]:
+    """This process's environment plus NEUROBOARD_DB (absolute paths, os.pathsep-separated when several) and the
+    package root on PYTHONPATH."""
+    env = dict(os.environ, NEUROBOARD_DB=os.pathsep.join(str(p) for p in _dbs(db)))
     root = str(app_path().parent.parent)  # streamlit puts dashboard/ on sys.path, not its parent
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 
-def serve(db: str | Path, host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> int:
+def serve(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, headless: bool = True) -> int:
     """Run the dashboard on `db` until it stops (Ctrl-C stops both); returns Streamlit's exit code."""
     env = serve_env(db)
     proc = subprocess.Popen(serve_command(db, host, port, headless), env=env)

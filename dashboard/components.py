@@ -28,3 +28,9 @@ def token_spans(tokens: list[str], values: list[float] | np.ndarray, vmax: float
         title = html.escape(f"{tok!r}: {v:.4g}" if np.isfinite(v) else repr(tok), quote=True)
         out.append(f'<span class="nb-tok" style="{style}" title="{title}">{html.escape(_visible(tok))}</span>')
     return '<div class="nb-example" style="font-family:monospace;line-height:1.7">' + "".join(out) + "</div>"
+
+
+def example_html(tokens: list[str], values, vmax: float, focus: int | None, caption: str) -> str:
+    """One example: an escaped caption line, then its token spans."""
+    return (f'<div class="nb-caption" style="font-size:0.8em;color:#888;margin-top:6px">{html.escape(caption)}</div>'
+            + token_spans(tokens, values, vmax, focus=focus))

@@ -22,12 +22,15 @@ RUN_COLUMNS = ["run_id", "model", "corpus", "status", "tokens", "target", "progr
                "created", "neurons"]
 
 
-def index_path() -> Path:
-    """The index the dashboard reads: $NEUROBOARD_DB (set by `core.serve`), else the demo index.
+def index_paths() -> list[Path]:
+    """The indexes the dashboard offers: $NEUROBOARD_DB (set by `core.serve`; os.pathsep-separated when several),
+    else the demo index. Only the environment names files; the URL can only pick one of these by number."""
+    return [Path(p) for p in (os.environ.get(DB_ENV) or DEFAULT_DB).split(os.pathsep) if p] or [Path(DEFAULT_DB)]
 
-    Only the environment chooses the file; nothing in the URL does.
-    """
-    return Path(os.environ.get(DB_ENV) or DEFAULT_DB)
+
+def index_path() -> Path:
+    """The first index offered."""
+    return index_paths()[0]
 
 
 def load_runs(path: str | Path) -> list[RunInfo]:
@@ -46,13 +49,14 @@ def progress_pct(run: RunInfo) -> float | None:
     return min(100.0, 100.0 * run.tokens / run.tokens_target)
 
 
-def runs_frame(runs: list[RunInfo]) -> pd.DataFrame:
-    """One row per run, the columns of RUN_COLUMNS, in run order."""
+def runs_frame(runs: list[RunInfo], db: int | None = None) -> pd.DataFrame:
+    """One row per run, the columns of RUN_COLUMNS, in run order; `db`: the index's number when several."""
+    extra = f"&db={db}" if db is not None else ""
     rows = [{"run_id": r.run_id, "model": r.model, "corpus": r.corpus, "status": r.status, "tokens": r.tokens,
              "target": r.tokens_target, "progress": progress_pct(r),
              "layers": f"{layer_ranges(r.layers)} of {r.n_layers}", "d_mlp": r.d_mlp,
              "created": r.created_at[:16],
-             "neurons": f"/neurons?run={r.run_id}" if r.status == "complete" else None} for r in runs]
+             "neurons": f"/neurons?run={r.run_id}{extra}" if r.status == "complete" else None} for r in runs]
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
     return df.astype({"target": "Int64", "progress": "Float64"})
 

@@ -148,3 +148,12 @@ def search_token(con, run_id: int, token: str, limit: int = 50) -> list[dict]:
         [run_id, token, limit]).fetchall()
     k = con.execute("SELECT max(rank) + 1 FROM top_examples WHERE run_id = ?", [run_id]).fetchall()[0][0] or 1
     return [{"layer": a, "unit": b, "share": c / k, "max": d} for a, b, c, d in rows]
+
+
+def vocab(con, model_id: int) -> list[str]:
+    """Display strings of a model's tokens, indexed by token id."""
+    rows = con.execute("SELECT token_id, display FROM vocab WHERE model_id = ? ORDER BY token_id", [model_id]).fetchall()
+    out = [""] * (rows[-1][0] + 1 if rows else 0)
+    for i, d in rows:
+        out[i] = d
+    return out

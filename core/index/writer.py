@@ -94,6 +94,19 @@ def write_chunk(con, run_id: int, corpus_id: int, docs: list[tuple[int, str, str
         raise
 
 
+def _contexts(res: LayerResult, uu: np.ndarray, rr: np.ndarray) -> pa.Array:
+    """list<float> per top example: the stored context for ranks < Kc, null beyond."""
+    if res.top_ctx is None or res.top_ctx.shape[1] == 0:
+        return pa.nulls(uu.size, pa.list_(pa.float32()))
+    Kc, W2 = res.top_ctx.shape[1:]
+    has = rr < Kc
+    vals = res.top_ctx[uu[has], rr[has]].astype(np.float32).reshape(-1)  # (m * W2,)
+    offsets = np.zeros(uu.size + 1, np.int32)
+    offsets[1:] = np.cumsum(np.where(has, W2, 0))
+    mask = pa.array(~has)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(vals, pa.float32()), mask=mask)
+
+
 def write_layer(con, run_id: int, res: LayerResult, doc_of, hist_bins: int) -> None:
     """Per-unit results of one layer. `doc_of(tok) -> (doc_id, position)` maps global token indices."""
     d, L = res.count.shape[0], res.layer
@@ -113,7 +126,7 @@ def write_layer(con, run_id: int, res: LayerResult, doc_of, hist_bins: int) -> N
     insert_arrow(con, "top_examples", pa.table({
         "run_id": np.full(uu.size, run_id, np.int32), "layer": np.full(uu.size, L, np.int32),
         "unit": uu.astype(np.int32), "rank": rr.astype(np.int32), "doc_id": doc, "position": pos,
-        "activation": res.top_val[valid].astype(np.float32)}))
+        "activation": res.top_val[valid].astype(np.float32), "context": _contexts(res, uu, rr)}))
     iv = res.intervals
     ui, ii = np.meshgrid(units, np.arange(10, dtype=np.int32), indexing="ij")
     live = res.max > 0

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.index.db import IndexError_, IndexLockedError
-from dashboard import data
+from dashboard import data, frame
 
 REFRESH_S = 3.0
 
@@ -17,7 +17,7 @@ RUN_COLUMNS = {
 MODEL_COLUMNS = {"tokens": st.column_config.NumberColumn("tokens", format="localized")}
 
 
-def show_index(path) -> bool:
+def show_index(path, db: int | None) -> bool:
     """Lay out the index's models and runs; True while the view should refresh (index locked or a run running)."""
     if not path.exists():
         st.info(f"No index at `{path}` yet. Build one with `neuroboard extract` (or `make demo`), or serve an "
@@ -37,7 +37,7 @@ def show_index(path) -> bool:
         st.info("The index has no runs yet; `neuroboard extract` fills it.", icon=":material/info:")
         return False
     st.subheader("Runs")
-    st.dataframe(data.runs_frame(runs), key="home_runs", hide_index=True, column_config=RUN_COLUMNS)
+    st.dataframe(data.runs_frame(runs, db), key="home_runs", hide_index=True, column_config=RUN_COLUMNS)
     running = data.running_lines(runs)
     for frac, label in running:
         st.progress(frac, text=label)
@@ -50,11 +50,14 @@ st.title("neuroboard")
 st.caption("Models and extraction runs in this index.")
 
 live = st.session_state.get("home_live", False)
+path = frame.choose_index()
+paths = data.index_paths()
+db = paths.index(path) if len(paths) > 1 else None
 
 
 @st.fragment(run_every=REFRESH_S if live else None)
 def index_view():
-    now_live = show_index(data.index_path())
+    now_live = show_index(path, db)
     if now_live != live:  # start or stop the timer: the decorator's run_every is fixed per full run
         st.session_state["home_live"] = now_live
         st.rerun()

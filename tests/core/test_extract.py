@@ -88,6 +88,32 @@ def test_index_equals_brute_force(built, layer):
         assert sorted(samp.get(k, [])) == bf["samples"][k], k
 
 
+def test_stored_contexts_equal_unbatched_forward(built):
+    """top_examples.context: the unit's activation at positions pos-W..pos+W of the example's window (NaN outside),
+    against a separate unbatched forward of each window; special tokens (not counted) still appear as context."""
+    cfg, lm, run_id = built
+    layer, W = 1, cfg.ctx_window
+    A, tok, _ = full_matrix(lm, cfg.corpus, cfg.context_len, layer)
+    con = duckdb.connect(cfg.db, read_only=True)
+    offs = dict(con.execute("SELECT doc_id, tok0 FROM run_docs WHERE run_id = ?", [run_id]).fetchall())
+    rows = con.execute("SELECT unit, rank, doc_id, position, context FROM top_examples WHERE run_id = ? AND layer = ?",
+                       [run_id, layer]).fetchall()
+    Kc = min(cfg.ctx_examples, cfg.top_k)
+    assert all((ctx is None) == (rank >= Kc) for _, rank, _, _, ctx in rows)
+    checked = 0
+    for unit, _, doc, pos, ctx in rows:
+        if ctx is None:
+            continue
+        ws = pos // cfg.context_len * cfg.context_len
+        n_doc = con.execute("SELECT n_tokens FROM run_docs WHERE run_id = ? AND doc_id = ?", [run_id, doc]).fetchall()
+        we = min(ws + cfg.context_len, n_doc[0][0])
+        want = [A[offs[doc] + q, unit] if ws <= q < we else np.nan for q in range(pos - W, pos + W + 1)]
+        np.testing.assert_allclose(np.array(ctx, np.float64), want, atol=1e-5, equal_nan=True)
+        assert ctx[W] == pytest.approx(A[offs[doc] + pos, unit], abs=1e-5)
+        checked += 1
+    assert checked == lm.points.d_mlp * Kc
+
+
 def test_top1_equals_fresh_forward_of_document_alone(built):
     cfg, lm, run_id = built
     con = duckdb.connect(cfg.db, read_only=True)

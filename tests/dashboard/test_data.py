@@ -30,6 +30,14 @@ def test_index_path_from_env_only(monkeypatch):
     assert str(data.index_path()) == data.DEFAULT_DB
     monkeypatch.setenv(data.DB_ENV, "/x/y.duckdb")
     assert str(data.index_path()) == "/x/y.duckdb"
+    monkeypatch.setenv(data.DB_ENV, "/x/y.duckdb:/z/w.duckdb")
+    assert [str(p) for p in data.index_paths()] == ["/x/y.duckdb", "/z/w.duckdb"]
+
+
+def test_home_links_carry_the_index_number(tiny_index):
+    runs = data.load_runs(tiny_index)
+    assert data.runs_frame(runs)["neurons"].tolist()[0] == "/neurons?run=1"
+    assert data.runs_frame(runs, 1)["neurons"].tolist()[0] == "/neurons?run=1&db=1"
 
 
 def test_frames_from_index(tiny_index):

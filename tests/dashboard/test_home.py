@@ -89,3 +89,24 @@ def test_url_cannot_choose_the_index(monkeypatch, tiny_index, tmp_path):
     assert not at.exception
     assert at.sidebar.code[0].value == str(tiny_index)
     assert at.dataframe[0].value["run_id"].tolist() == [1, 2]
+
+
+def test_sidebar_picks_among_served_indexes(monkeypatch, tiny_index, tmp_path):
+    """Several indexes: the sidebar offers them by name, the URL keeps the number, a bad number falls back."""
+    empty = tmp_path / "empty.duckdb"
+    from core.index.db import connect
+
+    connect(empty).close()
+    monkeypatch.setenv("NEUROBOARD_DB", f"{tiny_index}:{empty}")
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.query_params["db"] = "1"
+    at.run()
+    assert not at.exception
+    box = at.sidebar.selectbox(key="frame_db")
+    assert box.value == 1 and "no runs yet" in texts(at.info)
+    box.set_value(0).run()
+    assert not at.exception
+    assert at.dataframe[0].value["neurons"].tolist()[0] == "/neurons?run=1&db=0"
+    at.query_params["db"] = "7"
+    at.run()
+    assert not at.exception and "`db=7` is out of range" in texts(at.warning)

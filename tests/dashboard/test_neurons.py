@@ -34,10 +34,11 @@ def page(monkeypatch, db, **params):
 def test_smoke_shows_unit(monkeypatch, unit_index):
     at = page(monkeypatch, unit_index, run="1", layer="1", unit="5")
     assert not at.exception
-    assert at.number_input(key="neuron_layer").value == 1 and at.number_input(key="neuron_unit").value == 5
+    assert at.selectbox(key="neuron_layer").value == 1 and at.number_input(key="neuron_unit").value == 5
     assert [m.label for m in at.metric][:4] == ["Layer / unit", "Density", "Mean", "Max"]
     assert any("interval" in e.label for e in at.expander)
     assert len(at.dataframe) >= 2
+    assert "Values from the index." in " ".join(c.value for c in at.caption)
 
 
 def test_bad_params_fall_back(monkeypatch, unit_index):
@@ -48,12 +49,65 @@ def test_bad_params_fall_back(monkeypatch, unit_index):
     assert at.number_input(key="neuron_unit").value == 0
 
 
+def test_xss_document_shows_as_text(monkeypatch, unit_index):
+    """Token text is escaped in every example block: no raw <script> or <b> reaches the page's HTML."""
+    import html
+
+    from core.index.db import connect
+
+    con = connect(unit_index, read_only=True)
+    doc = con.execute("SELECT doc_id FROM documents WHERE text LIKE '%<script>%'").fetchall()[0][0]
+    layer, unit = con.execute("SELECT layer, unit FROM top_examples WHERE doc_id = ? AND rank = 0 LIMIT 1",
+                              [doc]).fetchall()[0]
+    con.close()
+    at = page(monkeypatch, unit_index, run="1", layer=str(layer), unit=str(unit), ctx="16")
+    assert not at.exception
+    blocks = [h.proto.body for h in at.get("html")]
+    joined = "".join(blocks)
+    assert "&lt;" in joined and "<script" not in joined and "<b>" not in joined
+    assert html.unescape(joined).count("<") > joined.count("<")
+
+
 def test_changing_unit_updates_url(monkeypatch, unit_index):
     at = page(monkeypatch, unit_index, run="1", layer="0", unit="0")
     at.number_input(key="neuron_unit").set_value(7).run()
     assert not at.exception
     assert at.query_params["unit"] == ["7"] or at.query_params["unit"] == "7"
+    assert at.metric[0].value == "0 / 7"
 
+
+def qp(at, name):
+    v = at.query_params[name]
+    return v[0] if isinstance(v, list) else v
+
+
+def test_url_change_wins_over_widget_state(monkeypatch, unit_index):
+    """A rewritten URL (pasted link, button) moves the widgets; a moved widget rewrites the URL."""
+    at = page(monkeypatch, unit_index, run="1", layer="0", unit="3", ctx="5")
+    at.query_params["unit"] = "9"
+    at.query_params["layer"] = "2"
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="neuron_unit").value == 9 and at.selectbox(key="neuron_layer").value == 2
+    assert at.metric[0].value == "2 / 9"
+    at.slider(key="neuron_ctx").set_value(7).run()
+    assert qp(at, "ctx") == "7" and qp(at, "unit") == "9" and qp(at, "layer") == "2"
+
+
+def test_sidebar_chooses_model_and_run(monkeypatch, unit_index, tiny_lm_dir, tmp_path):
+    """Two runs of two 'models' in one index: the sidebar switches between them and the URL follows."""
+    import shutil
+
+    db = tmp_path / "two.duckdb"
+    shutil.copy(unit_index, db)
+    corpus = write_corpus(tmp_path / "c2.txt", n_docs=3)
+    extract(ExtractConfig(model=str(tiny_lm_dir), db=str(db), corpus=str(corpus), context_len=16, layers="1"))
+    at = page(monkeypatch, db, run="1")
+    runs = at.sidebar.selectbox[-1]
+    assert runs.label == "Run" and runs.options and len(runs.options) == 2
+    runs.set_value(2).run()
+    assert not at.exception
+    assert qp(at, "run") == "2" and at.selectbox(key="neuron_layer").options == ["1"]
 
 def test_find_neurons_table_search_and_random(monkeypatch, unit_index):
     at = page(monkeypatch, unit_index, run="1", layer="1", unit="0")

@@ -32,6 +32,8 @@ def test_serve_env_points_at_absolute_index(tiny_index, monkeypatch):
     env = serve_env(tiny_index.name)
     assert env["NEUROBOARD_DB"] == str(tiny_index.resolve())
     assert str(app_path().parent.parent) in env["PYTHONPATH"].split(":")
+    two = serve_env([tiny_index.name, tiny_index])
+    assert two["NEUROBOARD_DB"] == f"{tiny_index.resolve()}:{tiny_index.resolve()}"
 
 
 def test_missing_index_fails_before_starting(tmp_path):

@@ -1,0 +1,76 @@
+"""The sidebar every page shares: which index, model and run, kept in the URL (`db=<n>`, `run=<id>`).
+
+Also `url_widget`: a widget whose value lives in the URL. A changed URL (a pasted link, a button that rewrites a
+param) wins over the widget's remembered state; a moved widget rewrites the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import streamlit as st
+
+from core.index.db import IndexError_, IndexLockedError
+from core.index.queries import RunInfo
+from dashboard import data, state
+
+
+def url_widget(make: Callable, key: str, param: str, url_value, **kw):
+    """Create `make(label..., key=key, **kw)` showing `url_value`, and write the chosen value back to `param`."""
+    seen = f"_url_{key}"
+    if st.session_state.get(seen) != url_value or key not in st.session_state:
+        st.session_state[key] = url_value
+    value = make(key=key, **kw)
+    st.session_state[seen] = value
+    st.query_params[param] = str(value)
+    return value
+
+
+def choose_index() -> Path:
+    """Index chooser (shown only when the server offers several); URL param `db` is its number."""
+    paths = data.index_paths()
+    if len(paths) == 1:
+        with st.sidebar:
+            st.caption("Index")
+            st.code(str(paths[0]), language=None, wrap_lines=True)
+        return paths[0]
+    i, problem = state.int_param(st.query_params, "db", 0, 0, len(paths) - 1)
+    if problem:
+        st.warning(problem)
+    with st.sidebar:
+        i = url_widget(st.selectbox, "frame_db", "db", i, label="Index", options=list(range(len(paths))),
+                       format_func=lambda j: paths[j].name, help="Indexes this server was started with")
+    return paths[i]
+
+
+def choose_run(path: Path) -> tuple[list[RunInfo], RunInfo]:
+    """Sidebar model and run choosers over the complete runs of `path`; stops the page with a friendly message
+    when the index is missing, locked by a writer, or has no complete run."""
+    try:
+        runs = [r for r in data.load_runs(path) if r.status == "complete"]
+    except IndexLockedError:
+        st.warning("The index is updating (another process is writing to it). Try again in a moment.",
+                   icon=":material/hourglass_top:")
+        st.button("Retry", key="frame_retry")
+        st.stop()
+    except (IndexError_, FileNotFoundError) as e:
+        st.info(str(e))
+        st.stop()
+    if not runs:
+        st.info("No complete run in this index yet; `neuroboard extract` makes one.")
+        st.stop()
+    ids = [r.run_id for r in runs]
+    run_id, problem = state.choice_param(st.query_params, "run", ids, ids[0])
+    if problem:
+        st.warning(problem)
+    by_id = {r.run_id: r for r in runs}
+    models = list(dict.fromkeys(r.model for r in runs))
+    with st.sidebar:
+        model = st.selectbox("Model", models, index=models.index(by_id[run_id].model), key=f"frame_model_{run_id}")
+        if model != by_id[run_id].model:  # a new model: its first run
+            run_id = next(r.run_id for r in runs if r.model == model)
+        choices = [r.run_id for r in runs if r.model == model]
+        run_id = url_widget(st.selectbox, f"frame_run_{model}", "run", run_id, label="Run", options=choices,
+                            format_func=lambda i: f"run {i}: {by_id[i].corpus} · {by_id[i].tokens:,} tokens")
+    return runs, by_id[run_id]

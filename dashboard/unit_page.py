@@ -1,0 +1,109 @@
+"""The body of a unit page (neurons now; SAE features reuse it): stats, histogram, top examples, interval samples,
+logit effects and custom text for one unit of any `core.units.UnitSource`. Pages choose the unit; this lays it out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.index.db import IndexLockedError
+from core.index.queries import QueryError, RunInfo
+from core.logit_effects import direction_effects
+from core.models import load_model
+from core.units import SOURCES, UnitView
+from dashboard import charts, unit_data
+from dashboard.components import example_html
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def model(name: str):
+    return load_model(name)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def view(path: str, kind: str, run_id: int, layer: int, unit: int, ctx: int) -> UnitView:
+    return unit_data.unit_view(path, kind, run_id, layer, unit, k=10, window=ctx)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def vocab(path: str, model_id: int) -> list[str]:
+    return unit_data.vocab(path, model_id)
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def effects(name: str, kind: str, layer: int, unit: int):
+    lm = model(name)
+    return direction_effects(lm, SOURCES[kind].direction(lm, layer, unit), k=10)
+
+
+def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None) -> str:
+    """All examples as one HTML block; live values (needs `lm`) only for examples the index has no context for."""
+    need = [e for e in examples if e.context is None]
+    live = dict(zip(map(id, need), SOURCES["neuron"].activations(lm, v.layer, v.unit, [e.seq for e in need]),
+                    strict=True)) if need and lm is not None else {}
+    vmax = float(v.stats["max"])
+    return "".join(example_html([vocab_[t] for t in e.shown_ids()], unit_data.shown_values(e, ctx, live.get(id(e))),
+                                vmax, e.focus - e.first_shown, f"{e.activation:.3f} · doc {e.doc_id} pos {e.position}")
+                   for e in examples)
+
+
+def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) -> None:
+    try:
+        v = view(str(path), kind, run.run_id, layer, unit, ctx)
+    except QueryError as e:
+        st.warning(str(e))
+        return
+    except IndexLockedError:
+        st.warning("The index is updating; try again in a moment.")
+        return
+    voc = vocab(str(path), run.model_id)
+    s = v.stats
+    m = st.columns(5)
+    m[0].metric("Layer / unit", f"{layer} / {unit}")
+    m[1].metric("Density", f"{s['density']:.2%}", help=f"{s['count_active']:,} of {s['n_tokens']:,} tokens > 0")
+    m[2].metric("Mean", f"{s['mean']:.4f}")
+    m[3].metric("Max", f"{s['max']:.4f}")
+    m[4].metric("Min", f"{s['min']:.4f}")
+    st.plotly_chart(charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
+
+    stored = all(e.context is not None for e in v.top)
+    lm = None if stored else model(run.model)
+    st.subheader("Top activating examples")
+    st.caption("Background: activation as a share of the unit's max; hover a token for its value; the outlined token "
+               "is the example. " + ("Values from the index." if stored else "Values recomputed live."))
+    st.html(examples_block(v, v.top, voc, ctx, lm))
+
+    st.subheader("Interval samples")
+    st.caption("Uniform samples of the active tokens in each tenth of the range; each sample's own token is coloured "
+               "by its indexed activation.")
+    for iv in reversed(v.intervals):
+        title = f"interval {iv['lo']:.3f}–{iv['hi']:.3f}: ≈{iv['frac_est']:.1%} of active tokens"
+        with st.expander(title + ("" if iv["exact"] else " (approximate sample)"), expanded=False):
+            if iv["examples"]:
+                st.html(examples_block(v, iv["examples"], voc, ctx))
+            else:
+                st.caption("no tokens in this interval")
+
+    st.subheader("Logit effects")
+    st.caption("The unit's output direction through the final norm's gain and the unembedding (direct effect).")
+    eff = effects(run.model, kind, layer, unit)
+    t1, t2 = st.columns(2)
+    t1.dataframe({"promoted": [voc[i] for i in eff.top_ids], "effect": [float(eff.values[i]) for i in eff.top_ids]},
+                 key="unit_promoted", hide_index=True)
+    t2.dataframe({"suppressed": [voc[i] for i in eff.bottom_ids],
+                  "effect": [float(eff.values[i]) for i in eff.bottom_ids]}, key="unit_suppressed", hide_index=True)
+    st.plotly_chart(charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
+
+
+def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:
+    """The unit's activation on every token of `text`, recomputed live."""
+    lm = model(run.model)
+    ids = list(lm.tokenizer(text)["input_ids"])
+    if not ids:
+        st.caption("No tokens.")
+        return
+    (acts,) = SOURCES[kind].activations(lm, layer, unit, [ids])
+    toks = [lm.tokenizer.decode([i]) for i in ids]
+    top = float(np.max(acts, initial=0.0))
+    st.html(example_html(toks, acts, max(vmax, top), None, f"max {top:.3f} over {len(toks)} tokens"))
