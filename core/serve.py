@@ -40,7 +40,8 @@ def serve_command(db: str | Path | list, host: str = "127.0.0.1", port: int = 85
             "--server.address", host, "--server.port", str(port),
             "--server.headless", str(headless).lower(),
             "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
-            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false"]
+            "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
+            "--client.toolbarMode", "minimal"]
 
 
 def serve_env(db: str | Path | list) -> dict[str, str]:

@@ -72,5 +72,5 @@ def choose_run(path: Path) -> tuple[list[RunInfo], RunInfo]:
             run_id = next(r.run_id for r in runs if r.model == model)
         choices = [r.run_id for r in runs if r.model == model]
         run_id = url_widget(st.selectbox, f"frame_run_{model}", "run", run_id, label="Run", options=choices,
-                            format_func=lambda i: f"run {i}: {by_id[i].corpus} · {by_id[i].tokens:,} tokens")
+                            format_func=lambda i: f"run {i} · {Path(by_id[i].corpus).name} · {by_id[i].tokens:,} tok")
     return runs, by_id[run_id]

@@ -117,41 +117,26 @@ def tiny_index(tmp_path):
 
 @pytest.fixture
 def dashboard_server(tiny_index, tmp_path):
-    """`core.serve`'s command serving `tiny_index` on a free localhost port; yields the base URL once healthy."""
-    import socket
-    import subprocess
-    import time
-    import urllib.request
+    """The dashboard serving `tiny_index`; yields the base URL."""
+    from serving import served
 
-    from core.serve import serve_command, serve_env
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "streamlit.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(serve_command(tiny_index, port=port), env=serve_env(tiny_index), stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().decode() == "ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"no health 'ok' from {url} in 60 s:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    with served(tiny_index, tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        proc.terminate()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A real headless Chromium (skipped, with the reason, where it cannot run)."""
+    from dashboard.browser import launch, missing_browser
+
+    why = missing_browser()
+    if why:
+        pytest.skip(why)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            yield b
+        finally:
+            b.close()

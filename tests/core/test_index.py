@@ -43,3 +43,20 @@ def test_newer_schema_refused(tmp_path):
     for ro in (True, False):
         with pytest.raises(SchemaTooNewError, match="newer"):
             connect(db, read_only=ro)
+
+
+def test_schema_1_index_upgrades_in_place(tmp_path):
+    """An index written at schema 1 keeps its rows and gains top_examples.context (NULL for old rows)."""
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    con.execute(dict(migrations())[1])
+    con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    con.execute("INSERT INTO top_examples VALUES (1, 0, 5, 0, 3, 7, 2.5)")
+    con.close()
+    with pytest.raises(NotAnIndexError, match="schema version 1"):
+        connect(db, read_only=True)
+    connect(db).close()  # a writing open migrates
+    con = connect(db, read_only=True)
+    assert con.execute("SELECT unit, position, activation, context FROM top_examples").fetchall() == [(5, 7, 2.5, None)]
+    assert con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] == LATEST >= 2

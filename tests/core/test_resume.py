@@ -27,7 +27,9 @@ def cli(model_dir, corpus, db, *extra):
 def snapshot(db):
     con = duckdb.connect(str(db), read_only=True)
     try:
-        out = {t: con.execute(f"SELECT * EXCLUDE (run_id) FROM {t} ORDER BY {k}").fetchall()
+        # contexts hold NaN (outside the window), which == never matches: compare them as text
+        cols = {"top_examples": "* EXCLUDE (run_id, context), context::TEXT"}
+        out = {t: con.execute(f"SELECT {cols.get(t, '* EXCLUDE (run_id)')} FROM {t} ORDER BY {k}").fetchall()
                if t != "documents" else con.execute(f"SELECT * FROM {t} ORDER BY {k}").fetchall()
                for t, k in TABLES.items()}
         out["runs"] = con.execute("SELECT status, tokens_done, docs_done, layers FROM runs").fetchall()

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_corpus
 from streamlit.testing.v1 import AppTest
@@ -123,3 +124,24 @@ def test_find_neurons_table_search_and_random(monkeypatch, unit_index):
     at.button(key="neuron_random").click().run()
     assert not at.exception
     assert 0 <= at.number_input(key="neuron_unit").value < 128
+
+
+def test_run_without_stored_contexts_recomputes_live(monkeypatch, tiny_lm_dir, tmp_path):
+    """Runs made before schema 2 (or with ctx_examples=0) have no stored context: values come from a live pass,
+    and both routes agree token by token."""
+    import re
+
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=4)
+    ref, old = tmp_path / "ref.duckdb", tmp_path / "old.duckdb"
+    extract(ExtractConfig(model=str(tiny_lm_dir), db=str(ref), corpus=str(corpus), context_len=32, layers="1"))
+    extract(ExtractConfig(model=str(tiny_lm_dir), db=str(old), corpus=str(corpus), context_len=32, layers="1",
+                          ctx_examples=0))
+    shown = {}
+    for name, db in (("ref", ref), ("old", old)):
+        at = page(monkeypatch, db, run="1", layer="1", unit="3", ctx="6")
+        assert not at.exception
+        caps = " ".join(c.value for c in at.caption)
+        assert ("recomputed live" in caps) == (name == "old")
+        shown[name] = [float(x) for x in re.findall(r"title=\"[^\"]*: (-?[\d.e+-]+)\">", at.get("html")[0].proto.body)]
+    assert len(shown["ref"]) > 20
+    np.testing.assert_allclose(shown["old"], shown["ref"], rtol=1e-3, atol=1e-4)

@@ -1,0 +1,91 @@
+"""The neuron page of a real smollm2-135m index, served by `neuroboard serve`, in a real headless Chromium:
+highlighted tokens, histogram and logit table on the page; token text from a hostile document shown as text; a
+copied URL reopening the same view in a fresh browser context."""
+
+import html
+
+import duckdb
+import pytest
+from serving import served
+
+from core.extract import ExtractConfig, extract
+from dashboard.browser import wait_settled
+
+HOSTILE = "The page said <script>alert(1)</script> and then <b>x</b> in bold, which is how the story ends."
+
+
+@pytest.fixture(scope="module")
+def real_index(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    docs = ["Paris is the capital of France. The city has many museums and old bridges over the river.",
+            HOSTILE,
+            "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
+            "The quick brown fox jumps over the lazy dog, again and again, until the dog gives up."] * 3
+    corpus = tmp / "c.txt"
+    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    db = tmp / "real.duckdb"
+    extract(ExtractConfig(model="smollm2-135m", db=str(db), corpus=str(corpus), context_len=64, layers="2,5"))
+    con = duckdb.connect(str(db), read_only=True)
+    unit = con.execute(  # a layer-5 unit whose best example sits in the hostile document, inside "<script>"
+        "SELECT e.unit FROM top_examples e JOIN documents d ON d.doc_id = e.doc_id WHERE e.run_id = 1 AND e.layer = 5 "
+        "AND e.rank = 0 AND d.text LIKE '%<script>%' AND e.position BETWEEN 3 AND 12 ORDER BY e.activation DESC "
+        "LIMIT 1").fetchall()[0][0]
+    con.close()
+    return db, unit
+
+
+@pytest.fixture(scope="module")
+def server(real_index, tmp_path_factory):
+    with served(real_index[0], tmp_path_factory.mktemp("srv") / "streamlit.log") as url:
+        yield url
+
+
+def example_texts(page) -> list[str]:
+    return page.locator(".nb-example").all_inner_texts()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_neuron_page_in_chromium(browser, server, real_index, tmp_path):
+    _, unit = real_index
+    dialogs = []
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{server}/neurons?run=1&layer=5&unit={unit}&ctx=16", wait_until="domcontentloaded")
+    wait_settled(page, 120_000)
+    assert page.get_by_test_id("stException").count() == 0
+    # highlighted tokens with hover values, the exact histogram, the logit table
+    toks = page.locator(".nb-tok")
+    assert toks.count() > 50
+    assert "rgba(255,140,0," in toks.first.get_attribute("style") and ":" in toks.first.get_attribute("title")
+    assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() >= 2
+    assert page.get_by_text("Logit effects", exact=True).is_visible()
+    assert page.get_by_test_id("stDataFrame").count() >= 2
+    assert page.get_by_test_id("stMetricValue").first.inner_text() == f"5 / {unit}"
+    # the hostile document: its tags are text, never markup, and nothing ran
+    joined = "".join(example_texts(page))
+    assert "<script>" in joined.replace("\u200b", "") or "script>" in joined
+    assert page.locator(".nb-example script, .nb-example b").count() == 0
+    assert dialogs == []
+    shot = tmp_path / "neuron.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
+    print(f"screenshot: {shot}")
+
+    # change the view in the page; the URL follows; a fresh context opening that URL shows the same view
+    page.get_by_role("slider").first.focus()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function("() => location.search.includes('ctx=14')", timeout=30_000)
+    wait_settled(page, 60_000)
+    before = example_texts(page)
+    url = page.url
+    assert f"unit={unit}" in url and "layer=5" in url and "ctx=14" in url
+    fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    fresh.goto(url, wait_until="domcontentloaded")
+    wait_settled(fresh, 120_000)
+    assert fresh.get_by_test_id("stMetricValue").first.inner_text() == f"5 / {unit}"
+    assert example_texts(fresh) == before
+    assert html.escape("<b>") not in "".join(before)  # shown once as text, not double-escaped
+    ctx.close()
