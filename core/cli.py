@@ -15,11 +15,13 @@ from dataclasses import fields
 from core.corpus import CorpusError
 from core.extract import ExtractConfig, ExtractError, Progress, extract
 from core.index import queries
-from core.index.db import IndexError_, connect
+from core.index.db import IndexError_, IndexLockedError, connect
 from core.models import ModelLoadError
+from core.serve import ServeError
 
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
-USER_ERRORS = (ModelLoadError, CorpusError, ExtractError, IndexError_, queries.QueryError, FileNotFoundError)
+USER_ERRORS = (ModelLoadError, CorpusError, ExtractError, IndexError_, queries.QueryError, FileNotFoundError,
+               ServeError)
 
 
 def _extract_parser(sub) -> None:
@@ -152,7 +154,7 @@ def cmd_demo(a) -> int:
         cfg = ExtractConfig(model=model, db=a.db, corpus="demo", max_tokens=a.max_tokens)
         done, unfinished = False, False
         if os.path.exists(a.db):
-            con = connect(a.db, read_only=True)
+            con = connect(a.db)  # a writing open: brings an older index up to the current schema
             try:
                 for r in queries.list_runs(con):
                     same = r.model == model and r.config == cfg.identity()
@@ -181,6 +183,10 @@ def cmd_serve(a) -> int:
     for db in dbs:
         if not os.path.exists(db):
             raise FileNotFoundError(f"index not found: {db} (build one with `neuroboard extract` or `make demo`)")
+        try:  # the dashboard reads only: upgrade an older index's schema now (a brief writing open)
+            connect(db, wait_s=1.0).close()
+        except IndexLockedError:
+            pass  # an extraction is writing it, and has upgraded it
     return serve(dbs, host=a.host, port=a.port)
 
 

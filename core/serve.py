@@ -13,6 +13,10 @@ from importlib.resources import files
 from pathlib import Path
 
 
+class ServeError(ValueError):
+    """Bad serve arguments; one line."""
+
+
 def app_path() -> Path:
     """dashboard/app.py, found through the installed (or editable) `dashboard` package."""
     return Path(str(files("dashboard").joinpath("app.py")))
@@ -35,7 +39,7 @@ def serve_command(db: str | Path | list, host: str = "127.0.0.1", port: int = 85
     """The argv that runs the dashboard on `db` (passed by serve_env) with protections on and telemetry off."""
     _dbs(db)
     if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range 1-65535")
+        raise ServeError(f"port {port} out of range 1-65535")
     return [sys.executable, "-m", "streamlit", "run", str(app_path()),
             "--server.address", host, "--server.port", str(port),
             "--server.headless", str(headless).lower(),

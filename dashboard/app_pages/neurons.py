@@ -1,4 +1,4 @@
-"""Neuron page: /neurons?run=<run_id>&layer=<L>&unit=<U>&ctx=<tokens each side>&text=<custom text>.
+"""Neuron page: /neurons?run=<run_id>&layer=<L>&unit=<U>&ctx=<tokens each side>&find=<0|1>&text=<custom text>.
 
 All state lives in the URL; the sidebar chooses index, model and run (dashboard.frame); the body is the generic
 unit page (dashboard.unit_page) over the "neuron" unit source.
@@ -36,7 +36,9 @@ unit = frame.url_widget(c2.number_input, "neuron_unit", "unit", unit, label="Uni
 ctx = frame.url_widget(c3.slider, "neuron_ctx", "ctx", ctx, label="Context tokens each side", min_value=1,
                        max_value=W)
 
-with st.expander("Find neurons", expanded=False):
+find = frame.url_widget(st.toggle, "neuron_find", "find", qp.get("find") == "1", label="Find neurons")
+st.query_params["find"] = "1" if find else "0"
+if find:
     units = layer_units(str(path), run.run_id, int(layer))
     st.caption(f"All {len(units):,} units of layer {layer}. Click a column header to sort. Dominance: share of a "
                "unit's top examples that are its most common token (1.0 = one token only).")

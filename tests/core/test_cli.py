@@ -141,3 +141,25 @@ def test_layer_units_and_token_search_match_brute_force(index):
     hits = queries.search_token(con, 1, target, limit=10)
     want = sorted(((v.count(target), k) for k, v in tops.items() if target in v), reverse=True)[:10]
     assert [h["share"] * 5 for h in hits] == [w[0] for w in want]
+
+
+def test_serve_upgrades_an_older_index_and_refuses_non_indexes(tmp_path, capsys):
+    """`serve` brings a schema-1 index up to date before the read-only dashboard opens it; a non-index is one line."""
+    from core.index.db import LATEST, migrations
+
+    old = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(old))
+    con.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP)")
+    con.execute(dict(migrations())[1])
+    con.execute("INSERT INTO schema_version (version) VALUES (1)")
+    con.close()
+    assert main(["serve", "--db", str(old), "--port", "0"]) == 2  # stops at the port, after the upgrade
+    assert "port 0 out of range" in capsys.readouterr().err
+    con = connect(old, read_only=True)
+    assert con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] == LATEST
+    con.close()
+    junk = tmp_path / "junk.duckdb"
+    junk.write_text("not a database")
+    assert main(["serve", "--db", str(junk), "--port", "8502"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neuroboard: error:") and len(err.splitlines()) == 1

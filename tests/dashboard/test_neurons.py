@@ -112,7 +112,9 @@ def test_sidebar_chooses_model_and_run(monkeypatch, unit_index, tiny_lm_dir, tmp
 
 def test_find_neurons_table_search_and_random(monkeypatch, unit_index):
     at = page(monkeypatch, unit_index, run="1", layer="1", unit="0")
-    assert not at.exception
+    assert not at.exception and not any("dominance" in d.value.columns for d in at.dataframe)  # off: not computed
+    at.toggle(key="neuron_find").set_value(True).run()
+    assert qp(at, "find") == "1"
     frames = [d.value for d in at.dataframe]
     table = next(f for f in frames if "dominance" in f.columns)
     assert len(table) == 128 and {"density", "max", "dominance", "token"} <= set(table.columns)
@@ -123,7 +125,9 @@ def test_find_neurons_table_search_and_random(monkeypatch, unit_index):
     assert len(hits) >= 1 and (hits["layer"] >= 0).all()
     at.button(key="neuron_random").click().run()
     assert not at.exception
-    assert 0 <= at.number_input(key="neuron_unit").value < 128
+    chosen = at.number_input(key="neuron_unit").value
+    assert 0 <= chosen < 128 and qp(at, "unit") == str(chosen) and at.metric[0].value == f"1 / {chosen}"
+    assert chosen in set(table[table["dominance"] >= 0.5]["unit"]) or not (table["dominance"] >= 0.5).any()
 
 
 def test_run_without_stored_contexts_recomputes_live(monkeypatch, tiny_lm_dir, tmp_path):
