@@ -116,7 +116,7 @@ def server_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) ->
 
 
 def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -> dict:
-    from dashboard.browser import launch, missing_browser, wait_settled
+    from dashboard.browser import launch, missing_browser, new_page, wait_settled
 
     why = missing_browser()
     if why:
@@ -142,14 +142,13 @@ def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -
             b = launch(p)
 
             def visit(layer: int, unit: int) -> float:
-                ctx = b.new_context(viewport={"width": 1400, "height": 1000})
-                page = ctx.new_page()
-                t = time.perf_counter()
+                page = new_page(b)
                 page.goto(f"{base}/neurons?run={run.run_id}&layer={layer}&unit={unit}", wait_until="commit")
-                wait_settled(page, 180_000)
-                dt = time.perf_counter() - t
-                assert page.locator(".nb-tok").count() > 0 and page.get_by_test_id("stException").count() == 0
-                ctx.close()
+                dt = wait_settled(page, 180_000)
+                errors = page.get_by_test_id("stException").all_inner_texts()
+                if errors or page.locator(".nb-tok").count() == 0:
+                    raise RuntimeError(f"layer {layer} unit {unit}: page not right: {errors[:1]}")
+                page.context.close()
                 return dt
 
             out["browser_cold_s"] = visit(*units[0])  # the server loads the model on the first page

@@ -2,7 +2,9 @@
 end-to-end tests and bench/pages.py. No streamlit import; playwright is imported by the caller.
 
 Settled means: the app's script has finished (`stApp[data-test-script-state=notRunning]`, the attribute Streamlit's
-own e2e tests wait on), the websocket is connected, and every Plotly chart on the page has drawn its SVG.
+own e2e tests wait on), the websocket is connected, every Plotly chart has drawn its SVG, and the DOM has not
+changed for QUIET_MS (Streamlit keeps rendering delivered elements after the script ends). The settle time is the
+in-page time (performance.now(), from navigation start) of the last DOM change, so the quiet window is not counted.
 """
 
 from __future__ import annotations
@@ -12,12 +14,19 @@ from pathlib import Path
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-SETTLED_JS = """() => {
+QUIET_MS = 500
+WATCH_JS = """(() => {
+  window.__nbLast = 0;
+  new MutationObserver(() => { window.__nbLast = performance.now(); })
+    .observe(document, {subtree: true, childList: true, attributes: true, characterData: true});
+})()"""
+SETTLED_JS = """(quiet) => {
   const app = document.querySelector('[data-testid="stApp"]');
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (app.getAttribute('data-test-connection-state') !== 'CONNECTED') return false;
   const charts = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
-  return charts.every(c => c.querySelector('.main-svg'));
+  if (!charts.every(c => c.querySelector('.main-svg'))) return false;
+  return performance.now() - window.__nbLast >= quiet;
 }"""
 
 
@@ -37,5 +46,14 @@ def launch(p):
     return p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
 
 
-def wait_settled(page, timeout_ms: float = 60_000) -> None:
-    page.wait_for_function(SETTLED_JS, timeout=timeout_ms, polling=50)
+def new_page(browser, **kw):
+    """A page in a fresh context (no cookies, no cache) that records its last DOM change for wait_settled."""
+    ctx = browser.new_context(**({"viewport": {"width": 1400, "height": 1000}} | kw))
+    ctx.add_init_script(WATCH_JS)
+    return ctx.new_page()
+
+
+def wait_settled(page, timeout_ms: float = 60_000) -> float:
+    """Wait until the page is settled (see above); return seconds from navigation start to its last DOM change."""
+    page.wait_for_function(SETTLED_JS, arg=QUIET_MS, timeout=timeout_ms, polling=50)
+    return page.evaluate("window.__nbLast") / 1000.0

@@ -8,9 +8,10 @@ import numpy as np
 
 
 def _bg(value: float, vmax: float) -> str:
-    """Orange background whose opacity is the activation's share of vmax (negative and NaN: none)."""
+    """Orange (#ff8c00) whose alpha is the activation's share of vmax, as #rrggbbaa; '' for none (<= 0, NaN)."""
     a = 0.0 if not np.isfinite(value) or vmax <= 0 else float(np.clip(value / vmax, 0.0, 1.0))
-    return f"rgba(255,140,0,{a:.3f})"
+    alpha = round(a * 255)
+    return f"#ff8c00{alpha:02x}" if alpha else ""
 
 
 def _visible(tok: str) -> str:
@@ -22,12 +23,13 @@ def token_spans(tokens: list[str], values: list[float] | np.ndarray, vmax: float
     """One <span> per token, background by activation, hover shows token and value; `focus` is outlined."""
     out = []
     for i, (tok, v) in enumerate(zip(tokens, values, strict=True)):
-        style = f"background:{_bg(v, vmax)};white-space:pre-wrap;border-radius:2px"
-        if i == focus:
-            style += ";outline:2px solid #d62728"
+        bg = _bg(v, vmax)
+        style = (f"background:{bg};" if bg else "") + ("outline:2px solid #d62728" if i == focus else "")
         title = html.escape(f"{tok!r}: {v:.4g}" if np.isfinite(v) else repr(tok), quote=True)
-        out.append(f'<span class="nb-tok" style="{style}" title="{title}">{html.escape(_visible(tok))}</span>')
-    return '<div class="nb-example" style="font-family:monospace;line-height:1.7">' + "".join(out) + "</div>"
+        attr = f' style="{style}"' if style else ""
+        out.append(f'<span class="nb-tok"{attr} title="{title}">{html.escape(_visible(tok))}</span>')
+    return ('<div class="nb-example" style="font-family:monospace;line-height:1.7;white-space:pre-wrap">'
+            + "".join(out) + "</div>")
 
 
 def example_html(tokens: list[str], values, vmax: float, focus: int | None, caption: str) -> str:

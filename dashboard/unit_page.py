@@ -79,11 +79,14 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) ->
                "by its indexed activation.")
     for iv in reversed(v.intervals):
         title = f"interval {iv['lo']:.3f}–{iv['hi']:.3f}: ≈{iv['frac_est']:.1%} of active tokens"
-        with st.expander(title + ("" if iv["exact"] else " (approximate sample)"), expanded=False):
-            if iv["examples"]:
-                st.html(examples_block(v, iv["examples"], voc, ctx))
-            else:
-                st.caption("no tokens in this interval")
+        box = st.expander(title + ("" if iv["exact"] else " (approximate sample)"), key=f"unit_iv_{iv['interval']}",
+                          on_change="rerun")
+        if box.open:  # drawn only when opened: keeps the page light
+            with box:
+                if iv["examples"]:
+                    st.html(examples_block(v, iv["examples"], voc, ctx))
+                else:
+                    st.caption("no tokens in this interval")
 
     st.subheader("Logit effects")
     st.caption("The unit's output direction through the final norm's gain and the unembedding (direct effect).")

@@ -32,6 +32,7 @@ def test_markup_in_tokens_is_text_not_html():
 
 def test_background_follows_value_and_focus():
     out = token_spans(["a", "b", "c", "d"], [2.0, 1.0, -3.0, float("nan")], vmax=2.0, focus=1)
-    alphas = [float(x) for x in re.findall(r"rgba\(255,140,0,([0-9.]+)\)", out)]
-    assert alphas == [1.0, 0.5, 0.0, 0.0]
+    spans = re.findall(r'<span class="nb-tok"( style="[^"]*")?', out)
+    alphas = [int(m.group(1), 16) / 255 if (m := re.search(r"#ff8c00([0-9a-f]{2})", s)) else 0.0 for s in spans]
+    assert alphas == [1.0, 128 / 255, 0.0, 0.0]
     assert out.count("outline") == 1 and out.index("outline") < out.index(">b<")

@@ -9,7 +9,7 @@ import pytest
 from serving import served
 
 from core.extract import ExtractConfig, extract
-from dashboard.browser import wait_settled
+from dashboard.browser import new_page, wait_settled
 
 HOSTILE = "The page said <script>alert(1)</script> and then <b>x</b> in bold, which is how the story ends."
 
@@ -41,7 +41,8 @@ def server(real_index, tmp_path_factory):
 
 
 def example_texts(page) -> list[str]:
-    return page.locator(".nb-example").all_inner_texts()
+    """The top examples (the page's first HTML block), one string each."""
+    return page.get_by_test_id("stHtml").first.locator(".nb-example").all_inner_texts()
 
 
 @pytest.mark.e2e
@@ -49,8 +50,7 @@ def example_texts(page) -> list[str]:
 def test_neuron_page_in_chromium(browser, server, real_index, tmp_path):
     _, unit = real_index
     dialogs = []
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = ctx.new_page()
+    page = new_page(browser)
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(f"{server}/neurons?run=1&layer=5&unit={unit}&ctx=16", wait_until="domcontentloaded")
     wait_settled(page, 120_000)
@@ -58,7 +58,8 @@ def test_neuron_page_in_chromium(browser, server, real_index, tmp_path):
     # highlighted tokens with hover values, the exact histogram, the logit table
     toks = page.locator(".nb-tok")
     assert toks.count() > 50
-    assert "rgba(255,140,0," in toks.first.get_attribute("style") and ":" in toks.first.get_attribute("title")
+    assert page.locator('.nb-tok[style*="background:#ff8c00"]').count() >= 10
+    assert ": " in toks.first.get_attribute("title")
     assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() >= 2
     assert page.get_by_text("Logit effects", exact=True).is_visible()
     assert page.get_by_test_id("stDataFrame").count() >= 2
@@ -68,6 +69,11 @@ def test_neuron_page_in_chromium(browser, server, real_index, tmp_path):
     assert "<script>" in joined.replace("\u200b", "") or "script>" in joined
     assert page.locator(".nb-example script, .nb-example b").count() == 0
     assert dialogs == []
+    # interval samples are drawn when their group is opened
+    assert page.locator('[data-testid="stExpander"] .nb-tok').count() == 0
+    page.get_by_test_id("stExpander").filter(has_text="of active tokens").first.locator("summary").click()
+    page.locator('[data-testid="stExpander"] .nb-tok').first.wait_for(timeout=30_000)
+    wait_settled(page, 60_000)
     shot = tmp_path / "neuron.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 20_000
@@ -82,10 +88,11 @@ def test_neuron_page_in_chromium(browser, server, real_index, tmp_path):
     before = example_texts(page)
     url = page.url
     assert f"unit={unit}" in url and "layer=5" in url and "ctx=14" in url
-    fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    fresh = new_page(browser)
     fresh.goto(url, wait_until="domcontentloaded")
     wait_settled(fresh, 120_000)
     assert fresh.get_by_test_id("stMetricValue").first.inner_text() == f"5 / {unit}"
     assert example_texts(fresh) == before
     assert html.escape("<b>") not in "".join(before)  # shown once as text, not double-escaped
-    ctx.close()
+    page.context.close()
+    fresh.context.close()
