@@ -1,4 +1,4 @@
-"""Unit sources: everything a unit page shows, for any kind of unit, in one short read-only visit to the index.
+"""Unit sources: everything a unit page shows, for any kind of unit, read from the index in four queries.
 
 A unit page (neurons now, SAE features later) needs the same things of every unit: summary stats, an exact
 histogram, top examples and interval samples with their token contexts, the activation on any token sequence (live),

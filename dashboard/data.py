@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from core.index.db import connect
+from core.index.pool import reading
 from core.index.queries import RunInfo, layer_ranges, list_runs
 
 DB_ENV = "NEUROBOARD_DB"
@@ -35,11 +35,8 @@ def index_path() -> Path:
 
 def load_runs(path: str | Path) -> list[RunInfo]:
     """All runs of the index. Raises core.index.db.IndexError_ subclasses (locked, not an index, too new)."""
-    con = connect(path, read_only=True, wait_s=LOCK_WAIT_S)
-    try:
-        return list_runs(con)
-    finally:
-        con.close()
+    with reading(path, wait_s=LOCK_WAIT_S) as cur:
+        return list_runs(cur)
 
 
 def progress_pct(run: RunInfo) -> float | None:

@@ -1,4 +1,4 @@
-"""What unit pages read, each in one short read-only visit to the index. No streamlit here."""
+"""What unit pages read, each on a cursor of the shared read-only connection (core.index.pool). No streamlit."""
 
 from __future__ import annotations
 
@@ -7,20 +7,17 @@ import random
 import numpy as np
 
 from core.index import queries
-from core.index.db import connect
+from core.index.pool import reading
 from core.units import SOURCES, Example, UnitView
 
 LOCK_WAIT_S = 2.0
 
 
 def _read(path, query, *args):
-    """Run one named query in a short read-only visit to the index (closed before returning, so an extraction in
-    another process can take the write lock between two reads)."""
-    con = connect(path, read_only=True, wait_s=LOCK_WAIT_S)
-    try:
-        return query(con, *args)
-    finally:
-        con.close()
+    """Run one named query on a cursor of the shared read-only connection (core.index.pool: closed when reads
+    pause, so an extraction in another process gets its write lock)."""
+    with reading(path, wait_s=LOCK_WAIT_S) as cur:
+        return query(cur, *args)
 
 
 def unit_view(path, kind: str, run_id: int, layer: int, unit: int, k: int = 10, window: int = 12) -> UnitView:

@@ -21,17 +21,18 @@ def model(name: str):
     return load_model(name)
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+# cache_resource, not cache_data: the same read-only objects are handed out, never pickled per rerun
+@st.cache_resource(max_entries=128, show_spinner=False)
 def view(path: str, kind: str, run_id: int, layer: int, unit: int, ctx: int) -> UnitView:
     return unit_data.unit_view(path, kind, run_id, layer, unit, k=10, window=ctx)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def vocab(path: str, model_id: int) -> list[str]:
     return unit_data.vocab(path, model_id)
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_resource(max_entries=128, show_spinner=False)
 def effects(name: str, kind: str, layer: int, unit: int):
     lm = model(name)
     return direction_effects(lm, SOURCES[kind].direction(lm, layer, unit), k=10)
