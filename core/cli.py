@@ -35,6 +35,8 @@ def _extract_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the unfinished run with the same settings")
     p.add_argument("--top-k", type=int, default=64)
     p.add_argument("--samples", type=int, default=8, help="interval samples per interval")
+    p.add_argument("--ctx-examples", type=int, default=16, help="top examples whose context activations are stored")
+    p.add_argument("--ctx-window", type=int, default=16, help="tokens each side in that stored context")
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--chunk-tokens", type=int, default=32_768, help="tokens per commit and checkpoint")
     p.add_argument("--include-special", action="store_true", help="count BOS/EOS tokens in unit statistics")

@@ -134,6 +134,8 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
     corpus.validate()
     if cfg.max_tokens < 1 or cfg.context_len < 1:
         raise ExtractError("--max-tokens and --context-len must be positive")
+    if cfg.ctx_examples < 0 or cfg.ctx_window < 0:
+        raise ExtractError("--ctx-examples and --ctx-window must be >= 0")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)

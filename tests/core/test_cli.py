@@ -77,6 +77,7 @@ def test_bad_inputs_leave_index_untouched(index, capsys, tmp_path, tiny_lm_dir):
         "out of range": base + ["--model", str(tiny_lm_dir), "--corpus", corpus, "--layers", "0-7"],
         "--layers": base + ["--model", str(tiny_lm_dir), "--corpus", corpus, "--layers", "one"],
         "resume": base + ["--model", str(tiny_lm_dir), "--corpus", corpus, "--resume"],
+        "--ctx-window must be >= 0": base + ["--model", str(tiny_lm_dir), "--corpus", corpus, "--ctx-window", "-1"],
     }
     for needle, args in cases.items():
         assert needle in bad(capsys, args)
