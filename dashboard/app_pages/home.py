@@ -1,11 +1,14 @@
 """Home: the models and runs of the index; runs still extracting show their progress and refresh by themselves."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.index.db import IndexError_, IndexLockedError
 from dashboard import data, frame
 
 REFRESH_S = 3.0
+NEURONS = Path(__file__).with_name("neurons.py")
 
 RUN_COLUMNS = {
     "run_id": st.column_config.NumberColumn("run", format="%d"),
@@ -38,6 +41,11 @@ def show_index(path, db: int | None) -> bool:
         return False
     st.subheader("Runs")
     st.dataframe(data.runs_frame(runs, db), key="home_runs", hide_index=True, column_config=RUN_COLUMNS)
+    for r in runs:  # the first of the two clicks from Home to a neuron's top examples
+        if r.status == "complete":
+            params = {"run": str(r.run_id)} | ({"db": str(db)} if db is not None else {})
+            st.page_link(NEURONS, label=f"Browse the neurons of run {r.run_id} ({r.model})",
+                         icon=":material/neurology:", query_params=params)
     running = data.running_lines(runs)
     for frac, label in running:
         st.progress(frac, text=label)

@@ -96,3 +96,18 @@ def test_neuron_page_in_chromium(browser, server, real_index, tmp_path):
     assert html.escape("<b>") not in "".join(before)  # shown once as text, not double-escaped
     page.context.close()
     fresh.context.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_home_to_top_examples_in_two_clicks(browser, server):
+    """A newcomer: Home -> "Browse the neurons of run 1" -> a unit's highlighted top examples."""
+    page = new_page(browser)
+    page.goto(server, wait_until="domcontentloaded")
+    wait_settled(page, 120_000)
+    page.get_by_role("link", name="Browse the neurons of run 1 (smollm2-135m)").click()  # click 1
+    page.wait_for_url("**/neurons?**run=1**", timeout=60_000)
+    wait_settled(page, 120_000)
+    assert page.get_by_text("Top activating examples").is_visible()
+    assert page.locator(".nb-tok").count() > 20 and page.get_by_test_id("stException").count() == 0
+    page.context.close()
