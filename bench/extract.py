@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/extract.py --json [--tokens 16384] [--skip-rss] [--also-gemma]
 
-All timed paths run in one process over the same batches (core.corpus: demo documents -> chunks -> batches) with
+All timed paths run in one process over the same batches (core.data.corpus: demo documents -> chunks -> batches) with
 2 torch threads. Peak RSS of a small and a large `extract()` run is read in fresh subprocesses
 (`--rss-child N`). One JSON object goes to stdout; progress goes to stderr.
 """
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
-from core.corpus import Corpus, batches, iter_chunks, tokenize
-from core.extract import ExtractConfig, Progress, extract, forward_chunk
-from core.models import LoadedModel, load_model
-from core.reduce import LayerReducer, ReduceConfig
+from core.data.corpus import Corpus, batches, iter_chunks, tokenize
+from core.model.load import LoadedModel, load_model
+from core.units.extract import ExtractConfig, Progress, extract, forward_chunk
+from core.units.reduce import LayerReducer, ReduceConfig
 
 log = logging.getLogger("bench.extract")
 THREADS, CONTEXT_LEN, BATCH_TOKENS = 2, 128, 4096
@@ -40,7 +40,7 @@ def make_chunks(lm: LoadedModel, tokens: int, chunk_tokens: int) -> list:
 
 
 def padded(batch) -> torch.Tensor:
-    """Right-padded (B, T) ids, as core.extract packs them."""
+    """Right-padded (B, T) ids, as core.units.extract packs them."""
     ids = torch.zeros(len(batch), len(batch[0].ids), dtype=torch.long)
     for i, w in enumerate(batch):
         ids[i, : len(w.ids)] = torch.tensor(w.ids)
@@ -157,7 +157,7 @@ def end_to_end(lm: LoadedModel, tokens: int, tmp: Path) -> dict:
     dt = time.perf_counter() - t0
     log.info("end to end %.1fs", dt)
     return {"end_to_end_s": round(dt, 3), "end_to_end_tokens_per_s": round(done[-1].tokens_done / dt, 1),
-            "end_to_end_note": f"core.extract.extract() into a fresh DuckDB, default config (chunk_tokens="
+            "end_to_end_note": f"core.units.extract.extract() into a fresh DuckDB, default config (chunk_tokens="
                                f"{cfg.chunk_tokens}): vocab, DB writes, checkpoints and finalize included"}
 
 

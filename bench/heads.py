@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.heads_cli import score_heads
+from core.cli.heads import score_heads
 from core.index.db import connect
 from core.index.heads import head_score_arrays, head_sets
 from core.index.pool import reading

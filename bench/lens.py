@@ -3,7 +3,7 @@
     .venv/bin/python bench/lens.py --json [--model smollm2-135m] [--tokens 64] [--repeats 7]
 
 Times, after the model is loaded (and one warm-up), the forward pass that captures every block's output
-(core.lens.stream), the lens over it (core.lens.lens_of: final norm + unembedding + softmax statistics for every
+(core.lens.logit.stream), the lens over it (core.lens.logit.lens_of: final norm + unembedding + softmax statistics for every
 block and position), the whole `lens` (every position: the page's grid), the lens at the last position only (what
 `neuroboard lens` computes), and the residual geometry; medians over --repeats. Also the bare `model(input_ids)`
 forward on the same tokens, so `ratio_vs_forward` says what the lens adds, and the machine's rate on the grid's one
@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from core.lens import lens, lens_of, stream
-from core.models import load_model
-from core.residual import residual_geometry
+from core.geometry.residual import residual_geometry
+from core.lens.logit import lens, lens_of, stream
+from core.model.load import load_model
 
 TARGET_S = 0.5
 TEXT = ("The capital of France is Paris, and the capital of Italy is Rome. In 1905 the physicist published four "

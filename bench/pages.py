@@ -30,7 +30,7 @@ from pathlib import Path
 
 from core.index import queries
 from core.index.db import connect
-from core.units import NeuronSource
+from core.units.sources import NeuronSource
 from dashboard.data import load_runs
 from dashboard.unit_data import unit_view
 
@@ -45,7 +45,7 @@ def log(msg: str) -> None:
 
 def write_corpus(path: Path) -> None:
     """Python's reference docs (the demo corpus), then every stdlib .py file outside test/, one document each."""
-    from core.corpus import demo_documents
+    from core.data.corpus import demo_documents
 
     lib = Path(sysconfig.get_paths()["stdlib"])
     with path.open("w", encoding="utf-8") as f:
@@ -106,8 +106,8 @@ def server_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) ->
     out = {"gather_p50_ms": statistics.median(pooled), "gather_p90_ms": pct(pooled, 0.9),
            "gather_max_ms": max(pooled), "gather_open_each_p50_ms": statistics.median(fresh),
            "gather_n": len(pooled), "units_without_examples": empty, "vocab_once_ms": vocab_ms}
-    from core.logit_effects import direction_effects
-    from core.models import load_model
+    from core.model.load import load_model
+    from core.units.logit_effects import direction_effects
 
     t = time.perf_counter()
     lm = load_model(run.model)

@@ -23,7 +23,7 @@ RUN_COLUMNS = ["run_id", "model", "corpus", "status", "tokens", "target", "progr
 
 
 def index_paths() -> list[Path]:
-    """The indexes the dashboard offers: $NEUROBOARD_DB (set by `core.serve`; os.pathsep-separated when several),
+    """The indexes the dashboard offers: $NEUROBOARD_DB (set by `core.cli.serve`; os.pathsep-separated when several),
     else the demo index. Only the environment names files; the URL can only pick one of these by number."""
     return [Path(p) for p in (os.environ.get(DB_ENV) or DEFAULT_DB).split(os.pathsep) if p] or [Path(DEFAULT_DB)]
 

@@ -9,8 +9,8 @@ import streamlit as st
 from core.index.heads import HeadSet, head_score_arrays
 from core.index.heads import head_sets as _head_sets
 from core.index.pool import reading
-from core.lens import encode
-from core.live import attention_pattern
+from core.lens.logit import encode
+from core.units.live import attention_pattern
 from dashboard.resources import model
 
 PROBE_HALF_MAX = 32
@@ -47,9 +47,9 @@ def prompt_pattern(name: str, layer: int, prompt: str) -> tuple[list[str], np.nd
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def probe_pattern(name: str, layer: int, half_len: int) -> tuple[list[str], np.ndarray]:
-    """The same on one repeated-random-token sequence built as the scores' probe (core.heads.probe_ids, seed 0),
+    """The same on one repeated-random-token sequence built as the scores' probe (core.heads.roles.probe_ids, seed 0),
     at most PROBE_HALF_MAX tokens repeated."""
-    from core.heads import bos_id, probe_ids, vocab_size
+    from core.heads.roles import bos_id, probe_ids, vocab_size
 
     lm = model(name)
     n = min(half_len, PROBE_HALF_MAX)

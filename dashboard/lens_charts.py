@@ -12,8 +12,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.lens import LensResult
-from core.residual import ResidualGeometry
+from core.geometry.residual import ResidualGeometry
+from core.lens.logit import LensResult
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756"]
 

@@ -3,7 +3,7 @@
 A URL can name a model only from an allow-list: the built-in models, the models of the served indexes (runs and
 head scores), and those given to `neuroboard serve --model` ($NEUROBOARD_MODELS, os.pathsep-separated). A link can
 never make the server load an arbitrary path or hub id. Hooked passes on a shared model are serialised by the lock
-that core.hooks.capture holds, so sessions never see each other's activations.
+that core.model.parts.capture holds, so sessions never see each other's activations.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 
 import streamlit as st
 
-from core.models import BUILTIN, load_model
+from core.model.load import BUILTIN, load_model
 from dashboard import data
 
 MODELS_ENV = "NEUROBOARD_MODELS"

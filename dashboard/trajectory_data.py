@@ -9,8 +9,8 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from core.lens import LensResult, Stream, encode, lens_of, stream, token_id
-from core.residual import ResidualGeometry, residual_geometry
+from core.geometry.residual import ResidualGeometry, residual_geometry
+from core.lens.logit import LensResult, Stream, encode, lens_of, stream, token_id
 from dashboard.resources import model
 
 MAX_UPLOAD_PROMPTS = 2000
@@ -27,7 +27,7 @@ def stream_of(name: str, prompt: str) -> Stream:
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _tuned(name: str, stamp: float):
-    from core.lens_store import load_tuned_lens
+    from core.lens.store import load_tuned_lens
 
     return load_tuned_lens(model(name))
 
@@ -35,7 +35,7 @@ def _tuned(name: str, stamp: float):
 def tuned_lens(name: str):
     """The model's tuned lens from the lens store, or None (none stored, or unreadable: `tuned_problem` says why).
     Keyed by the file's modification time, so a lens trained while the server runs appears."""
-    from core.tuned_lens import TunedLensError
+    from core.lens.tuned import TunedLensError
 
     try:
         return _tuned(name, lens_stamp(name))
@@ -46,7 +46,7 @@ def tuned_lens(name: str):
 
 def lens_stamp(name: str) -> float:
     """Modification time of the model's stored tuned lens (0 if none): part of every cache key that uses it."""
-    from core.lens_store import WEIGHTS, store_dir
+    from core.lens.store import WEIGHTS, store_dir
 
     path = store_dir(name) / WEIGHTS
     return path.stat().st_mtime if path.is_file() else 0.0
@@ -90,7 +90,7 @@ def vocab_fn(name: str):
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _builtin_set(spec: str):
-    from core.prompt_sets import load_prompt_set
+    from core.data.prompt_sets import load_prompt_set
 
     return load_prompt_set(spec)
 
@@ -102,7 +102,7 @@ def prompt_set(spec: str):
 
 def uploaded_set(data: bytes, filename: str) -> str:
     """Parse an uploaded CSV (PromptSetError, one line, if it is not a prompt set) and return its spec."""
-    from core.prompt_sets import PromptSetError, parse_prompt_set
+    from core.data.prompt_sets import PromptSetError, parse_prompt_set
 
     spec = "upload:" + hashlib.sha256(data).hexdigest()[:16]
     if spec not in _uploads:
@@ -117,14 +117,14 @@ def uploaded_set(data: bytes, filename: str) -> str:
 
 @st.cache_resource(max_entries=8, show_spinner="Running the prompt set through the model…")
 def set_reps(name: str, spec: str) -> np.ndarray:
-    from core.prompt_sets import layer_representations
+    from core.data.prompt_sets import layer_representations
 
     return layer_representations(model(name), prompt_set(spec).texts)  # (L, N, d_model)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Fitting probes and cluster scores per layer…")
 def set_metrics(name: str, spec: str):
-    from core.geometry import set_geometry
+    from core.geometry.separation import set_geometry
 
     ps = prompt_set(spec)
     return set_geometry(set_reps(name, spec), ps.labels, groups=ps.groups)  # a group stays in one fold
@@ -132,7 +132,7 @@ def set_metrics(name: str, spec: str):
 
 @st.cache_resource(max_entries=64, show_spinner="Projecting…")
 def projection(name: str, spec: str, layer: int, method: str) -> np.ndarray:
-    from core.geometry import pca_2d, umap_2d
+    from core.geometry.separation import pca_2d, umap_2d
 
     X = set_reps(name, spec)[layer]  # (N, d_model)
     return umap_2d(X) if method == "umap" else pca_2d(X)

@@ -8,7 +8,7 @@ import numpy as np
 
 from core.index import queries
 from core.index.pool import reading
-from core.units import SOURCES, Example, UnitView
+from core.units.sources import SOURCES, Example, UnitView
 
 LOCK_WAIT_S = 2.0
 

@@ -1,5 +1,5 @@
 """The body of a unit page (neurons now; SAE features reuse it): stats, histogram, top examples, interval samples,
-logit effects and custom text for one unit of any `core.units.UnitSource`. Pages choose the unit; this lays it out.
+logit effects and custom text for one unit of any `core.units.sources.UnitSource`. Pages choose the unit; this lays it out.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import streamlit as st
 
 from core.index.db import IndexLockedError
 from core.index.queries import QueryError, RunInfo
-from core.logit_effects import direction_effects
-from core.units import SOURCES, UnitView
+from core.units.logit_effects import direction_effects
+from core.units.sources import SOURCES, UnitView
 from dashboard import charts, unit_data
 from dashboard.components import example_html
 from dashboard.resources import model

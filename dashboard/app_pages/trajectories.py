@@ -88,8 +88,8 @@ def stream_view(models: list[str], prompt: str) -> None:
 
 
 def sets_view(models: list[str]) -> None:
-    from core.geometry import GeometryError
-    from core.prompt_sets import BUILTIN_SETS, PromptSetError
+    from core.data.prompt_sets import BUILTIN_SETS, PromptSetError
+    from core.geometry.separation import GeometryError
 
     names = list(BUILTIN_SETS)
     c1, c2, c3 = st.columns([1, 1, 2])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import plotly_array, tiny_model, tiny_tokenizer
+from helpers.tiny import plotly_array, tiny_model, tiny_tokenizer
 from streamlit.testing.v1 import AppTest
 
 from core.cli import main
@@ -69,8 +69,8 @@ def test_compare_and_bad_params(monkeypatch, scored):
 
 
 def test_prompt_changes_pattern(monkeypatch, scored):
-    from core.live import attention_pattern
-    from core.models import load_model
+    from core.model.load import load_model
+    from core.units.live import attention_pattern
 
     db, llama, _ = scored
     at = page(monkeypatch, db, model=llama, layer="0", head="1")

@@ -4,8 +4,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from core.lens import LensResult, Stream
-from core.residual import residual_geometry
+from core.geometry.residual import residual_geometry
+from core.lens.logit import LensResult, Stream
 from dashboard import lens_charts as lc
 
 

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_corpus
+from helpers.tiny import write_corpus
 from streamlit.testing.v1 import AppTest
 
-from core.extract import ExtractConfig, extract
+from core.units.extract import ExtractConfig, extract
 
 ROOT = Path(__file__).resolve().parents[2]
 

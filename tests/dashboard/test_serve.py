@@ -1,4 +1,4 @@
-"""core.serve: a safe command line, a clear error for a missing index, and a real server that answers /health."""
+"""core.cli.serve: a safe command line, a clear error for a missing index, and a real server that answers /health."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.serve import app_path, serve, serve_command, serve_env
+from core.cli.serve import app_path, serve, serve_command, serve_env
 
 
 def _value(cmd: list[str], flag: str) -> str:
@@ -44,7 +44,7 @@ def test_missing_index_fails_before_starting(tmp_path):
 
 
 def test_core_serve_does_not_import_streamlit():
-    code = "import sys, core.serve; sys.exit('streamlit' in sys.modules)"
+    code = "import sys, core.cli.serve; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 

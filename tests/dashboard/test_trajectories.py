@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import plotly_array
+from helpers.tiny import plotly_array
 from streamlit.testing.v1 import AppTest
 
-from core.lens import encode, lens
-from core.models import load_model
+from core.lens.logit import encode, lens
+from core.model.load import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def two_tiny(tiny_lm_dir, tmp_path_factory):
     """The tiny Llama folder and a second tiny model folder (Gemma 3, different depth handling)."""
-    from conftest import tiny_model, tiny_tokenizer
+    from helpers.tiny import tiny_model, tiny_tokenizer
 
     path = tmp_path_factory.mktemp("tiny-gemma")
     model = tiny_model("gemma3")
@@ -87,8 +87,8 @@ def test_stream_view(monkeypatch, tmp_path, two_tiny):
 
 
 def test_sets_view_metrics_and_projection(monkeypatch, tmp_path, two_tiny):
-    from core.geometry import pca_2d
-    from core.prompt_sets import layer_representations, load_prompt_set
+    from core.data.prompt_sets import layer_representations, load_prompt_set
+    from core.geometry.separation import pca_2d
 
     a, b = two_tiny
     at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, view="sets", set="sentiment", layer="100")
@@ -115,8 +115,8 @@ def test_tuned_lens_switch(monkeypatch, tmp_path, two_tiny):
     import streamlit as st
     import torch
 
-    from core.lens_store import save_tuned_lens, store_dir
-    from core.tuned_lens import TunedLens
+    from core.lens.store import save_tuned_lens, store_dir
+    from core.lens.tuned import TunedLens
 
     a, _ = two_tiny
     monkeypatch.setenv("NEUROBOARD_CACHE", str(tmp_path / "cache"))

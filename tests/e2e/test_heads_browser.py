@@ -3,7 +3,7 @@ it short): the role maps draw, a head URL opens that head's panel and pattern, a
 another head."""
 
 import pytest
-from serving import served
+from helpers.serving import served
 
 from core.cli import main
 from dashboard.browser import new_page, wait_settled

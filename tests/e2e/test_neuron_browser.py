@@ -6,9 +6,9 @@ import html
 
 import duckdb
 import pytest
-from serving import served
+from helpers.serving import served
 
-from core.extract import ExtractConfig, extract
+from core.units.extract import ExtractConfig, extract
 from dashboard.browser import new_page, wait_settled
 
 HOSTILE = "The page said <script>alert(1)</script> and then <b>x</b> in bold, which is how the story ends."

@@ -4,7 +4,7 @@
 from urllib.parse import quote
 
 import pytest
-from serving import served
+from helpers.serving import served
 
 from core.index.db import connect
 from dashboard.browser import new_page, wait_settled

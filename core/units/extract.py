@@ -1,0 +1,356 @@
+"""The one-pass pipeline: corpus -> model (hooks reduce in place) -> DuckDB index.
+
+Memory is bounded by the model, one batch and the reducers (O(layers * d_mlp)), never by the corpus length. Work is
+committed per chunk of whole documents; after each commit the reducers' state is checkpointed (safetensors, atomic
+rename) beside the index, so a run killed at any moment resumes with `resume=True` and ends with exactly the index
+an uninterrupted run gives (same chunks, same batches, same state).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from core.data.corpus import Chunk, Corpus, batches, iter_chunks, text_sha
+from core.index import writer
+from core.index.db import connect
+from core.model.load import LoadedModel, load_model
+from core.model.parts import StopForward, capture
+from core.units.reduce import LayerReducer, ReduceConfig
+
+log = logging.getLogger(__name__)
+
+
+class ExtractError(ValueError):
+    """Bad extraction input; one line."""
+
+
+@dataclass
+class ExtractConfig:
+    model: str
+    """Built-in name, .gguf file, model folder or hub id."""
+    db: str
+    """Path of the DuckDB index (created if missing)."""
+    corpus: str = "demo"
+    """'demo', a .txt/.jsonl/.csv/.parquet file, or a Hugging Face dataset name."""
+    max_tokens: int = 100_000
+    """Stop after this many tokens (the last document is cut)."""
+    context_len: int = 128
+    """Window length T: documents are cut into contiguous slices of at most T tokens."""
+    layers: str = "all"
+    """'all', '5', or '0-3,7'."""
+    top_k: int = 64
+    samples: int = 8
+    """Interval samples per interval (S)."""
+    hist_bins: int = 128
+    """Histogram bins on each side of zero."""
+    ctx_examples: int = 16
+    """Store each unit's activation around its first this-many top examples (the neuron page colours them)."""
+    ctx_window: int = 16
+    """Tokens each side of the example's token in that stored context."""
+    batch_tokens: int = 4096
+    """Padded tokens per forward pass."""
+    chunk_tokens: int = 32_768
+    """Tokens per commit + checkpoint."""
+    include_special: bool = False
+    """Count special tokens (BOS/EOS) in unit statistics; they always feed the model as context."""
+    trust_remote_code: bool = False
+    threads: int | None = None
+    """torch threads (default: torch's choice)."""
+
+    def identity(self) -> dict:
+        """What must match for --resume to continue a run."""
+        d = asdict(self)
+        for k in ("db", "threads", "trust_remote_code"):
+            d.pop(k)
+        return d
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """'all' | '5' | '0-3,7' -> sorted unique layer indices; ExtractError if malformed or out of range."""
+    spec = str(spec).strip().lower()
+    if spec == "all":
+        return list(range(n_layers))
+    out: set[int] = set()
+    for part in spec.split(","):
+        m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", part)
+        if not m:
+            raise ExtractError(f"--layers {spec!r}: expected 'all', a layer like 5, or ranges like 0-3,7")
+        a, b = int(m.group(1)), int(m.group(2) if m.group(2) is not None else m.group(1))
+        if a > b:
+            raise ExtractError(f"--layers {spec!r}: range {a}-{b} is reversed")
+        if a < 0 or b >= n_layers:
+            raise ExtractError(f"--layers {spec!r}: out of range, this model has layers 0-{n_layers - 1}")
+        out.update(range(a, b + 1))
+    return sorted(out)
+
+
+def vocab_strings(tokenizer) -> list[str]:
+    """Display string of every token id: decoded text, or the raw piece where decoding gives a partial byte."""
+    n = len(tokenizer)
+    decoded = tokenizer.batch_decode([[i] for i in range(n)])
+    raw = tokenizer.convert_ids_to_tokens(list(range(n)))
+    return [d if "\ufffd" not in d else (r or d) for d, r in zip(decoded, raw, strict=True)]
+
+
+@dataclass
+class Progress:
+    tokens_done: int
+    tokens_target: int
+    docs_done: int
+    elapsed_s: float
+
+
+def checkpoint_path(db: str | Path, run_id: int) -> Path:
+    return Path(str(db) + ".ckpt") / f"run-{run_id}.safetensors"
+
+
+@dataclass
+class _Run:
+    run_id: int
+    corpus_id: int
+    layers: list[int]
+    target: int
+    reducers: dict[int, LayerReducer]
+    docs_next: int = 0
+    tokens_done: int = 0
+    special: set[int] = field(default_factory=set)
+
+
+def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None = None,
+            on_progress: Callable[[Progress], None] | None = None) -> int:
+    """Run (or resume) an extraction; returns the run_id. Validates all input before writing anything."""
+    corpus = Corpus(cfg.corpus)
+    corpus.validate()
+    if cfg.max_tokens < 1 or cfg.context_len < 1:
+        raise ExtractError("--max-tokens and --context-len must be positive")
+    if cfg.ctx_examples < 0 or cfg.ctx_window < 0:
+        raise ExtractError("--ctx-examples and --ctx-window must be >= 0")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    layers = parse_layers(cfg.layers, lm.n_layers)
+    max_ctx = getattr(lm.model.config, "max_position_embeddings", None)
+    if max_ctx and cfg.context_len > max_ctx:
+        raise ExtractError(f"--context-len {cfg.context_len} exceeds the model's {max_ctx} positions")
+    rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins,
+                        ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
+    run = _open_run(cfg, corpus, lm, layers, rcfg, resume)
+    t0 = time.monotonic()
+    if on_progress:
+        on_progress(Progress(run.tokens_done, run.target, run.docs_next, 0.0))
+    chunks = iter_chunks(corpus.documents(), lm.tokenizer, max_tokens=cfg.max_tokens, context_len=cfg.context_len,
+                         chunk_tokens=cfg.chunk_tokens, start_doc=run.docs_next, start_tok=run.tokens_done)
+    for chunk in chunks:
+        def batch_done(n: int, tok0: int = chunk.tok0) -> None:  # progress inside a chunk, per batch
+            if on_progress:
+                on_progress(Progress(tok0 + n, run.target, run.docs_next, time.monotonic() - t0))
+
+        tokens, norms = _forward_chunk(lm, chunk, run, cfg.batch_tokens, cfg.include_special, batch_done)
+        run.tokens_done, run.docs_next = chunk.tok0 + chunk.n_tokens, chunk.docs[-1][0] + 1
+        con = connect(cfg.db)
+        try:
+            writer.write_chunk(con, run.run_id, run.corpus_id, [(d, t, text_sha(t)) for d, t, _ in chunk.docs],
+                               _run_docs(chunk), tokens, norms, (run.tokens_done, run.docs_next))
+        finally:
+            con.close()
+        _save_checkpoint(cfg.db, run)
+        if on_progress:
+            on_progress(Progress(run.tokens_done, run.target, run.docs_next, time.monotonic() - t0))
+    _finalize(cfg, run)
+    return run.run_id
+
+
+def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[int], rcfg: ReduceConfig,
+              resume: bool) -> _Run:
+    ident = cfg.identity()
+    reducers = {layer: LayerReducer(lm.points.d_mlp, layer, rcfg) for layer in layers}
+    special = set() if cfg.include_special else set(lm.tokenizer.all_special_ids)
+    con = connect(cfg.db)
+    try:
+        if resume:
+            rows = con.execute("SELECT r.run_id, r.corpus_id, r.config FROM runs r JOIN models m USING (model_id) "
+                               "WHERE r.status = 'running' AND m.name = ? ORDER BY r.run_id DESC",
+                               [lm.name]).fetchall()
+            match = [r for r in rows if json.loads(r[2]) == ident]
+            if not match:
+                raise ExtractError("--resume: no unfinished run with this model and configuration in the index")
+            run = _Run(match[0][0], match[0][1], layers, cfg.max_tokens, reducers, special=special)
+            _load_checkpoint(cfg.db, run)
+            con.execute("BEGIN")
+            writer.truncate_run(con, run.run_id, run.docs_next)
+            con.execute("COMMIT")
+            return run
+        con.execute("BEGIN")
+        try:
+            model_id = writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer))
+            corpus_id = writer.ensure_corpus(con, corpus.identity())
+            run_id = writer.create_run(con, model_id, corpus_id, ident, layers, cfg.max_tokens)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return _Run(run_id, corpus_id, layers, cfg.max_tokens, reducers, special=special)
+    finally:
+        con.close()
+
+
+def _run_docs(chunk: Chunk) -> dict:
+    starts = np.cumsum([0] + [len(ids) for _, _, ids in chunk.docs[:-1]]) + chunk.tok0
+    return {"doc_id": np.array([d for d, _, _ in chunk.docs], np.int32), "tok0": starts.astype(np.int64),
+            "n_tokens": np.array([len(ids) for _, _, ids in chunk.docs], np.int32)}
+
+
+def forward_chunk(lm: LoadedModel, chunk: Chunk, reducers: dict[int, LayerReducer], *, batch_tokens: int = 4096,
+                  include_special: bool = False):
+    """The extraction forward pass alone (no index writes, no checkpoint): folds `chunk` into `reducers`
+    ({layer: LayerReducer}) exactly as `extract` does and returns the chunk's (tokens, norms). For benchmarks."""
+    special = set() if include_special else set(lm.tokenizer.all_special_ids)
+    run = _Run(run_id=0, corpus_id=0, layers=sorted(reducers), target=0, reducers=reducers, special=special)
+    return _forward_chunk(lm, chunk, run, batch_tokens, include_special)
+
+
+@torch.inference_mode()
+def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, include_special: bool,
+                   on_batch: Callable[[int], None] | None = None):
+    """Every window of the chunk through the model once; hooks fold MLP activations into the reducers.
+
+    Returns the chunk's token rows (document order) and their residual norms (n_tokens, n_layers).
+    """
+    pts, layers = lm.points, run.layers
+    any_red = next(iter(run.reducers.values()))
+    W = any_red.cfg.ctx_window if any_red.cfg.ctx_examples else None
+    n = chunk.n_tokens
+    norms = np.zeros((n, len(layers)), np.float32)
+    sel: dict[str, torch.Tensor] = {}
+
+    def mlp_hook(layer):
+        def hook(_m, inp):
+            a = inp[0].reshape(-1, inp[0].shape[-1])  # (B*T, d_mlp)
+            ctx = (a, sel["ctx"]) if "ctx" in sel else None
+            run.reducers[layer].update(a if sel["all"] else a[sel["rows"]], sel["tok"], ctx)
+        return hook
+
+    def resid_hook(j):
+        def hook(_m, _inp, out):
+            h = out[0] if isinstance(out, tuple) else out  # (B, T, d_model)
+            norms[sel["dst"], j] = torch.linalg.vector_norm(h.float(), dim=-1).reshape(-1)[sel["valid"]].numpy()
+        return hook
+
+    handles = []
+    try:
+        for j, layer in enumerate(layers):
+            handles.append(pts.mlp_down[layer].register_forward_pre_hook(mlp_hook(layer)))
+            handles.append(pts.layers[layer].register_forward_hook(resid_hook(j)))
+        done = 0
+        for batch in batches(chunk.windows, batch_tokens):
+            ids, valid, counted, tok = _pack(batch, run.special, include_special)
+            sel["valid"] = valid.reshape(-1).nonzero().squeeze(1)
+            sel["dst"] = (tok.reshape(-1)[sel["valid"]] - chunk.tok0).numpy()
+            rows = counted.reshape(-1).nonzero().squeeze(1)
+            sel["all"] = rows.numel() == counted.numel()
+            sel["rows"], sel["tok"] = rows, tok.reshape(-1)[rows]
+            if W is not None:
+                sel["ctx"] = _context_rows(valid, rows, W)
+            with capture(pts, stop_after=max(layers)):
+                try:
+                    pts.base(input_ids=ids)  # no unembedding: it is not needed here
+                except StopForward:
+                    pass
+            done += int(valid.sum())
+            if on_batch:
+                on_batch(done)
+    finally:
+        for h in handles:
+            h.remove()
+    token_ids = np.concatenate([np.asarray(ids, np.int32) for _, _, ids in chunk.docs])
+    tokens = {"doc_id": np.concatenate([np.full(len(ids), d, np.int32) for d, _, ids in chunk.docs]),
+              "position": np.concatenate([np.arange(len(ids), dtype=np.int32) for _, _, ids in chunk.docs]),
+              "token_id": token_ids,
+              "counted": np.ones(n, bool) if include_special else ~np.isin(token_ids, list(run.special))}
+    return tokens, norms
+
+
+def _context_rows(valid: torch.Tensor, rows: torch.Tensor, W: int) -> torch.Tensor:
+    """(n, 2W+1) flat (B*T) row of each counted token's neighbours at offsets -W..W; -1 outside its window."""
+    B, T = valid.shape
+    lens = valid.sum(1)  # (B,) right padding: window b holds positions 0..lens[b]-1
+    t = (rows % T)[:, None] + torch.arange(-W, W + 1)  # (n, 2W+1) position within the window
+    inside = (t >= 0) & (t < lens[rows // T][:, None])
+    return torch.where(inside, (rows // T * T)[:, None] + t, -1)
+
+
+def _pack(batch, special: set[int], include_special: bool):
+    """Right-padded (B, T) ids; with right padding and causal attention no real token sees a pad."""
+    B, T = len(batch), len(batch[0].ids)
+    ids = torch.zeros(B, T, dtype=torch.long)
+    valid = torch.zeros(B, T, dtype=torch.bool)
+    tok = torch.zeros(B, T, dtype=torch.long)
+    for i, w in enumerate(batch):
+        k = len(w.ids)
+        ids[i, :k] = torch.tensor(w.ids)
+        valid[i, :k] = True
+        tok[i, :k] = torch.arange(w.tok0, w.tok0 + k)
+    counted = valid if include_special or not special else valid & ~torch.isin(ids, torch.tensor(sorted(special)))
+    return ids, valid, counted, tok
+
+
+def _save_checkpoint(db: str, run: _Run) -> None:
+    path = checkpoint_path(db, run.run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {f"{layer}.{k}": v for layer, red in run.reducers.items() for k, v in red.state_dict().items()}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file(state, str(tmp), metadata={"docs_next": str(run.docs_next), "tokens_done": str(run.tokens_done)})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(db: str, run: _Run) -> None:
+    from safetensors import safe_open
+
+    path = checkpoint_path(db, run.run_id)
+    if not path.exists():  # killed before the first checkpoint: start the run over
+        return
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    state = load_file(str(path))
+    for layer, red in run.reducers.items():
+        red.load_state_dict({k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == str(layer)})
+    run.docs_next, run.tokens_done = int(meta["docs_next"]), int(meta["tokens_done"])
+
+
+def _finalize(cfg: ExtractConfig, run: _Run) -> None:
+    con = connect(cfg.db)
+    try:
+        offs = con.execute("SELECT tok0, doc_id FROM run_docs WHERE run_id = ? ORDER BY tok0",
+                           [run.run_id]).fetchnumpy()
+        tok0, doc_ids = offs["tok0"].astype(np.int64), offs["doc_id"].astype(np.int32)
+
+        def doc_of(tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            i = np.searchsorted(tok0, tok, side="right") - 1
+            return doc_ids[i], (tok - tok0[i]).astype(np.int32)
+
+        con.execute("BEGIN")
+        writer.truncate_run(con, run.run_id, run.docs_next)
+        for layer in run.layers:
+            writer.write_layer(con, run.run_id, run.reducers[layer].finalize(), doc_of, cfg.hist_bins)
+        con.execute("UPDATE runs SET status = 'complete', tokens_done = ?, docs_done = ?, "
+                    "updated_at = current_timestamp WHERE run_id = ?", [run.tokens_done, run.docs_next, run.run_id])
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    ckpt = checkpoint_path(cfg.db, run.run_id)
+    ckpt.unlink(missing_ok=True)
+    try:
+        ckpt.parent.rmdir()  # only when no other run's checkpoint is in it
+    except OSError:
+        pass

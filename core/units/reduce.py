@@ -1,0 +1,367 @@
+"""Streaming per-unit reducers: what every unit of one layer did, in memory bounded by the unit count.
+
+`LayerReducer.update(acts, tok)` folds one batch of activations into running state; `finalize()` turns the state
+into exact per-unit results. Nothing here depends on the corpus length: state is O(d * (K + 2F + F*S)).
+
+Definitions (the brute-force reference in tests/core/test_reduce.py implements the same ones independently):
+
+- active: activation > 0; `count` is exact, `density = count / n_tokens`; mean over all counted tokens.
+- histogram: per unit, 2F bins of width w = 2^e / F covering (-2^e, 2^e], where e is the smallest integer with
+  2^e > max|a| over the whole run. Bin j holds ((j-F) w, (j-F+1) w], i.e. j = ceil(a / w) - 1 + F, so the F
+  positive bins hold exactly the active tokens. Edges are powers of two, so `a / w` is exact in floating point
+  and growing e merges bin pairs exactly: the histogram is exact, not an estimate.
+- top-K: the K tokens with the largest activation, ties broken by the smaller token index.
+- interval samples (SAEDashboard's semantics): the active tokens of a unit are split into 10 equal-width intervals
+  i = min(floor(10 * a / max), 9) (float64); each interval gets the S tokens of lowest priority, where
+  priority = fmix32(tok) XOR fmix32(unit) read as int32 — a fixed pseudo-random order, so the sample is uniform
+  within the interval and identical across runs and resumes.
+
+Interval samples in one pass: the intervals depend on the final max, unknown until the end. Each unit keeps, for
+each of F positive histogram bins, the S' >= S lowest-priority tokens seen in that bin (bins merge exactly when e
+grows). At the end, an interval's sample is the S lowest priorities among the kept tokens that fall in it. This is
+provably exact unless a bin straddling the interval's edge dropped a token that would have ranked; `finalize`
+checks that condition per interval and reports it (`exact`), and with bins much narrower than an interval it
+practically never fails (tests assert both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+INT32_MAX = 2**31 - 1
+
+
+@dataclass
+class ReduceConfig:
+    top_k: int = 64
+    """Exact top-K activating tokens kept per unit."""
+    samples: int = 8
+    """S: interval samples per interval."""
+    hist_bins: int = 128
+    """F: histogram bins on each side of zero (2F in all); a power of two."""
+    reservoir: int | None = None
+    """S': tokens kept per (unit, positive bin) for interval sampling; default S."""
+    ctx_examples: int = 16
+    """The unit's activation on the context of its first `ctx_examples` top examples is kept (0: none)."""
+    ctx_window: int = 16
+    """W: that context is the W tokens each side of the example's token, within its window (NaN outside)."""
+
+    def __post_init__(self) -> None:
+        if self.hist_bins < 2 or self.hist_bins & (self.hist_bins - 1):
+            raise ValueError(f"hist_bins must be a power of two >= 2, got {self.hist_bins}")
+        if self.reservoir is None:
+            self.reservoir = self.samples
+        if self.reservoir < self.samples:
+            raise ValueError("reservoir must be >= samples")
+        if self.top_k < 1 or self.samples < 1:
+            raise ValueError("top_k and samples must be >= 1")
+        if self.ctx_examples < 0 or self.ctx_window < 0:
+            raise ValueError("ctx_examples and ctx_window must be >= 0")
+        self.ctx_examples = min(self.ctx_examples, self.top_k)
+
+
+def fmix32(x: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's 32-bit finalizer, a bijection on [0, 2^32); int64 in, int64 in [0, 2^32) out."""
+    m = 0xFFFFFFFF
+    x = x & m
+    x = x ^ (x >> 16)
+    x = (x * 0x85EBCA6B) & m
+    x = x ^ (x >> 13)
+    x = (x * 0xC2B2AE35) & m
+    return x ^ (x >> 16)
+
+
+def as_int32(x: torch.Tensor) -> torch.Tensor:
+    """Reinterpret values in [0, 2^32) as int32 (two's complement)."""
+    return torch.where(x >= 2**31, x - 2**32, x).to(torch.int32)
+
+
+def unit_hash(d: int, layer: int) -> torch.Tensor:
+    """(d,) int64 hash of each unit of a layer, mixed into token priorities."""
+    return fmix32(torch.arange(d, dtype=torch.int64) + (layer + 1) * 0x9E3779B1)
+
+
+def order_keys(vals: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
+    """int64 keys ordering by (value desc, token asc) under `>`: value bits made monotone, token complemented."""
+    bits = vals.contiguous().view(torch.int32).to(torch.int64)  # same shape
+    mono = torch.where(bits < 0, -(bits & 0x7FFFFFFF) - 1, bits)  # monotone in the float value
+    return (mono << 32) | (0xFFFFFFFF - tok.clamp(min=0))
+
+
+class LayerReducer:
+    """Running state of one layer's d units. All tensors live on the CPU."""
+
+    def __init__(self, d: int, layer: int, cfg: ReduceConfig) -> None:
+        self.d, self.layer, self.cfg = d, layer, cfg
+        F, S2, K = cfg.hist_bins, cfg.reservoir, cfg.top_k
+        self.n_tokens = torch.zeros((), dtype=torch.int64)
+        self.sum = torch.zeros(d, dtype=torch.float64)
+        self.max = torch.full((d,), -torch.inf)
+        self.min = torch.full((d,), torch.inf)
+        self.exp = torch.full((d,), -1000, dtype=torch.int32)  # -1000: no data yet
+        self.hist = torch.zeros(d, 2 * F, dtype=torch.int64)  # (d, 2F)
+        self.top_val = torch.full((K, d), -torch.inf)  # (K, d) sorted desc
+        self.top_tok = torch.full((K, d), -1, dtype=torch.int64)  # (K, d)
+        # (Kc, d, 2W+1): activation on positions tok-W..tok+W of the top-Kc examples. A kept token's rank only ever
+        # grows, so only tokens entering at rank < Kc need a context, and they bring it from their own batch.
+        self.top_ctx = torch.full((cfg.ctx_examples, d, 2 * cfg.ctx_window + 1), torch.nan)
+        self.res_prio = torch.full((d * F, S2), INT32_MAX, dtype=torch.int32)  # (d*F, S') sorted asc
+        self.res_tok = torch.full((d * F, S2), -1, dtype=torch.int32)  # (d*F, S'), -1 = empty
+        self.res_val = torch.zeros(d * F, S2)  # (d*F, S')
+        self.uhash = as_int32(unit_hash(d, layer))  # (d,)
+        self._hist_offs = (torch.arange(d) * (2 * F) + F - 1).float()  # (d,)
+        self._pending: list[tuple[torch.Tensor, ...]] = []  # reservoir candidates not merged yet
+        self._n_pending = 0
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        self.flush()
+        keys = ["n_tokens", "sum", "max", "min", "exp", "hist", "top_val", "top_tok", "top_ctx",
+                "res_prio", "res_tok", "res_val"]
+        return {k: getattr(self, k).contiguous() for k in keys}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for k, v in state.items():
+            cur = getattr(self, k)
+            if cur.shape != v.shape or cur.dtype != v.dtype:
+                raise ValueError(f"checkpoint tensor {k} has shape {tuple(v.shape)}, expected {tuple(cur.shape)}")
+            setattr(self, k, v.clone())
+
+    # ---------------------------------------------------------------- update
+    @torch.inference_mode()
+    def update(self, acts: torch.Tensor, tok: torch.Tensor, ctx: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """acts: (n, d) activations of n counted tokens; tok: (n,) int64 global token indices.
+
+        ctx: (full, idx) for top-example contexts: full (m, d) holds the batch's activations at every position, idx
+        (n, 2W+1) the row of `full` at offsets -W..W from each counted token (-1 outside its window). Without it,
+        contexts of examples entering in this batch are NaN.
+        """
+        n = acts.shape[0]
+        if n == 0:
+            return
+        acts = acts.float().contiguous()
+        mn, mx = torch.aminmax(acts, dim=0)  # (d,), (d,)
+        self._grow_scale(torch.maximum(mx, -mn))
+        torch.maximum(self.max, mx, out=self.max)
+        torch.minimum(self.min, mn, out=self.min)
+        self.n_tokens += n
+        self.sum += (torch.ones(1, n) @ acts).squeeze(0).double()  # (d,) a BLAS reduction
+        F = self.cfg.hist_bins
+        scale = torch.ldexp(torch.full((self.d,), float(F)), -self.exp.float())  # (d,) = F / 2^e, exact
+        binf = (acts * scale).ceil_()  # (n, d) in [-F+1, F]: bin = ceil(a / w) - 1 + F
+        binf += self._hist_offs  # unit * 2F + F - 1, exact in float32
+        self.hist += torch.bincount(binf.to(torch.int32).view(-1), minlength=self.d * 2 * F).view(self.d, 2 * F)
+        del binf
+        self._update_topk(acts, tok, ctx)
+        self._update_reservoir(acts, tok, scale)
+
+    def _grow_scale(self, absmax: torch.Tensor) -> None:
+        _, e_new = torch.frexp(absmax)  # absmax < 2^e_new
+        e_new = e_new.to(torch.int32)
+        fresh = self.exp == -1000
+        self.exp[fresh] = e_new[fresh]
+        while True:
+            grow = e_new > self.exp
+            if not grow.any():
+                return
+            self._merge_once(grow.nonzero().squeeze(1))
+
+    def _merge_once(self, units: torch.Tensor) -> None:
+        """Double the bin width of `units`: bins (2i, 2i+1) -> F/2 + i; positive reservoirs (2i, 2i+1) -> i."""
+        self.flush()
+        F, S2 = self.cfg.hist_bins, self.cfg.reservoir
+        h = self.hist[units]  # (u, 2F)
+        new = torch.zeros_like(h)
+        new[:, F // 2: F // 2 + F] = h.view(-1, F, 2).sum(2)
+        self.hist[units] = new
+        rows = (units[:, None] * F + torch.arange(F)).view(-1)  # (u*F,)
+        p = self.res_prio[rows].view(-1, F // 2, 2 * S2).to(torch.int64)  # (u, F/2, 2S')
+        t = self.res_tok[rows].view(-1, F // 2, 2 * S2)
+        v = self.res_val[rows].view(-1, F // 2, 2 * S2)
+        key = p + (t < 0).to(torch.int64) * 2**33  # empties last
+        order = key.argsort(dim=2)[:, :, :S2]  # (u, F/2, S')
+        merged = [torch.gather(x, 2, order) for x in (p.to(torch.int32), t, v)]
+        for dst, src, empty in zip((self.res_prio, self.res_tok, self.res_val), merged, (INT32_MAX, -1, 0.0),
+                                   strict=True):
+            block = torch.full((units.numel(), F, S2), empty, dtype=dst.dtype)
+            block[:, : F // 2] = src
+            dst[rows] = block.view(-1, S2)
+        self.exp[units] += 1
+
+    def _update_topk(self, acts: torch.Tensor, tok: torch.Tensor, ctx) -> None:
+        K, (n, d) = self.cfg.top_k, acts.shape
+        cand = acts >= self.top_val[K - 1]  # (n, d): only these can enter; ties kept for the exact order
+        r, c = cand.nonzero(as_tuple=True)
+        if r.numel() > 4 * K * d:  # early batches: a dense top-K first keeps the merge small
+            k = min(K, n)
+            vals, idx = torch.topk(acts, k, dim=0)  # (k, d)
+            thr = vals[k - 1]
+            r, c = (acts >= thr).nonzero(as_tuple=True)  # the top k plus any ties with the k-th
+        aff = torch.bincount(c, minlength=d).nonzero().squeeze(1)  # (a,) affected units, no sort
+        old_v, old_t = self.top_val[:, aff], self.top_tok[:, aff]  # (K, a)
+        all_u = torch.cat([aff.repeat(K), c])
+        all_v = torch.cat([old_v.reshape(-1), acts[r, c]])
+        all_t = torch.cat([old_t.reshape(-1), tok[r]])
+        keys = order_keys(all_v, all_t)
+        keys[all_t < 0] = torch.iinfo(torch.int64).min  # empty slots last
+        o1 = torch.sort(keys, descending=True, stable=True).indices
+        o2 = torch.sort(all_u[o1], stable=True).indices
+        order = o1[o2]  # by unit, then key desc
+        u_sorted = all_u[order]
+        rank = torch.arange(order.numel()) - torch.searchsorted(u_sorted, u_sorted, side="left")
+        ok = rank < K
+        self.top_val[rank[ok], u_sorted[ok]] = all_v[order[ok]]
+        self.top_tok[rank[ok], u_sorted[ok]] = all_t[order[ok]]
+        if self.cfg.ctx_examples:
+            self._update_ctx(order, rank, u_sorted, aff, r, c, ctx)
+
+    def _update_ctx(self, order, rank, u_sorted, aff, r, c, ctx) -> None:
+        """Move kept contexts to their new ranks and bring new entries' contexts from the batch."""
+        Kc, W2 = self.cfg.ctx_examples, self.top_ctx.shape[2]
+        sel = rank < Kc
+        src, dst_r, dst_u = order[sel], rank[sel], u_sorted[sel]  # merged-list index, new rank, unit
+        n_old, a = self.cfg.top_k * aff.numel(), aff.numel()
+        old = src < n_old  # entries of the old top-K: flat index k * a + i of (K, a)
+        vals = torch.full((src.numel(), W2), torch.nan)
+        o = src[old]
+        keep = o // a < Kc  # an old entry from rank >= Kc cannot rise, so this is all of them
+        vals[old] = torch.where(keep[:, None], self.top_ctx[(o // a).clamp(max=Kc - 1), aff[o % a]], torch.nan)
+        if ctx is not None:
+            full, idx = ctx
+            j = src[~old] - n_old  # candidate index into (r, c)
+            rows = idx[r[j]]  # (m, 2W+1)
+            got = full[rows.clamp(min=0), c[j][:, None]].float()
+            vals[~old] = got.masked_fill_(rows < 0, torch.nan)
+        self.top_ctx[dst_r, dst_u] = vals
+
+    def _reservoir_prefilter(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-unit (value, priority) thresholds whose union over-approximates 'priority <= tau(bin)'.
+
+        Bins below the first bin with tau > LEVEL all have tau <= pthr, so a token there can only enter if its
+        priority <= pthr; tokens at or above vthr (sparse bins) always go on to the exact per-bin check.
+        """
+        F, S2 = self.cfg.hist_bins, self.cfg.reservoir
+        tau = self.res_prio[:, S2 - 1].view(self.d, F).to(torch.int64)  # (d, F)
+        # b_thr per unit minimises the expected number of tokens passing, judged from the histogram so far:
+        # tokens below bin b_thr pass with probability frac(pthr), tokens above always pass
+        pthr_at = torch.cat([torch.full((self.d, 1), -(2**31)), tau.cummax(1).values], 1)  # (d, F+1)
+        counts = self.hist.double()  # (d, 2F)
+        below = counts[:, :F].sum(1, keepdim=True) + torch.cat(
+            [torch.zeros(self.d, 1, dtype=torch.float64), counts[:, F:].cumsum(1)], 1)  # (d, F+1)
+        cost = (pthr_at + 2**31).double() / 2**32 * below + (counts.sum(1, keepdim=True) - below)
+        b_thr = cost.argmin(1)  # (d,)
+        pthr = pthr_at.gather(1, b_thr[:, None]).squeeze(1).clamp(max=INT32_MAX).to(torch.int32)  # (d,)
+        vthr = torch.ldexp(b_thr.float(), self.exp.float() - float(np.log2(F)))  # (d,) = b_thr * 2^e / F
+        return vthr, pthr
+
+    def _update_reservoir(self, acts: torch.Tensor, tok: torch.Tensor, scale: torch.Tensor) -> None:
+        F, S2 = self.cfg.hist_bins, self.cfg.reservoir
+        vthr, pthr = self._reservoir_prefilter()
+        thash = as_int32(fmix32(tok))  # (n,)
+        prio = thash[:, None] ^ self.uhash[None, :]  # (n, d) int32
+        maybe = (prio <= pthr) | (acts > vthr)  # (n, d), cheap broadcasts only
+        r, c = maybe.nonzero(as_tuple=True)
+        v = acts[r, c]
+        keep = v > 0
+        r, c, v = r[keep], c[keep], v[keep]
+        gi = (v * scale[c]).ceil_().long() - 1 + c * F  # (m,) group = unit * F + positive bin
+        pr = prio[r, c]
+        real = pr <= self.res_prio[gi, S2 - 1]  # the exact test against the bin's own tau
+        if int(real.sum()) > 4 * S2 * self.d:  # early batches: keep only what can be a batch's bottom-S'
+            real &= self._batch_bottom(gi, pr, real)
+        if real.any():
+            self._pending.append((gi[real], pr[real], tok[r[real]].to(torch.int32), v[real]))
+            self._n_pending += int(real.sum())
+        if self._n_pending > 64 * self.d:
+            self.flush()
+
+    def _batch_bottom(self, gi: torch.Tensor, pr: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+        """Mask of candidates that may be among their group's S' lowest priorities in this batch (no sort).
+
+        A group with c candidates keeps those with priority below the 3*S'/c quantile of the int32 range. If at
+        least S' survive, every dropped one has S' lower priorities in its group and cannot enter; groups with
+        fewer survivors keep all their candidates, so the result stays exact.
+        """
+        S2, G = self.cfg.reservoir, self.d * self.cfg.hist_bins
+        cnt = torch.bincount(gi[live], minlength=G)  # (G,)
+        frac = (3.0 * S2 / cnt.clamp(min=1).double()).clamp(max=1.0)
+        q = (-(2.0**31) + frac * 2.0**32).floor().to(torch.int64)  # (G,) threshold per group
+        keep = live & (pr.to(torch.int64) <= q[gi])
+        surv = torch.bincount(gi[keep], minlength=G)
+        short = (surv < S2) & (cnt > surv)  # too few survivors: keep the whole group
+        return keep | (live & short[gi])
+
+    def flush(self) -> None:
+        """Merge buffered reservoir candidates (buffering amortises the merge; taus only shrink, so it is safe)."""
+        if self._pending:
+            gi, pr, tk, vv = (torch.cat(x) for x in zip(*self._pending, strict=True))
+            self._pending, self._n_pending = [], 0
+            self._merge_reservoir(gi, pr, tk, vv)
+
+    def _merge_reservoir(self, gi: torch.Tensor, pr: torch.Tensor, tk: torch.Tensor, vv: torch.Tensor) -> None:
+        """Fold candidates (group gi, priority pr, token tk, value vv) into the affected reservoirs."""
+        S2 = self.cfg.reservoir
+        aff = torch.bincount(gi, minlength=self.d * self.cfg.hist_bins).nonzero().squeeze(1)  # (a,)
+        op, ot, ov = self.res_prio[aff].view(-1), self.res_tok[aff].view(-1), self.res_val[aff].view(-1)
+        og = aff.repeat_interleave(S2)
+        keep_old = ot >= 0
+        all_g = torch.cat([og[keep_old], gi])
+        all_p = torch.cat([op[keep_old], pr])
+        all_t = torch.cat([ot[keep_old], tk])
+        all_v = torch.cat([ov[keep_old], vv])
+        key = all_g * 2**32 + (all_p.to(torch.int64) + 2**31)
+        order = key.argsort()
+        all_g, all_p, all_t, all_v = all_g[order], all_p[order], all_t[order], all_v[order]
+        first = torch.searchsorted(all_g, all_g, side="left")
+        rank = torch.arange(all_g.numel()) - first
+        ok = rank < S2
+        self.res_prio[aff] = INT32_MAX
+        self.res_tok[aff] = -1
+        self.res_val[aff] = 0.0
+        gk, rk = all_g[ok], rank[ok]
+        self.res_prio[gk, rk] = all_p[ok]
+        self.res_tok[gk, rk] = all_t[ok]
+        self.res_val[gk, rk] = all_v[ok]
+
+    # ---------------------------------------------------------------- results
+    def finalize(self) -> LayerResult:
+        from core.units.intervals import interval_samples
+
+        self.flush()
+        n = int(self.n_tokens)
+        F = self.cfg.hist_bins
+        cnt = self.hist[:, F:].sum(1).numpy()  # positive bins hold exactly the tokens with a > 0
+        top_v, top_t = self.top_val.numpy().T.copy(), self.top_tok.numpy().T.copy()  # (d, K)
+        top_ctx = self.top_ctx.permute(1, 0, 2).numpy().copy()  # (d, Kc, 2W+1)
+        iv = interval_samples(self.max.numpy(), self.exp.numpy(), self.res_prio.numpy(), self.res_tok.numpy(),
+                              self.res_val.numpy(), self.hist.numpy(), self.cfg)
+        mean = self.sum.numpy() / max(n, 1)
+        return LayerResult(layer=self.layer, n_tokens=n, count=cnt, mean=mean,
+                           max=self.max.numpy().copy(), min=self.min.numpy().copy(), exp=self.exp.numpy().copy(),
+                           hist=self.hist.numpy().copy(), top_val=top_v, top_tok=top_t, intervals=iv,
+                           top_ctx=top_ctx)
+
+
+@dataclass
+class LayerResult:
+    """Finished per-unit results of one layer; arrays indexed by unit along axis 0."""
+
+    layer: int
+    n_tokens: int
+    count: np.ndarray  # (d,) int64
+    mean: np.ndarray  # (d,) float64
+    max: np.ndarray  # (d,) float32
+    min: np.ndarray  # (d,)
+    exp: np.ndarray  # (d,) int32: histogram covers [-2^e, 2^e) in 2F bins
+    hist: np.ndarray  # (d, 2F) int64
+    top_val: np.ndarray  # (d, K) float32, desc; -inf where fewer than K tokens
+    top_tok: np.ndarray  # (d, K) int64; -1 where empty
+    intervals: object  # core.units.intervals.IntervalSamples
+    top_ctx: np.ndarray | None = None  # (d, Kc, 2W+1) float32: activation around each of the first Kc top examples
+
+    def __post_init__(self) -> None:
+        d = self.count.shape[0]
+        assert self.hist.shape[0] == d and self.top_val.shape == self.top_tok.shape and self.top_val.shape[0] == d

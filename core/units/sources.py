@@ -1,0 +1,127 @@
+"""Unit sources: everything a unit page shows, for any kind of unit, read from the index in four queries.
+
+A unit page (neurons now, SAE features later) needs the same things of every unit: summary stats, an exact
+histogram, top examples and interval samples with their token contexts, the activation on any token sequence (live),
+and an output direction in the residual stream (for logit effects). `UnitSource` names those; `NeuronSource` answers
+them for MLP neurons from the tables written by core.units.extract. The page layout (dashboard/unit_page.py) only talks
+to a source, so a new kind of unit is a new source, not a new page.
+
+Speed: `gather` costs four queries whatever k is (stats, the example list, their contexts in one join, vocab from
+the caller's cache), so a page read stays in milliseconds on multi-million-token indexes (bench/pages.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from core.index import queries
+
+
+@dataclass
+class Example:
+    doc_id: int
+    position: int
+    activation: float
+    seq: list[int]
+    """Token ids the model saw for this example: from its window's start through the last shown token."""
+    first_shown: int
+    """Index into `seq` of the first shown token (context before the example's token, at most `window`)."""
+    focus: int
+    """Index into `seq` of the example's token."""
+    context: list[float] | None = None
+    """Stored activation at positions focus-W..focus+W (NaN outside the window), or None if not indexed."""
+
+    def shown_ids(self) -> list[int]:
+        return self.seq[self.first_shown:]
+
+
+@dataclass
+class UnitView:
+    run: queries.RunInfo
+    layer: int
+    unit: int
+    stats: dict
+    top: list[Example]
+    intervals: list[dict]
+    """[{interval, lo, hi, frac_est, exact, examples: [Example]}], by interval ascending."""
+
+
+class UnitSource(Protocol):
+    kind: str
+
+    def gather(self, con, run_id: int, layer: int, unit: int, k: int, window: int) -> UnitView: ...
+
+    def activations(self, lm, layer: int, unit: int, seqs: list[list[int]]) -> list[np.ndarray]: ...
+
+    def direction(self, lm, layer: int, unit: int) -> torch.Tensor: ...
+
+
+def _contexts(con, run: queries.RunInfo, picks: list[tuple], window: int) -> list[Example]:
+    """picks: (doc_id, position, activation, context) rows -> Examples with their window's tokens, in one query."""
+    if not picks:
+        return []
+    T = int(run.config["context_len"])
+    spans = [(i, d, (p // T) * T, min(p + window, (p // T) * T + T - 1)) for i, (d, p, *_) in enumerate(picks)]
+    rows = con.execute(
+        "SELECT s.i, t.position, t.token_id FROM (SELECT unnest(?) AS i, unnest(?) AS doc, unnest(?) AS lo, "
+        "unnest(?) AS hi) s JOIN tokens t ON t.run_id = ? AND t.doc_id = s.doc AND t.position BETWEEN s.lo AND s.hi "
+        "ORDER BY s.i, t.position",
+        [[s[0] for s in spans], [s[1] for s in spans], [s[2] for s in spans], [s[3] for s in spans],
+         run.run_id]).fetchall()
+    seqs: dict[int, list[int]] = {}
+    for i, _, tok in rows:
+        seqs.setdefault(i, []).append(tok)
+    out = []
+    for i, (doc, pos, act, ctx) in enumerate(picks):
+        ws = spans[i][2]
+        focus = pos - ws
+        out.append(Example(doc_id=doc, position=pos, activation=float(act), seq=seqs.get(i, []),
+                           first_shown=max(0, focus - window), focus=focus, context=ctx))
+    return out
+
+
+@dataclass
+class NeuronSource:
+    """MLP neurons: the input of each block's down projection, as indexed by core.units.extract."""
+
+    kind: str = "neuron"
+
+    def gather(self, con, run_id: int, layer: int, unit: int, k: int = 10, window: int = 12) -> UnitView:
+        """Raises queries.QueryError for an unknown run / layer / unit or a run not complete."""
+        run = queries.check_unit(con, run_id, layer, unit)
+        cur = con.execute("SELECT n_tokens, count_active, density, mean, max, min, hist_exp, hist FROM unit_stats "
+                          "WHERE run_id = ? AND layer = ? AND unit = ?", [run_id, layer, unit])
+        names = [d[0] for d in cur.description]
+        stats = dict(zip(names, cur.fetchall()[0], strict=True))
+        rows = con.execute(
+            "SELECT -1 AS interval, rank, doc_id, position, activation, context FROM top_examples "
+            "WHERE run_id = ? AND layer = ? AND unit = ? AND rank < ? UNION ALL "
+            "SELECT interval, rank, doc_id, position, activation, NULL FROM interval_samples "
+            "WHERE run_id = ? AND layer = ? AND unit = ? ORDER BY 1, 2",
+            [run_id, layer, unit, k, run_id, layer, unit]).fetchall()
+        examples = _contexts(con, run, [r[2:] for r in rows], window)
+        ivs = con.execute("SELECT interval, lo, hi, frac_est, exact FROM intervals WHERE run_id = ? AND layer = ? "
+                          "AND unit = ? ORDER BY interval", [run_id, layer, unit]).fetchall()
+        by: dict[int, list[Example]] = {}
+        for (i, *_), ex in zip(rows, examples, strict=True):
+            by.setdefault(i, []).append(ex)
+        intervals = [{"interval": i, "lo": lo, "hi": hi, "frac_est": f, "exact": ex, "examples": by.get(i, [])}
+                     for i, lo, hi, f, ex in ivs]
+        return UnitView(run=run, layer=layer, unit=unit, stats=stats, top=by.get(-1, []), intervals=intervals)
+
+    def activations(self, lm, layer: int, unit: int, seqs: list[list[int]]) -> list[np.ndarray]:
+        from core.units.live import unit_activations
+
+        return unit_activations(lm, layer, unit, seqs)
+
+    def direction(self, lm, layer: int, unit: int) -> torch.Tensor:
+        from core.units.logit_effects import output_direction
+
+        return output_direction(lm, layer, unit)
+
+
+SOURCES: dict[str, UnitSource] = {"neuron": NeuronSource()}

@@ -1,0 +1,64 @@
+"""Model loading (built-in GGUFs, folders, errors) and hook parity on the real smollm2."""
+
+import time
+
+import pytest
+import torch
+
+from core.model.load import ModelLoadError, load_model
+from core.model.parts import capture
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return load_model("smollm2-135m")
+
+
+def test_local_folder_loads_through_auto_classes(tiny_lm_dir):
+    lm = load_model(str(tiny_lm_dir))
+    assert lm.n_layers == 3 and lm.points.d_mlp == 128 and lm.info()["arch"] == "LlamaForCausalLM"
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda p: p / "missing", "not a built-in name"),
+    (lambda p: (p / "bad.gguf").write_bytes(b"GGUF but not really") and p / "bad.gguf", "tried GGUF file"),
+    (lambda p: (p / "m").mkdir() or p / "m", "has no config.json"),
+    (lambda p: (p / "cfg").mkdir() or (p / "cfg" / "config.json").write_text("{not json") and p / "cfg",
+     "tried local folder"),
+    (lambda p: (p / "x.bin").write_bytes(b"\0") and p / "x.bin", "not .gguf"),
+])
+def test_bad_models_give_one_line(tmp_path, make, needle):
+    with pytest.raises(ModelLoadError) as e:
+        load_model(str(make(tmp_path)))
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_smollm2_parity_and_cache(smollm2):
+    t = time.perf_counter()
+    again = load_model("smollm2-135m")  # from the safetensors cache written by the first load
+    assert time.perf_counter() - t < 10
+    assert again.source == smollm2.source
+    lm = smollm2
+    assert (lm.n_layers, lm.points.d_model, lm.points.d_mlp) == (30, 576, 1536)
+    ids = lm.tokenizer("The capital of France is", return_tensors="pt").input_ids
+    with torch.inference_mode(), capture(lm.points, resid=range(30)) as st:
+        out = lm.model(ids, output_hidden_states=True)
+    hs = out.hidden_states
+    for layer in range(29):
+        torch.testing.assert_close(st["resid"][layer], hs[layer + 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(lm.points.final_norm(st["resid"][29]), hs[30], atol=1e-5, rtol=0)
+    assert lm.tokenizer.decode(out.logits[0, -1].argmax()) == " Paris"
+
+
+@pytest.mark.slow
+def test_gemma3_builtin_loads():
+    lm = load_model("gemma3-270m")
+    assert (lm.n_layers, lm.points.d_model, lm.points.d_mlp) == (18, 640, 2048)
+    ids = lm.tokenizer("The capital of France is", return_tensors="pt").input_ids
+    assert ids[0, 0].item() == lm.tokenizer.bos_token_id  # Gemma's tokenizer adds BOS by default
+    with torch.inference_mode(), capture(lm.points, resid=range(18), mlp=[3]) as st:
+        out = lm.model(ids, output_hidden_states=True)
+    for layer in range(17):
+        torch.testing.assert_close(st["resid"][layer], out.hidden_states[layer + 1], atol=1e-4, rtol=1e-5)
+    assert st["mlp"][3].shape == (1, ids.shape[1], 2048)
