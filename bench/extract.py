@@ -63,7 +63,7 @@ def nnsight_forward(lm: LoadedModel):
         from nnsight import NNsight
     except ImportError as e:
         return None, f"nnsight is not installed ({e})"
-    base = lm.points.base
+    base = lm.parts.base
     names = {m: n for n, m in base.named_modules()}
     traced = NNsight(base)  # the base model, like the extraction: no unembedding
 
@@ -73,7 +73,7 @@ def nnsight_forward(lm: LoadedModel):
             e = e[int(part)] if part.isdigit() else getattr(e, part)
         return e
 
-    downs = [envoy(names[m]) for m in lm.points.mlp_down]
+    downs = [envoy(names[m]) for m in lm.parts.mlp_down]
 
     def forward(ids: torch.Tensor) -> None:
         with traced.trace(ids):
@@ -91,7 +91,7 @@ def compare(lm: LoadedModel, tokens: int, chunk_tokens: int) -> dict:
     n_batches = sum(len(batches(c.windows, BATCH_TOKENS)) for c in chunks)
     first = padded(batches(chunks[0].windows, BATCH_TOKENS)[0])
     log.info("%s: %d tokens, %d chunks, %d batches", lm.name, n_tok, len(chunks), n_batches)
-    reducers = {layer: LayerReducer(lm.points.d_mlp, layer, ReduceConfig()) for layer in range(lm.n_layers)}
+    reducers = {layer: LayerReducer(lm.parts.d_mlp, layer, ReduceConfig()) for layer in range(lm.n_layers)}
 
     def run_extract(chunk) -> None:
         forward_chunk(lm, chunk, reducers, batch_tokens=BATCH_TOKENS)
@@ -124,7 +124,7 @@ def compare(lm: LoadedModel, tokens: int, chunk_tokens: int) -> dict:
 
     out = {"model": lm.name, "tokens": n_tok, "batches": n_batches, "chunks": len(chunks),
            "chunk_tokens": chunk_tokens, "batch_tokens": BATCH_TOKENS, "context_len": CONTEXT_LEN,
-           "layers": lm.n_layers, "d_mlp": lm.points.d_mlp,
+           "layers": lm.n_layers, "d_mlp": lm.parts.d_mlp,
            "bare_s": round(sum(bare), 3), "extract_s": round(sum(ext), 3),
            "nnsight_s": round(sum(nns), 3) if nns else None,
            "ratio_vs_bare": ratio(ext, bare), "ratio_vs_bare_steady": ratio(ext[1:], bare[1:]),

@@ -34,7 +34,7 @@ def index_path() -> Path:
 
 
 def load_runs(path: str | Path) -> list[RunInfo]:
-    """All runs of the index. Raises core.index.db.IndexError_ subclasses (locked, not an index, too new)."""
+    """All runs of the index. Raises core.index.db.IndexFileError subclasses (locked, not an index, too new)."""
     with reading(path, wait_s=LOCK_WAIT_S) as cur:
         return list_runs(cur)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.index.db import IndexError_, IndexLockedError
+from core.index.db import IndexFileError, IndexLockedError
 from core.index.queries import RunInfo
 from dashboard import data, state
 
@@ -70,7 +70,7 @@ def read_or_stop(read: Callable, *args):
                    icon=":material/hourglass_top:")
         st.button("Retry", key="frame_retry")
         st.stop()
-    except (IndexError_, FileNotFoundError) as e:
+    except IndexFileError as e:
         st.info(str(e))
         st.stop()
 

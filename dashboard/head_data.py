@@ -9,7 +9,7 @@ import streamlit as st
 from core.index.heads import HeadSet, head_score_arrays
 from core.index.heads import head_sets as _head_sets
 from core.index.pool import reading
-from core.lens.logit import encode
+from core.model.tokens import encode_prompt, token_texts
 from core.units.live import attention_pattern
 from dashboard.resources import model
 
@@ -41,8 +41,8 @@ def prompt_pattern(name: str, layer: int, prompt: str) -> tuple[list[str], np.nd
     """(tokens, (H, T, T) attention of every head of the layer) on the prompt's first MAX_PATTERN_TOKENS tokens;
     ValueError (one line) for an empty prompt or one longer than the model's context."""
     lm = model(name)
-    ids = encode(lm, prompt)[:MAX_PATTERN_TOKENS]
-    return [lm.tokenizer.decode([i]) for i in ids], attention_pattern(lm, layer, ids)
+    ids = encode_prompt(lm, prompt)[:MAX_PATTERN_TOKENS]
+    return token_texts(lm.tokenizer, ids), attention_pattern(lm, layer, ids)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
@@ -54,4 +54,4 @@ def probe_pattern(name: str, layer: int, half_len: int) -> tuple[list[str], np.n
     lm = model(name)
     n = min(half_len, PROBE_HALF_MAX)
     ids = probe_ids(vocab_size(lm), 1, n, 0, bos_id(lm), exclude=lm.tokenizer.all_special_ids)[0].tolist()
-    return [lm.tokenizer.decode([i]) for i in ids], attention_pattern(lm, layer, ids)
+    return token_texts(lm.tokenizer, ids), attention_pattern(lm, layer, ids)

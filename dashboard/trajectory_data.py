@@ -10,7 +10,8 @@ import numpy as np
 import streamlit as st
 
 from core.geometry.residual import ResidualGeometry, residual_geometry
-from core.lens.logit import LensResult, Stream, encode, lens_of, stream, token_id
+from core.lens.logit import LensResult, Stream, lens_of, stream
+from core.model.tokens import encode_prompt, token_id, token_texts
 from dashboard.resources import model
 
 MAX_UPLOAD_PROMPTS = 2000
@@ -22,7 +23,7 @@ _uploads: dict[str, object] = {}  # "upload:<digest>" -> PromptSet, by content (
 def stream_of(name: str, prompt: str) -> Stream:
     """Raises ValueError (one line) for an empty prompt or one longer than the model's context."""
     lm = model(name)
-    return stream(lm, encode(lm, prompt))
+    return stream(lm, encode_prompt(lm, prompt))
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
@@ -85,7 +86,7 @@ def residual(name: str, prompt: str) -> ResidualGeometry:
 
 def vocab_fn(name: str):
     tok = model(name).tokenizer
-    return lambda i: tok.decode([i])
+    return lambda i: token_texts(tok, [i])[0]
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

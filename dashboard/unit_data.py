@@ -21,7 +21,7 @@ def _read(path, query, *args):
 
 
 def unit_view(path, kind: str, run_id: int, layer: int, unit: int, k: int = 10, window: int = 12) -> UnitView:
-    """Raises queries.QueryError for an unknown run / layer / unit, IndexError_ subclasses for the file."""
+    """Raises queries.QueryError for an unknown run / layer / unit, IndexFileError subclasses for the file."""
     return _read(path, SOURCES[kind].gather, run_id, layer, unit, k, window)
 
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core.index.db import IndexLockedError
 from core.index.queries import QueryError, RunInfo
+from core.model.tokens import token_texts, tokenize
 from core.units.logit_effects import direction_effects
 from core.units.sources import SOURCES, UnitView
 from dashboard import charts, unit_data
@@ -98,11 +99,11 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) ->
 def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:
     """The unit's activation on every token of `text`, recomputed live."""
     lm = model(run.model)
-    ids = list(lm.tokenizer(text)["input_ids"])
+    ids = tokenize(lm.tokenizer, text)
     if not ids:
         st.caption("No tokens.")
         return
     (acts,) = SOURCES[kind].activations(lm, layer, unit, [ids])
-    toks = [lm.tokenizer.decode([i]) for i in ids]
+    toks = token_texts(lm.tokenizer, ids)
     top = float(np.max(acts, initial=0.0))
     st.html(example_html(toks, acts, max(vmax, top), None, f"max {top:.3f} over {len(toks)} tokens"))

@@ -1,6 +1,7 @@
-"""`neuroboard` command line: extract, runs, top, serve. Query commands take --json.
+"""`neuroboard` command line: each command's flags come from its config dataclass (core.cli.args); the commands
+call core/ and print. Query commands take --json.
 
-Every known failure prints one line `neuroboard: error: ...` on stderr and exits with status 2.
+Every core.errors.UserError prints one line `neuroboard: error: ...` on stderr and exits with status 2.
 """
 
 from __future__ import annotations
@@ -10,98 +11,71 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
+from dataclasses import dataclass
 
-from core.cli.heads import HeadsError, cmd_heads, heads_parser
-from core.cli.lens import LensError, cmd_lens, lens_parser
+from core.cli.args import add_config, config_from
 from core.cli.progress import Bar
-from core.cli.serve import ServeError
-from core.data.corpus import CorpusError
-from core.index import queries
-from core.index.db import IndexError_, IndexLockedError, connect
-from core.lens.tuned import TunedLensConfig, TunedLensError
-from core.model.load import ModelLoadError
-from core.units.extract import ExtractConfig, ExtractError, Progress, extract
+from core.cli.serve import ServeConfig
+from core.demo import DemoConfig
+from core.errors import UserError
+from core.heads.score import HeadsConfig
+from core.lens.query import LensQuery
+from core.lens.tuned import TunedLensConfig
+from core.units.extract import ExtractConfig
 
-DEMO_ABLATION_TOKENS = 128
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
-USER_ERRORS = (ModelLoadError, CorpusError, ExtractError, IndexError_, queries.QueryError, FileNotFoundError,
-               ServeError, LensError, HeadsError, TunedLensError)
 
 
-def _extract_parser(sub) -> None:
-    p = sub.add_parser("extract", help="run a corpus through a model once and index every MLP neuron")
-    p.add_argument("--model", required=True, help="built-in name (smollm2-135m, gemma3-270m), .gguf, folder or hub id")
-    p.add_argument("--corpus", default="demo", help="demo | file.txt/.jsonl/.csv/.parquet | HF dataset name")
-    p.add_argument("--max-tokens", type=int, default=100_000)
-    p.add_argument("--context-len", type=int, default=128)
-    p.add_argument("--layers", default="all", help="all | 5 | 0-3,7")
-    p.add_argument("--db", required=True, help="DuckDB index file (created if missing)")
-    p.add_argument("--resume", action="store_true", help="continue the unfinished run with the same settings")
-    p.add_argument("--top-k", type=int, default=64)
-    p.add_argument("--samples", type=int, default=8, help="interval samples per interval")
-    p.add_argument("--ctx-examples", type=int, default=16, help="top examples whose context activations are stored")
-    p.add_argument("--ctx-window", type=int, default=16, help="tokens each side in that stored context")
-    p.add_argument("--batch-tokens", type=int, default=4096)
-    p.add_argument("--chunk-tokens", type=int, default=32_768, help="tokens per commit and checkpoint")
-    p.add_argument("--include-special", action="store_true", help="count BOS/EOS tokens in unit statistics")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own Python code")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", action="store_true", help="print the finished run as JSON")
-    p.add_argument("--no-progress", action="store_true")
+@dataclass
+class TopQuery:
+    db: str
+    """DuckDB index file."""
+    run: int
+    """Run id (see `neuroboard runs`)."""
+    layer: int
+    """Layer (0-based block)."""
+    unit: int
+    """Unit (neuron) within the layer."""
+    k: int = 10
+    """Examples to print."""
+    window: int = 8
+    """Context tokens each side."""
 
 
-def _train_lens_parser(sub) -> None:
-    p = sub.add_parser("train-lens", help="train a tuned lens (an affine map per block) into the lens store")
-    p.add_argument("--model", required=True, help="built-in name, .gguf, folder or hub id")
-    p.add_argument("--corpus", default="demo", help="demo | file.txt/.jsonl/.csv/.parquet | HF dataset name")
-    p.add_argument("--max-tokens", type=int, default=TunedLensConfig.max_tokens, help="training tokens")
-    p.add_argument("--heldout-tokens", type=int, default=TunedLensConfig.heldout_tokens,
-                   help="the corpus's first tokens, kept out of training to measure the lenses")
-    p.add_argument("--context-len", type=int, default=TunedLensConfig.context_len)
-    p.add_argument("--batch-tokens", type=int, default=TunedLensConfig.batch_tokens, help="tokens per step")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: one pass over the data)")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], default=TunedLensConfig.optimizer)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 1e-3 adam, 1.0 sgd)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=None, help="folder to save into (default: the lens store of the model)")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.add_argument("--no-progress", action="store_true")
+@dataclass
+class RunsQuery:
+    db: str
+    """DuckDB index file."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="neuroboard", description=__doc__.splitlines()[0])
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    _extract_parser(sub)
-    _train_lens_parser(sub)
-    p = sub.add_parser("runs", help="list the runs of an index")
-    p.add_argument("--db", required=True)
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("top", help="a unit's top activating examples")
-    p.add_argument("--db", required=True)
-    p.add_argument("--run", type=int, required=True)
-    p.add_argument("--layer", type=int, required=True)
-    p.add_argument("--unit", type=int, required=True)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--window", type=int, default=8, help="context tokens each side")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("demo", help="build the demo index for both built-in models if missing, then serve it")
-    p.add_argument("--db", default="data/demo.duckdb")
-    p.add_argument("--max-tokens", type=int, default=100_000)
-    p.add_argument("--models", default="smollm2-135m,gemma3-270m")
-    p.add_argument("--no-serve", action="store_true")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--host", default="127.0.0.1")
-    lens_parser(sub)
-    heads_parser(sub)
-    p = sub.add_parser("serve", help="serve the dashboard")
-    p.add_argument("--db", required=True, action="append", help="index file; repeat to offer several in the sidebar")
-    p.add_argument("--model", action="append", default=[],
-                   help="a model the live pages may load besides the built-ins and the indexed ones (repeatable)")
-    p.add_argument("--port", type=int, default=8501)
-    p.add_argument("--host", default="127.0.0.1")
+
+    def command(name: str, cls, help: str, *, json_help: str | None = None, progress: bool = False, **kw):
+        p = sub.add_parser(name, help=help)
+        add_config(p, cls, **kw)
+        if json_help:
+            p.add_argument("--json", action="store_true", help=json_help)
+        if progress:
+            p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        return p
+
+    p = command("extract", ExtractConfig, "run a corpus through a model once and index every MLP neuron",
+                json_help="print the finished run as JSON", progress=True)
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run with the same settings")
+    command("train-lens", TunedLensConfig, "train a tuned lens (an affine map per block) into the lens store",
+            json_help="print the report as one JSON object", progress=True)
+    command("runs", RunsQuery, "list the runs of an index", json_help="print the runs as JSON")
+    command("top", TopQuery, "a unit's top activating examples", json_help="print the examples as JSON")
+    command("lens", LensQuery, "what the model predicts after each block, for one prompt (logit/tuned lens)",
+            json_help="print the trajectory as JSON")
+    command("heads", HeadsConfig, "score every attention head (roles, OV copying, ablation) into the index",
+            json_help="print one JSON object per head", progress=True)
+    command("demo", DemoConfig, "build the demo index for the built-in models if missing, then serve it",
+            skip=("serve",)).add_argument("--no-serve", action="store_true", help="build the index only")
+    command("serve", ServeConfig, "serve the dashboard")
     return ap
 
 
@@ -111,19 +85,22 @@ class _TokenBar(Bar):
     def __init__(self, enabled: bool) -> None:
         super().__init__(enabled, "extract", unit="tok", unit_scale=True)
 
-    def __call__(self, p: Progress) -> None:
+    def __call__(self, p) -> None:
         self.update(p.tokens_done, p.tokens_target)
 
 
 def cmd_extract(a) -> int:
-    names = {f.name for f in fields(ExtractConfig)}
-    cfg = ExtractConfig(**{k: v for k, v in vars(a).items() if k in names})
+    from core.index import queries
+    from core.index.db import connect
+    from core.units.extract import extract
+
+    cfg = config_from(a, ExtractConfig)
     bar = _TokenBar(not a.no_progress)
     try:
         run_id = extract(cfg, resume=a.resume, on_progress=bar)
     finally:
         bar.close()
-    con = connect(a.db, read_only=True)
+    con = connect(cfg.db, read_only=True)
     try:
         run = queries.get_run(con, run_id)
     finally:
@@ -132,7 +109,7 @@ def cmd_extract(a) -> int:
         print(json.dumps(run.to_dict(), default=str))
     else:
         print(f"run {run.run_id}: {run.model} on {run.corpus}, {run.tokens} tokens, layers "
-              f"{queries.layer_ranges(run.layers)}, {run.status} -> {a.db}")
+              f"{queries.layer_ranges(run.layers)}, {run.status} -> {cfg.db}")
     return 0
 
 
@@ -141,8 +118,7 @@ def cmd_train_lens(a) -> int:
     from core.lens.tuned import train_tuned_lens
     from core.model.load import load_model
 
-    names = {f.name for f in fields(TunedLensConfig)}
-    cfg = TunedLensConfig(**{k: v for k, v in vars(a).items() if k in names})
+    cfg = config_from(a, TunedLensConfig)
     cfg.validate()  # before the model loads
     lm = load_model(cfg.model)
     bar = Bar(not a.no_progress, "train-lens", unit="step")
@@ -168,6 +144,9 @@ def cmd_train_lens(a) -> int:
 
 
 def cmd_runs(a) -> int:
+    from core.index import queries
+    from core.index.db import connect
+
     con = connect(a.db, read_only=True)
     try:
         runs = queries.list_runs(con)
@@ -183,9 +162,13 @@ def cmd_runs(a) -> int:
 
 
 def cmd_top(a) -> int:
-    con = connect(a.db, read_only=True)
+    from core.index import queries
+    from core.index.db import connect
+
+    q = config_from(a, TopQuery)
+    con = connect(q.db, read_only=True)
     try:
-        rows = queries.top_examples(con, a.run, a.layer, a.unit, k=a.k, window=a.window)
+        rows = queries.top_examples(con, q.run, q.layer, q.unit, k=q.k, window=q.window)
     finally:
         con.close()
     if a.json:
@@ -197,63 +180,105 @@ def cmd_top(a) -> int:
     return 0
 
 
-def cmd_demo(a) -> int:
-    """Extract every built-in model that has no complete demo run yet (resuming an interrupted one)."""
-    os.makedirs(os.path.dirname(os.path.abspath(a.db)), exist_ok=True)
-    for model in [m.strip() for m in a.models.split(",") if m.strip()]:
-        cfg = ExtractConfig(model=model, db=a.db, corpus="demo", max_tokens=a.max_tokens)
-        done, unfinished = False, False
-        if os.path.exists(a.db):
-            con = connect(a.db)  # a writing open: brings an older index up to the current schema
-            try:
-                for r in queries.list_runs(con):
-                    same = r.model == model and r.config == cfg.identity()
-                    done |= same and r.status == "complete"
-                    unfinished |= same and r.status == "running"
-            finally:
-                con.close()
-        if done:
-            print(f"demo: {model} already indexed in {a.db}", file=sys.stderr)
-            continue
-        print(f"demo: indexing {a.max_tokens} tokens of the demo corpus with {model}", file=sys.stderr)
-        bar = _TokenBar(True)
-        try:
-            extract(cfg, resume=unfinished, on_progress=bar)
-        finally:
-            bar.close()
-    _demo_heads(a)
-    if a.no_serve:
+def cmd_lens(a) -> int:
+    from core.lens.query import lens_json
+    from core.model.load import load_model
+
+    q = config_from(a, LensQuery)
+    lm = load_model(q.model, trust_remote_code=q.trust_remote_code)
+    out = lens_json(lm, q)
+    if a.json:
+        print(json.dumps(out))
         return 0
-    return cmd_serve(a)
+    print(f"{q.lens} lens, {lm.name}, position {out['position']} ({out['token']!r}), target {out['target']!r}")
+    print(f"{'layer':>5}  {'top token':<18} {'p(top)':>7}  {'p(target)':>9} {'rank':>6}")
+    for r in out["layers"]:
+        print(f"{r['layer']:>5}  {r['top_token']!r:<18} {r['top_prob']:7.3f}  {r['target_prob']:9.4f} "
+              f"{r['target_rank']:>6}")
+    return 0
 
 
-def _demo_heads(a) -> None:
-    """Score the heads of every demo model that has no head scores in the index yet (a small ablation sample)."""
-    from core.cli.heads import score_heads
-    from core.index.heads import head_sets
+def _stage_bars(enabled: bool, model: str):
+    """on_progress(stage, done, total) drawing one bar per stage; and a function closing them."""
+    bars: dict[str, Bar] = {}
 
-    con = connect(a.db)
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for b in bars.values():
+                b.close()
+            bars[stage] = Bar(enabled, f"{model}: head {stage}")
+        bars[stage].update(done, total)
+
+    return update, lambda: [b.close() for b in bars.values()]
+
+
+def cmd_heads(a) -> int:
+    from core.heads.score import score_heads
+
+    cfg = config_from(a, HeadsConfig)
+    update, close = _stage_bars(not a.no_progress, cfg.model)
     try:
-        have = {s.model for s in head_sets(con)}
+        rows, config = score_heads(cfg, on_progress=update)
     finally:
-        con.close()
-    for model in [m.strip() for m in a.models.split(",") if m.strip() and m.strip() not in have]:
-        print(f"demo: scoring the attention heads of {model}", file=sys.stderr)
-        score_heads(model, a.db, ablation_tokens=DEMO_ABLATION_TOKENS)
+        close()
+    if a.json:
+        print(json.dumps(rows))
+        return 0
+    L, H = rows[-1]["layer"] + 1, rows[-1]["head"] + 1
+    print(f"{cfg.model}: {L} layers x {H} heads scored into {cfg.db} ({config['seconds']} s)")
+    for role in [k for k in rows[0] if k not in ("layer", "head")]:
+        best = max(rows, key=lambda r: r[role] if role != "entropy" else -r[role])
+        print(f"  {role:<16} strongest: layer {best['layer']:>2} head {best['head']:>2}  {best[role]:.3f}")
+    return 0
+
+
+def cmd_demo(a) -> int:
+    """Index every demo model that has no complete demo run yet (resuming an interrupted one), score the heads of
+    those without scores, then serve."""
+    from core.demo import build
+
+    cfg = config_from(a, DemoConfig, serve=not a.no_serve)
+    closers: list = []
+
+    def on_extract(_ecfg):
+        bar = _TokenBar(True)
+        closers.append(bar.close)
+        return bar
+
+    def on_heads(hcfg):
+        update, close = _stage_bars(True, hcfg.model)
+        closers.append(close)
+        return update
+
+    try:
+        build(cfg, on_extract, on_heads, say=lambda s: print(s, file=sys.stderr))
+    finally:
+        for close in closers:
+            close()
+    if not cfg.serve:
+        return 0
+    return cmd_serve(argparse.Namespace(db=[cfg.db], model=[], port=cfg.port, host=cfg.host))
 
 
 def cmd_serve(a) -> int:
     from core.cli.serve import serve
+    from core.index.db import IndexLockedError, connect
 
-    dbs = a.db if isinstance(a.db, list) else [a.db]
-    for db in dbs:
+    cfg = config_from(a, ServeConfig)
+    for db in cfg.db:
         if not os.path.exists(db):
-            raise FileNotFoundError(f"index not found: {db} (build one with `neuroboard extract` or `make demo`)")
+            from core.index.db import IndexNotFoundError
+
+            raise IndexNotFoundError(f"index not found: {db} (build one with `neuroboard extract` or `make demo`)")
         try:  # the dashboard reads only: upgrade an older index's schema now (a brief writing open)
             connect(db, wait_s=1.0).close()
         except IndexLockedError:
             pass  # an extraction is writing it, and has upgraded it
-    return serve(dbs, host=a.host, port=a.port, models=getattr(a, "model", None) or [])
+    return serve(cfg.db, host=cfg.host, port=cfg.port, models=cfg.model)
+
+
+COMMANDS = {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
+            "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,12 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     try:
-        return {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
-                "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads}[a.cmd](a)
-    except USER_ERRORS as e:
+        return COMMANDS[a.cmd](a)
+    except UserError as e:
         print(f"neuroboard: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("neuroboard: interrupted (an extraction can continue with --resume)", file=sys.stderr)
         return 130
-

@@ -9,12 +9,28 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from core.errors import UserError
+from core.index.db import IndexNotFoundError
 
-class ServeError(ValueError):
+
+class ServeError(UserError):
     """Bad serve arguments; one line."""
+
+
+@dataclass
+class ServeConfig:
+    db: list[str]
+    """Index file; repeat the flag to offer several in the sidebar."""
+    model: list[str] = field(default_factory=list)
+    """A model the live pages may load besides the built-ins and the indexed ones (repeatable)."""
+    port: int = 8501
+    """TCP port."""
+    host: str = "127.0.0.1"
+    """Address to listen on (127.0.0.1: this machine only)."""
 
 
 def app_path() -> Path:
@@ -23,10 +39,10 @@ def app_path() -> Path:
 
 
 def check_db(db: str | Path) -> Path:
-    """The index as an absolute path; FileNotFoundError (one line) when there is no such file."""
+    """The index as an absolute path; IndexNotFoundError (one line) when there is no such file."""
     path = Path(db).expanduser().resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"index not found: {path} (build one with `neuroboard extract` or `make demo`)")
+        raise IndexNotFoundError(f"index not found: {path} (build one with `neuroboard extract` or `make demo`)")
     return path
 
 

@@ -11,15 +11,18 @@ from __future__ import annotations
 import ast
 import hashlib
 import sysconfig
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from core.errors import UserError, first_line
+from core.model.tokens import tokenize
 
 TABULAR = {".jsonl": "read_json_auto", ".json": "read_json_auto", ".ndjson": "read_json_auto",
            ".csv": "read_csv_auto", ".parquet": "read_parquet"}
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError):
     """The corpus cannot be used; the message is one line."""
 
 
@@ -99,7 +102,7 @@ def _check_tabular(path: Path) -> None:
     except CorpusError:
         raise
     except Exception as e:  # duckdb.Error subclasses, e.g. invalid UTF-8 or a binary file
-        raise CorpusError(f"cannot read corpus {path}: {str(e).splitlines()[0]}") from None
+        raise CorpusError(f"cannot read corpus {path}: {first_line(e)}") from None
     if n == 0:
         raise CorpusError(f"corpus {path} has no non-empty 'text' values")
 
@@ -128,7 +131,7 @@ def _hf_documents(spec: str) -> Iterator[str]:
             if row.get("text"):
                 yield row["text"]
     except Exception as e:
-        raise CorpusError(f"could not load dataset {spec!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise CorpusError(f"could not load dataset {spec!r}: {first_line(e)}") from None
 
 
 @dataclass
@@ -202,50 +205,68 @@ class Chunk:
         return sum(len(ids) for _, _, ids in self.docs)
 
 
-def tokenize(tokenizer, text: str) -> list[int]:
-    """The tokenizer's defaults (special tokens included, e.g. Gemma's BOS)."""
-    return list(tokenizer(text)["input_ids"])
-
-
 def windows_of(doc_id: int, ids: list[int], context_len: int, tok0: int) -> list[Window]:
     """Contiguous, non-overlapping slices of one document: window w covers [w*T, (w+1)*T)."""
     return [Window(doc_id, s, ids[s: s + context_len], tok0 + s) for s in range(0, len(ids), context_len)]
 
 
-def iter_chunks(docs: Iterator[str], tokenizer, *, max_tokens: int, context_len: int, chunk_tokens: int,
-                start_doc: int = 0, start_tok: int = 0) -> Iterator[Chunk]:
-    """Documents in order, tokenized, grouped into chunks of whole documents (the last one cut to max_tokens).
-
-    Skips the first `start_doc` documents (resume); `start_tok` is the global index of the next token.
-    """
-    chunk_docs: list[tuple[int, str, list[int]]] = []
+def document_windows(docs: Iterable[str], tokenizer, *, context_len: int, max_tokens: int | None = None,
+                     special: bool = True, start_doc: int = 0, start_tok: int = 0
+                     ) -> Iterator[tuple[int, str, list[int], list[Window]]]:
+    """The one windowing rule: documents in order as (doc_id, text, ids, windows), each tokenized (with the
+    tokenizer's special tokens, e.g. BOS, unless `special` is False), the last one cut so that at most `max_tokens`
+    tokens are read, and cut into contiguous windows of at most `context_len` tokens (`windows_of`; each window's
+    `tok0` counts tokens from `start_tok`). Documents without tokens are skipped; the first `start_doc` are not read
+    (resume)."""
     tok = start_tok
-    chunk_index = 0
-    chunk_tok0 = tok
     for doc_id, text in enumerate(docs):
         if doc_id < start_doc:
             continue
-        if tok >= max_tokens:
-            break
-        ids = tokenize(tokenizer, text)
+        if max_tokens is not None and tok >= max_tokens:
+            return
+        ids = tokenize(tokenizer, text) if special else list(tokenizer(text, add_special_tokens=False)["input_ids"])
         if not ids:
             continue
-        ids = ids[: max_tokens - tok]
+        if max_tokens is not None:
+            ids = ids[: max_tokens - tok]
+        yield doc_id, text, ids, windows_of(doc_id, ids, context_len, tok)
+        tok += len(ids)
+
+
+def iter_chunks(docs: Iterable[str], tokenizer, *, max_tokens: int, context_len: int, chunk_tokens: int,
+                start_doc: int = 0, start_tok: int = 0) -> Iterator[Chunk]:
+    """`document_windows` grouped into chunks of whole documents of at least `chunk_tokens` tokens (the last
+    chunk may be smaller): the unit of commit and resume."""
+    chunk_docs: list[tuple[int, str, list[int]]] = []
+    wins: list[Window] = []
+    chunk_index, chunk_tok0, tok = 0, start_tok, start_tok
+    for doc_id, text, ids, ws in document_windows(docs, tokenizer, context_len=context_len, max_tokens=max_tokens,
+                                                  start_doc=start_doc, start_tok=start_tok):
         chunk_docs.append((doc_id, text, ids))
+        wins.extend(ws)
         tok += len(ids)
         if tok - chunk_tok0 >= chunk_tokens:
-            yield _make_chunk(chunk_index, chunk_docs, chunk_tok0, context_len)
-            chunk_index, chunk_docs, chunk_tok0 = chunk_index + 1, [], tok
+            yield Chunk(index=chunk_index, docs=chunk_docs, windows=wins, tok0=chunk_tok0)
+            chunk_index, chunk_docs, wins, chunk_tok0 = chunk_index + 1, [], [], tok
     if chunk_docs:
-        yield _make_chunk(chunk_index, chunk_docs, chunk_tok0, context_len)
+        yield Chunk(index=chunk_index, docs=chunk_docs, windows=wins, tok0=chunk_tok0)
 
 
-def _make_chunk(index: int, docs: list[tuple[int, str, list[int]]], tok0: int, context_len: int) -> Chunk:
-    wins, t = [], tok0
-    for doc_id, _, ids in docs:
-        wins.extend(windows_of(doc_id, ids, context_len, t))
-        t += len(ids)
-    return Chunk(index=index, docs=docs, windows=wins, tok0=tok0)
+def sample_windows(corpus: str, tokenizer, *, n_tokens: int, context_len: int, special: bool = True,
+                   full_only: bool = False, min_len: int = 1) -> list[list[int]]:
+    """Token windows of a corpus for probes and samples (head scores, ablation), by `document_windows`: the
+    windows of the first `n_tokens` tokens, or with `full_only` only windows of exactly `context_len` tokens, as
+    many as make up `n_tokens` (rounded up); windows shorter than `min_len` are left out."""
+    c = Corpus(corpus)
+    c.validate()
+    out: list[list[int]] = []
+    want = -(-n_tokens // context_len) if full_only else None
+    for _, _, _, ws in document_windows(c.documents(), tokenizer, context_len=context_len, special=special,
+                                        max_tokens=None if full_only else n_tokens):
+        out += [w.ids for w in ws if len(w.ids) >= min_len and (not full_only or len(w.ids) == context_len)]
+        if want is not None and len(out) >= want:
+            return out[:want]
+    return out
 
 
 def batches(windows: list[Window], batch_tokens: int) -> list[list[Window]]:

@@ -19,14 +19,18 @@ from typing import Literal
 import numpy as np
 import torch
 
+from core.errors import UserError
+from core.model.intervene import store
 from core.model.load import LoadedModel
-from core.model.parts import capture
+from core.model.run import forward_until, pad_batch
+from core.model.sites import Site
+from core.model.tokens import tokenize
 
 BUILTIN_SETS = {"truth": "truth.csv", "sentiment": "sentiment.csv"}
 """Built-in set name -> its file in the package data folder core/data/prompts/ (shipped in the wheel)."""
 
 
-class PromptSetError(ValueError):
+class PromptSetError(UserError):
     """A prompt set could not be read or is unusable; the message is one line naming the problem."""
 
 
@@ -160,22 +164,17 @@ def layer_representations(lm: LoadedModel, texts: list[str], *, pool: Literal["l
     """
     if pool not in ("last", "mean"):
         raise ValueError(f"pool must be 'last' or 'mean', got {pool!r}")
-    ids = [list(lm.tokenizer(t)["input_ids"]) for t in texts]
+    ids = [tokenize(lm.tokenizer, t) for t in texts]
     if any(not x for x in ids):
         raise ValueError("a prompt has no tokens")
     special = set(getattr(lm.tokenizer, "all_special_ids", []) or [])
     pad = getattr(lm.tokenizer, "pad_token_id", None)
     pad = 0 if pad is None else pad
-    L, d = lm.n_layers, lm.points.d_model
+    L, d = lm.n_layers, lm.parts.d_model
     out = np.zeros((L, len(texts), d), np.float32)
     for batch in _batches([len(x) for x in ids], batch_size):
-        T = max(len(ids[i]) for i in batch)
-        input_ids = torch.full((len(batch), T), pad, dtype=torch.long)  # (B, T)
-        mask = torch.zeros((len(batch), T), dtype=torch.long)  # (B, T): 1 = real token
-        for row, i in enumerate(batch):
-            input_ids[row, :len(ids[i])] = torch.tensor(ids[i])
-            mask[row, :len(ids[i])] = 1
-        weights = mask.clone().float()  # (B, T): pooling weights
+        input_ids, valid = pad_batch([ids[i] for i in batch], pad)  # (B, T) each
+        weights = valid.float()  # (B, T): pooling weights
         for row, i in enumerate(batch):
             if pool == "last":
                 weights[row] = 0
@@ -185,9 +184,10 @@ def layer_representations(lm: LoadedModel, texts: list[str], *, pool: Literal["l
                 if keep.any():
                     weights[row, :len(ids[i])] = keep.float()
         weights = weights / weights.sum(1, keepdim=True)
-        with capture(lm.points, resid=range(L)) as st:
-            lm.points.base(input_ids=input_ids, attention_mask=mask)
+        got: dict = {}
+        forward_until(lm, input_ids, L - 1, attention_mask=valid.long(),
+                      edits={Site("resid_post", layer): store(got, layer) for layer in range(L)})
         for layer in range(L):
-            h = st["resid"][layer].float().masked_fill(weights[..., None] == 0, 0)  # (B, T, d)
+            h = got[layer].float().masked_fill(weights[..., None] == 0, 0)  # (B, T, d)
             out[layer, batch] = torch.einsum("bt,btd->bd", weights, h).numpy()
     return out

@@ -52,10 +52,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
-from core.model.load import LoadedModel, set_attn, text_config
-from core.model.parts import io_dims
+from core.data.corpus import sample_windows
+from core.heads.score import HeadsConfig
+from core.model.intervene import Edit
+from core.model.load import LoadedModel, set_attn
+from core.model.parts import in_out, io_dims, text_config
+from core.model.run import forward_until
+from core.model.sites import Site
 
 ROLES = ("prev_token", "duplicate_token", "induction", "sink", "current_token", "local_window", "entropy")
 """Roles measured on attention patterns (`ov_copying`, from the weights, is added by `head_scores`)."""
@@ -66,7 +70,6 @@ SINK_THRESHOLD = 0.3
 """A head is a sink head when its sink score is above this."""
 LOCAL_WINDOW = 3
 """w of local_window: keys t-w..t."""
-O_NAMES = ("o_proj", "c_proj", "out_proj", "dense")
 FUSED_QKV_NAMES = ("c_attn", "qkv_proj")
 
 
@@ -109,52 +112,24 @@ def pattern_scores(patterns: torch.Tensor | np.ndarray, n_repeat: int | None = N
 
 # ----------------------------------------------------------------------------- heads and OV weights
 def head_counts(lm: LoadedModel) -> tuple[int, int, int]:
-    """(H query heads, H_kv key/value heads, d_head), d_head read from the output map's input width."""
-    cfg = text_config(lm.model)
-    H = int(getattr(cfg, "num_attention_heads", None) or cfg.n_head)
-    H_kv = int(getattr(cfg, "num_key_value_heads", None) or H)
-    if H % H_kv:
-        raise ValueError(f"{H} query heads are not a multiple of {H_kv} key/value heads")
-    d_in = io_dims(o_map(lm, 0))[0]
-    return H, H_kv, d_in // H
-
-
-def o_map(lm: LoadedModel, layer: int) -> nn.Module:
-    """The attention output projection of `layer` (input: the heads' outputs concatenated, (B, T, H*d_head))."""
-    attn, d = lm.points.attn[layer], lm.points.d_model
-    for name in O_NAMES:
-        m = getattr(attn, name, None)
-        if m is not None and io_dims(m) is not None and io_dims(m)[1] == d:
-            return m
-    cfg = text_config(lm.model)
-    H = int(getattr(cfg, "num_attention_heads", None) or cfg.n_head)
-    d_in = H * int(getattr(cfg, "head_dim", None) or d // H)
-    cands = [m for m in attn.children() if io_dims(m) == (d_in, d)]
-    if len(cands) != 1:
-        raise ValueError(f"cannot tell the attention output map of {type(attn).__name__} ({len(cands)} linear "
-                         f"children map {d_in} -> {d}); name it o_proj")
-    return cands[0]
-
-
-def _in_out(m: nn.Module) -> torch.Tensor:
-    """(in, out) weight of nn.Linear (stored (out, in)) or GPT-2's Conv1D (stored (in, out))."""
-    return m.weight if type(m).__name__ == "Conv1D" else m.weight.T
+    """(H query heads, H_kv key/value heads, d_head) (core.model.parts.ModelParts.heads)."""
+    return lm.parts.heads
 
 
 def ov_weights(lm: LoadedModel, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     """W_V (H_kv, d_model, d_head) and W_O (H, d_head, d_model), float64, row-vector convention (x @ W)."""
     H, H_kv, dh = head_counts(lm)
-    attn, d = lm.points.attn[layer], lm.points.d_model
+    attn, d = lm.parts.attn[layer], lm.parts.d_model
     if getattr(attn, "v_proj", None) is not None:
-        wv = _in_out(attn.v_proj)  # (d_model, H_kv*dh)
+        wv = in_out(attn.v_proj)  # (d_model, H_kv*dh)
     else:
         fused = next((getattr(attn, n) for n in FUSED_QKV_NAMES if getattr(attn, n, None) is not None), None)
         if fused is None or io_dims(fused) != (d, (H + 2 * H_kv) * dh):
             raise ValueError(f"cannot find the value projection of {type(attn).__name__}: expected v_proj or a "
                              f"fused q|k|v map ({', '.join(FUSED_QKV_NAMES)}) of width {(H + 2 * H_kv) * dh}")
-        wv = _in_out(fused)[:, (H + H_kv) * dh:]  # (d_model, H_kv*dh): the v block of q | k | v
+        wv = in_out(fused)[:, (H + H_kv) * dh:]  # (d_model, H_kv*dh): the v block of q | k | v
     W_V = wv.detach().double().reshape(d, H_kv, dh).permute(1, 0, 2)  # (H_kv, d_model, dh)
-    W_O = _in_out(o_map(lm, layer)).detach().double().reshape(H, dh, d)  # (H, dh, d_model)
+    W_O = in_out(lm.parts.o_proj(layer)).detach().double().reshape(H, dh, d)  # (H, dh, d_model)
     return W_V, W_O
 
 
@@ -199,17 +174,11 @@ def vocab_size(lm: LoadedModel) -> int:
     return min(int(text_config(lm.model).vocab_size), len(lm.tokenizer))
 
 
-def text_probe_ids(lm: LoadedModel, n_tokens: int, chunk: int, bos: int) -> torch.Tensor:
-    """(ceil(n_tokens / chunk), 1 + chunk) int64: BOS + `chunk` consecutive tokens of a demo-corpus document."""
-    from core.data.corpus import Corpus
-
-    want, rows = math.ceil(n_tokens / chunk), []
-    for text in Corpus("demo").documents():
-        ids = list(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
-        rows += [[bos] + ids[a:a + chunk] for a in range(0, len(ids) - chunk + 1, chunk)]
-        if len(rows) >= want:
-            break
-    return torch.tensor(rows[:want], dtype=torch.long)  # (B, 1 + chunk)
+def text_probe_ids(lm: LoadedModel, n_tokens: int, chunk: int, bos: int, corpus: str = "demo") -> torch.Tensor:
+    """(ceil(n_tokens / chunk), 1 + chunk) int64: BOS + `chunk` consecutive tokens of a corpus document (windows
+    of exactly `chunk` tokens without special tokens, core.data.corpus.sample_windows)."""
+    wins = sample_windows(corpus, lm.tokenizer, n_tokens=n_tokens, context_len=chunk, special=False, full_only=True)
+    return torch.tensor([[bos] + w for w in wins], dtype=torch.long)  # (B, 1 + chunk)
 
 
 # ----------------------------------------------------------------------------- running the probes
@@ -224,13 +193,13 @@ class HeadScores:
     """Key/value heads per layer (H_kv; H without grouped-query attention)."""
     scores: dict[str, np.ndarray] = field(repr=False)
     """Role -> (L, H) float64 scores (roles: ALL_ROLES)."""
-    n_seqs: int = 16
+    n_seqs: int
     """Sequences of the repeated probe."""
-    half_len: int = 64
+    half_len: int
     """Repeat length n; every probe sequence has 1 + 2n tokens."""
-    seed: int = 0
+    seed: int
     """Seed of the repeated probe's random tokens."""
-    text_windows: int = 0
+    text_windows: int
     """Natural-text windows (BOS + 2n demo-corpus tokens each); 0: text roles measured on the repeated probe."""
 
     def __post_init__(self) -> None:
@@ -260,30 +229,24 @@ def _probe_means(lm: LoadedModel, ids: torch.Tensor, n_repeat: int | None, batch
     roles = TEXT_ROLES + (REPEAT_ROLES if n_repeat is not None else ())
     sums = {r: np.zeros((lm.n_layers, H)) for r in roles}
 
-    def make_hook(layer):
-        def hook(_m, _inp, out):
-            if not isinstance(out, tuple) or len(out) < 2 or out[1] is None:
-                raise RuntimeError("attention weights are not returned; the model needs eager attention")
-            for role, v in pattern_scores(out[1], n_repeat).items():  # out[1]: (B, H, T, T), not kept
-                sums[role][layer] += v * out[1].shape[0]
-        return hook
+    def reduce(layer: int) -> Edit:  # pattern (B, H, T, T) -> role sums, not kept
+        def fn(A: torch.Tensor) -> None:
+            for role, v in pattern_scores(A, n_repeat).items():
+                sums[role][layer] += v * A.shape[0]
+        return fn
 
-    handles = []
-    try:
-        for layer, attn in enumerate(lm.points.attn):
-            handles.append(attn.register_forward_hook(make_hook(layer)))
-        for a in range(0, len(ids), batch_size):
-            lm.model(input_ids=ids[a:a + batch_size])
-            tick()
-    finally:
-        for h in handles:
-            h.remove()
+    edits = {Site("pattern", layer): reduce(layer) for layer in range(lm.n_layers)}
+    for a in range(0, len(ids), batch_size):
+        forward_until(lm, ids[a:a + batch_size], lm.n_layers - 1, edits=edits)
+        tick()
     return {r: v / len(ids) for r, v in sums.items()}
 
 
 @torch.inference_mode()
-def head_scores(lm: LoadedModel, *, n_seqs: int = 16, half_len: int = 64, seed: int = 0, text_tokens: int = 512,
-                batch_size: int = 8, on_progress: Callable[[int, int], None] | None = None) -> HeadScores:
+def head_scores(lm: LoadedModel, *, n_seqs: int = HeadsConfig.seqs, half_len: int = HeadsConfig.half_len,
+                seed: int = 0, text_tokens: int = HeadsConfig.text_tokens, corpus: str = HeadsConfig.corpus,
+                batch_size: int = 8, on_progress: Callable[[int, int], None] | None = None
+                ) -> HeadScores:
     """Every role score of every head (module docstring). The model runs with eager attention for the call (its
     previous implementation is restored afterwards). Probes run in batches of `batch_size` sequences; each layer's
     pattern (batch_size, H, T, T) is reduced to (H,) scores inside its hook, so memory holds one layer's pattern at
@@ -291,7 +254,7 @@ def head_scores(lm: LoadedModel, *, n_seqs: int = 16, half_len: int = 64, seed: 
     H, H_kv, _ = head_counts(lm)
     bos = bos_id(lm)
     rep = probe_ids(vocab_size(lm), n_seqs, half_len, seed, bos, exclude=lm.tokenizer.all_special_ids)
-    text = text_probe_ids(lm, text_tokens, 2 * half_len, bos) if text_tokens > 0 else rep[:0]
+    text = text_probe_ids(lm, text_tokens, 2 * half_len, bos, corpus) if text_tokens > 0 else rep[:0]
     total = math.ceil(len(rep) / batch_size) + math.ceil(len(text) / batch_size)
     done = [0]
 

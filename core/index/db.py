@@ -14,20 +14,26 @@ from pathlib import Path
 
 import duckdb
 
+from core.errors import UserError, first_line
 
-class IndexError_(RuntimeError):
+
+class IndexFileError(UserError):
     """Base class: a one-line, user-facing problem with the index file."""
 
 
-class IndexLockedError(IndexError_):
+class IndexLockedError(IndexFileError):
     pass
 
 
-class SchemaTooNewError(IndexError_):
+class SchemaTooNewError(IndexFileError):
     pass
 
 
-class NotAnIndexError(IndexError_):
+class NotAnIndexError(IndexFileError):
+    pass
+
+
+class IndexNotFoundError(NotAnIndexError):
     pass
 
 
@@ -61,7 +67,7 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float | None =
     if wait_s is None:
         wait_s = float(os.environ.get("NEUROBOARD_LOCK_WAIT", "10"))
     if read_only and not path.exists():
-        raise NotAnIndexError(f"index not found: {path}")
+        raise IndexNotFoundError(f"index not found: {path} (build one with `neuroboard extract` or `make demo`)")
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -74,14 +80,14 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float | None =
                     continue
                 raise IndexLockedError(f"index {path} is locked by another process (an extraction writing?); "
                                        "try again when it finishes") from None
-            raise NotAnIndexError(f"cannot open index {path}: {str(e).splitlines()[0]}") from None
+            raise NotAnIndexError(f"cannot open index {path}: {first_line(e)}") from None
         except duckdb.Error as e:
-            raise NotAnIndexError(f"cannot open index {path}: {str(e).splitlines()[0]}") from None
+            raise NotAnIndexError(f"cannot open index {path}: {first_line(e)}") from None
     try:
         version = schema_version(con)
     except duckdb.Error as e:
         con.close()
-        raise NotAnIndexError(f"{path} is not a neuroboard index: {str(e).splitlines()[0]}") from None
+        raise NotAnIndexError(f"{path} is not a neuroboard index: {first_line(e)}") from None
     if version > LATEST:
         con.close()
         raise SchemaTooNewError(f"index {path} has schema version {version}, newer than this neuroboard "

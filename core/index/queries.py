@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from core.errors import UserError
 
-class QueryError(ValueError):
+
+class QueryError(UserError):
     """A request the index cannot answer (unknown run, unit out of range); one line."""
 
 

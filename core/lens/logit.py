@@ -19,8 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.model.load import LoadedModel, text_config
-from core.model.parts import capture
+from core.model.intervene import store
+from core.model.load import LoadedModel
+from core.model.parts import text_config
+from core.model.run import logits as run_logits
+from core.model.sites import Site
+from core.model.tokens import token_texts
 
 
 @dataclass
@@ -54,7 +58,7 @@ def softcap(lm: LoadedModel) -> float | None:
 
 def unembed(lm: LoadedModel, h: torch.Tensor) -> torch.Tensor:
     """(..., d_model) residual stream -> (..., V) float32 logits: final norm, output embedding, soft-capping."""
-    norm = lm.points.final_norm
+    norm = lm.parts.final_norm
     x = norm(h) if norm is not None else h
     logits = lm.model.get_output_embeddings()(x).float()
     cap = softcap(lm)
@@ -78,34 +82,11 @@ class Stream:
 @torch.inference_mode()
 def stream(lm: LoadedModel, ids: list[int]) -> Stream:
     """Embedding stream, every block's output and the model's own logits for one sequence (one forward pass)."""
-    L = lm.n_layers
-    with capture(lm.points, resid=range(L), resid_in=[0]) as st:
-        out = lm.model(input_ids=torch.tensor([ids]))
-    h = torch.stack([st["resid"][i][0] for i in range(L)]).float()  # (L, T, d_model)
-    return Stream(ids=list(ids), embed=st["resid_in"][0][0].float(), h=h, logits=out.logits[0].float())
-
-
-def encode(lm: LoadedModel, prompt: str) -> list[int]:
-    """The prompt's token ids as the model sees it (with the tokenizer's special tokens, e.g. BOS)."""
-    if not prompt.strip():
-        raise ValueError("the prompt is empty")
-    ids = list(lm.tokenizer(prompt)["input_ids"])
-    if not ids:
-        raise ValueError("the prompt has no tokens")
-    n = getattr(lm.model.config, "max_position_embeddings", None) or getattr(lm.model.config, "n_positions", None)
-    if n and len(ids) > n:
-        raise ValueError(f"the prompt has {len(ids)} tokens, more than the model's {n} positions")
-    return ids
-
-
-def token_id(lm: LoadedModel, text: str) -> int:
-    """The single token spelling `text` exactly (e.g. ' Paris'); ValueError if it takes several tokens."""
-    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = [lm.tokenizer.decode([i]) for i in ids]
-        raise ValueError(f"target {text!r} is not one token for this model (it splits into {pieces}); "
-                         "try it with or without a leading space")
-    return int(ids[0])
+    L, got = lm.n_layers, {}
+    edits = {Site("resid_post", i): store(got, i) for i in range(L)} | {Site("resid_pre", 0): store(got, "embed")}
+    z = run_logits(lm, torch.tensor([ids]), edits=edits)  # (1, T, V)
+    h = torch.stack([got[i][0] for i in range(L)]).float()  # (L, T, d_model)
+    return Stream(ids=list(ids), embed=got["embed"][0].float(), h=h, logits=z[0].float())
 
 
 @torch.inference_mode()
@@ -155,7 +136,7 @@ def lens_of(lm: LoadedModel, s: Stream, *, target: int | None = None, k: int = 5
         kl[a:b] = (final_neg_ent[t] - torch.linalg.vecdot(final_p[t], lp)).clamp(min=0).numpy()
     top_ids, top_probs = top_ids.reshape(L, T, k), top_probs.reshape(L, T, k)
     ent, kl, tprob, trank = (arr.reshape(L, T) for arr in (ent, kl, tprob, trank))
-    return LensResult(ids=list(ids), tokens=[lm.tokenizer.decode([t]) for t in ids], positions=pos, top_ids=top_ids,
+    return LensResult(ids=list(ids), tokens=token_texts(lm.tokenizer, ids), positions=pos, top_ids=top_ids,
                       top_probs=top_probs, entropy=ent, kl_final=kl, target_ids=tgt.numpy(), target_prob=tprob,
                       target_rank=trank)
 

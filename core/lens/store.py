@@ -76,9 +76,9 @@ def load_tuned_lens(lm: LoadedModel, folder: str | Path | None = None) -> TunedL
         return None
     try:
         n_layers, d_model = _shape(path)
-        if (n_layers, d_model) != (lm.n_layers, lm.points.d_model):
+        if (n_layers, d_model) != (lm.n_layers, lm.parts.d_model):
             raise TunedLensError(f"tuned lens {path} is for {n_layers} layers x d_model {d_model}, but "
-                                 f"{lm.name} has {lm.n_layers} x {lm.points.d_model}; retrain it with "
+                                 f"{lm.name} has {lm.n_layers} x {lm.parts.d_model}; retrain it with "
                                  "`neuroboard train-lens`")
         lens = TunedLens(n_layers, d_model, read_meta(folder).get("model", lm.name))
         lens.load_state_dict(load_file(str(path)), strict=True)
@@ -100,7 +100,7 @@ def available_lenses(lm: LoadedModel) -> list[str]:
     """["logit"], plus "tuned" when the store holds a tuned lens of this model's shape."""
     path = store_dir(lm) / WEIGHTS
     try:
-        ok = path.is_file() and _shape(path) == (lm.n_layers, lm.points.d_model)
+        ok = path.is_file() and _shape(path) == (lm.n_layers, lm.parts.d_model)
     except Exception:  # unreadable: not offered
         ok = False
     return ["logit", "tuned"] if ok else ["logit"]

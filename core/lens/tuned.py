@@ -35,15 +35,18 @@ import torch
 from torch import nn
 
 from core.data.corpus import Corpus, Window, batches, iter_chunks
+from core.errors import UserError
 from core.lens.logit import unembed
+from core.model.intervene import store
 from core.model.load import LoadedModel
-from core.model.parts import StopForward, capture
+from core.model.run import forward_until, pad_batch
+from core.model.sites import Site
 
 LOGIT_ELEMENTS = 1 << 23
 """Logits (tokens x vocab) computed at once per block: 32 MB of float32 (a few times that with gradients)."""
 
 
-class TunedLensError(ValueError):
+class TunedLensError(UserError):
     """Bad tuned-lens input (config, corpus too small, a stored lens for another model); one line."""
 
 
@@ -61,7 +64,7 @@ class TunedLens(nn.Module):
 
     @classmethod
     def for_model(cls, lm: LoadedModel) -> TunedLens:
-        return cls(lm.n_layers, lm.points.d_model, lm.name)
+        return cls(lm.n_layers, lm.parts.d_model, lm.name)
 
     def forward(self, layer: int, h: torch.Tensor) -> torch.Tensor:
         if not 0 <= layer < self.n_layers:
@@ -172,18 +175,11 @@ def split_windows(lm: LoadedModel, cfg: TunedLensConfig) -> tuple[list[Window], 
 def streams(lm: LoadedModel, batch: list[Window]) -> torch.Tensor:
     """(L, n, d_model): every block's output at the batch's n real tokens, from one forward pass that stops
     after the last block (no unembedding)."""
-    L, T = lm.n_layers, len(batch[0].ids)
-    ids = torch.zeros(len(batch), T, dtype=torch.long)  # (B, T) right padding: no real token attends to a pad
-    valid = torch.zeros(len(batch), T, dtype=torch.bool)  # (B, T)
-    for i, w in enumerate(batch):
-        ids[i, : len(w.ids)] = torch.tensor(w.ids)
-        valid[i, : len(w.ids)] = True
-    with torch.no_grad(), capture(lm.points, resid=range(L), stop_after=L - 1) as st:
-        try:
-            lm.points.base(input_ids=ids)
-        except StopForward:
-            pass
-    return torch.stack([st["resid"][layer][valid] for layer in range(L)])  # (L, n, d_model)
+    L, got = lm.n_layers, {}
+    ids, valid = pad_batch([w.ids for w in batch])  # (B, T) right padding: no real token attends to a pad
+    with torch.no_grad():
+        forward_until(lm, ids, L - 1, edits={Site("resid_post", layer): store(got, layer) for layer in range(L)})
+    return torch.stack([got[layer][valid] for layer in range(L)])  # (L, n, d_model)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -287,7 +283,7 @@ def _train(lm: LoadedModel, cfg: TunedLensConfig, on_progress) -> tuple[TunedLen
             on_progress(step + 1, steps, losses[-1])
     lens.eval().requires_grad_(False)
     logit_kl, tuned_kl = evaluate(lm, lens, held, cfg.batch_tokens)
-    report = TunedLensReport(model=lm.name, n_layers=lm.n_layers, d_model=lm.points.d_model,
+    report = TunedLensReport(model=lm.name, n_layers=lm.n_layers, d_model=lm.parts.d_model,
                              logit_kl=logit_kl.tolist(), tuned_kl=tuned_kl.tolist(), tokens_trained=tokens,
                              train_tokens=sum(len(w.ids) for w in train),
                              heldout_tokens=sum(len(w.ids) for w in held), steps=steps,

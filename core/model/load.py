@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from core.model.parts import HookPoints, find_hook_points
+from core.errors import UserError, first_line
+from core.model.parts import ModelParts, PartPaths, find_parts
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ BUILTIN = {
 }
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(UserError):
     """A model could not be loaded; the message is one line naming what was tried."""
 
 
@@ -41,16 +42,17 @@ class LoadedModel:
     """What was actually loaded: a GGUF path, a folder, or a hub id."""
     model: torch.nn.Module
     tokenizer: object
-    points: HookPoints = field(repr=False)
+    parts: ModelParts = field(repr=False)
+    """Where the blocks, attention, MLP and norms are (core.model.parts); hooks go through core.model.intervene."""
 
     @property
     def n_layers(self) -> int:
-        return len(self.points.layers)
+        return len(self.parts.layers)
 
     def info(self) -> dict:
         cfg = self.model.config
         return {"name": self.name, "source": self.source, "arch": type(self.model).__name__,
-                "n_layers": self.n_layers, "d_model": self.points.d_model, "d_mlp": self.points.d_mlp,
+                "n_layers": self.n_layers, "d_model": self.parts.d_model, "d_mlp": self.parts.d_mlp,
                 "vocab_size": int(getattr(cfg, "vocab_size", 0) or len(self.tokenizer))}
 
 
@@ -128,10 +130,11 @@ def _load_folder(folder: Path | str, dtype: torch.dtype, attn: str, trust_remote
 
 
 def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32,
-               attn: str = "sdpa") -> LoadedModel:
+               attn: str = "sdpa", paths: PartPaths | None = None) -> LoadedModel:
     """Load `name`: a built-in name, a .gguf file, a local model folder, or a Hugging Face hub id.
 
     `attn="eager"` is needed for attention patterns (SDPA returns none); `set_attn(model, "eager")` switches later.
+    `paths`: module paths for a model whose structure the finder cannot read (core.model.parts.PartPaths).
     Raises ModelLoadError with a one-line message naming what was tried.
     """
     tried = []
@@ -166,16 +169,10 @@ def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype
     except ModelLoadError:
         raise
     except Exception as e:  # transformers raises many types; the user needs one line
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"could not load model {name!r} (tried {'; '.join(tried) or name}): {msg}") from e
+        raise ModelLoadError(f"could not load model {name!r} (tried {'; '.join(tried) or name}): "
+                             f"{first_line(e)}") from e
     model.eval().requires_grad_(False)
-    return LoadedModel(name=name, source=source, model=model, tokenizer=tok, points=find_hook_points(model))
-
-
-def text_config(model: torch.nn.Module):
-    """The config of the language model itself (multimodal configs nest it as text_config)."""
-    cfg = model.config
-    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    return LoadedModel(name=name, source=source, model=model, tokenizer=tok, parts=find_parts(model, paths))
 
 
 def set_attn(model: torch.nn.Module, impl: str) -> None:

@@ -22,16 +22,20 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.data.corpus import Chunk, Corpus, batches, iter_chunks, text_sha
+from core.errors import UserError
 from core.index import writer
 from core.index.db import connect
+from core.model.intervene import Edit
 from core.model.load import LoadedModel, load_model
-from core.model.parts import StopForward, capture
+from core.model.run import ContextLengthError, check_length, forward_until, pad_batch
+from core.model.sites import Site
+from core.model.tokens import vocab_strings
 from core.units.reduce import LayerReducer, ReduceConfig
 
 log = logging.getLogger(__name__)
 
 
-class ExtractError(ValueError):
+class ExtractError(UserError):
     """Bad extraction input; one line."""
 
 
@@ -48,8 +52,9 @@ class ExtractConfig:
     context_len: int = 128
     """Window length T: documents are cut into contiguous slices of at most T tokens."""
     layers: str = "all"
-    """'all', '5', or '0-3,7'."""
+    """Layers to index: 'all', '5', or '0-3,7'."""
     top_k: int = 64
+    """Exact top-K activating tokens kept per unit."""
     samples: int = 8
     """Interval samples per interval (S)."""
     hist_bins: int = 128
@@ -65,6 +70,7 @@ class ExtractConfig:
     include_special: bool = False
     """Count special tokens (BOS/EOS) in unit statistics; they always feed the model as context."""
     trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run."""
     threads: int | None = None
     """torch threads (default: torch's choice)."""
 
@@ -93,14 +99,6 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
             raise ExtractError(f"--layers {spec!r}: out of range, this model has layers 0-{n_layers - 1}")
         out.update(range(a, b + 1))
     return sorted(out)
-
-
-def vocab_strings(tokenizer) -> list[str]:
-    """Display string of every token id: decoded text, or the raw piece where decoding gives a partial byte."""
-    n = len(tokenizer)
-    decoded = tokenizer.batch_decode([[i] for i in range(n)])
-    raw = tokenizer.convert_ids_to_tokens(list(range(n)))
-    return [d if "\ufffd" not in d else (r or d) for d, r in zip(decoded, raw, strict=True)]
 
 
 @dataclass
@@ -140,9 +138,10 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
         torch.set_num_threads(cfg.threads)
     lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
     layers = parse_layers(cfg.layers, lm.n_layers)
-    max_ctx = getattr(lm.model.config, "max_position_embeddings", None)
-    if max_ctx and cfg.context_len > max_ctx:
-        raise ExtractError(f"--context-len {cfg.context_len} exceeds the model's {max_ctx} positions")
+    try:
+        check_length(lm.model, cfg.context_len, f"--context-len {cfg.context_len}: a window")
+    except ContextLengthError as e:
+        raise ExtractError(str(e)) from None
     rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins,
                         ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
     run = _open_run(cfg, corpus, lm, layers, rcfg, resume)
@@ -174,7 +173,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
 def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[int], rcfg: ReduceConfig,
               resume: bool) -> _Run:
     ident = cfg.identity()
-    reducers = {layer: LayerReducer(lm.points.d_mlp, layer, rcfg) for layer in layers}
+    reducers = {layer: LayerReducer(lm.parts.d_mlp, layer, rcfg) for layer in layers}
     special = set() if cfg.include_special else set(lm.tokenizer.all_special_ids)
     con = connect(cfg.db)
     try:
@@ -227,52 +226,41 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
 
     Returns the chunk's token rows (document order) and their residual norms (n_tokens, n_layers).
     """
-    pts, layers = lm.points, run.layers
+    layers = run.layers
     any_red = next(iter(run.reducers.values()))
     W = any_red.cfg.ctx_window if any_red.cfg.ctx_examples else None
     n = chunk.n_tokens
     norms = np.zeros((n, len(layers)), np.float32)
     sel: dict[str, torch.Tensor] = {}
 
-    def mlp_hook(layer):
-        def hook(_m, inp):
-            a = inp[0].reshape(-1, inp[0].shape[-1])  # (B*T, d_mlp)
+    def fold(layer: int) -> Edit:  # neurons: (B, T, d_mlp) -> the layer's reducer
+        def fn(x: torch.Tensor) -> None:
+            a = x.reshape(-1, x.shape[-1])  # (B*T, d_mlp)
             ctx = (a, sel["ctx"]) if "ctx" in sel else None
             run.reducers[layer].update(a if sel["all"] else a[sel["rows"]], sel["tok"], ctx)
-        return hook
+        return fn
 
-    def resid_hook(j):
-        def hook(_m, _inp, out):
-            h = out[0] if isinstance(out, tuple) else out  # (B, T, d_model)
+    def norm(j: int) -> Edit:  # resid_post: (B, T, d_model) -> each real token's L2 norm
+        def fn(h: torch.Tensor) -> None:
             norms[sel["dst"], j] = torch.linalg.vector_norm(h.float(), dim=-1).reshape(-1)[sel["valid"]].numpy()
-        return hook
+        return fn
 
-    handles = []
-    try:
-        for j, layer in enumerate(layers):
-            handles.append(pts.mlp_down[layer].register_forward_pre_hook(mlp_hook(layer)))
-            handles.append(pts.layers[layer].register_forward_hook(resid_hook(j)))
-        done = 0
-        for batch in batches(chunk.windows, batch_tokens):
-            ids, valid, counted, tok = _pack(batch, run.special, include_special)
-            sel["valid"] = valid.reshape(-1).nonzero().squeeze(1)
-            sel["dst"] = (tok.reshape(-1)[sel["valid"]] - chunk.tok0).numpy()
-            rows = counted.reshape(-1).nonzero().squeeze(1)
-            sel["all"] = rows.numel() == counted.numel()
-            sel["rows"], sel["tok"] = rows, tok.reshape(-1)[rows]
-            if W is not None:
-                sel["ctx"] = _context_rows(valid, rows, W)
-            with capture(pts, stop_after=max(layers)):
-                try:
-                    pts.base(input_ids=ids)  # no unembedding: it is not needed here
-                except StopForward:
-                    pass
-            done += int(valid.sum())
-            if on_batch:
-                on_batch(done)
-    finally:
-        for h in handles:
-            h.remove()
+    edits = {Site("neurons", layer): fold(layer) for layer in layers}
+    edits |= {Site("resid_post", layer): norm(j) for j, layer in enumerate(layers)}
+    done = 0
+    for batch in batches(chunk.windows, batch_tokens):
+        ids, valid, counted, tok = _pack(batch, run.special, include_special)
+        sel["valid"] = valid.reshape(-1).nonzero().squeeze(1)
+        sel["dst"] = (tok.reshape(-1)[sel["valid"]] - chunk.tok0).numpy()
+        rows = counted.reshape(-1).nonzero().squeeze(1)
+        sel["all"] = rows.numel() == counted.numel()
+        sel["rows"], sel["tok"] = rows, tok.reshape(-1)[rows]
+        if W is not None:
+            sel["ctx"] = _context_rows(valid, rows, W)
+        forward_until(lm, ids, max(layers), edits=edits)  # no unembedding: it is not needed here
+        done += int(valid.sum())
+        if on_batch:
+            on_batch(done)
     token_ids = np.concatenate([np.asarray(ids, np.int32) for _, _, ids in chunk.docs])
     tokens = {"doc_id": np.concatenate([np.full(len(ids), d, np.int32) for d, _, ids in chunk.docs]),
               "position": np.concatenate([np.arange(len(ids), dtype=np.int32) for _, _, ids in chunk.docs]),
@@ -291,16 +279,12 @@ def _context_rows(valid: torch.Tensor, rows: torch.Tensor, W: int) -> torch.Tens
 
 
 def _pack(batch, special: set[int], include_special: bool):
-    """Right-padded (B, T) ids; with right padding and causal attention no real token sees a pad."""
-    B, T = len(batch), len(batch[0].ids)
-    ids = torch.zeros(B, T, dtype=torch.long)
-    valid = torch.zeros(B, T, dtype=torch.bool)
-    tok = torch.zeros(B, T, dtype=torch.long)
+    """Right-padded (B, T) ids and valid mask (core.model.run.pad_batch), each token's global index (B, T) and
+    whether it is counted in unit statistics (B, T)."""
+    ids, valid = pad_batch([w.ids for w in batch])
+    tok = torch.zeros(ids.shape, dtype=torch.long)
     for i, w in enumerate(batch):
-        k = len(w.ids)
-        ids[i, :k] = torch.tensor(w.ids)
-        valid[i, :k] = True
-        tok[i, :k] = torch.arange(w.tok0, w.tok0 + k)
+        tok[i, : len(w.ids)] = torch.arange(w.tok0, w.tok0 + len(w.ids))
     counted = valid if include_special or not special else valid & ~torch.isin(ids, torch.tensor(sorted(special)))
     return ids, valid, counted, tok
 

@@ -1,49 +1,43 @@
 """Live recomputation for the pages: one unit's activations over given token sequences (context highlighting,
-custom text) and one layer's attention patterns on a prompt."""
+custom text) and one layer's attention patterns on a prompt. Each pass stops after the layer it reads."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from core.model.intervene import store
 from core.model.load import LoadedModel
-from core.model.parts import StopForward, capture
+from core.model.run import forward_until, pad_batch
+from core.model.sites import Site
+from core.model.tokens import token_texts, tokenize
 
 
 @torch.inference_mode()
 def unit_activations(lm: LoadedModel, layer: int, unit: int, seqs: list[list[int]]) -> list[np.ndarray]:
-    """The unit's activation at every position of each sequence (right-padded batch, stops after `layer`)."""
+    """The unit's activation at every position of each sequence (one right-padded batch)."""
     if not seqs:
         return []
-    T = max(len(s) for s in seqs)
-    ids = torch.zeros(len(seqs), T, dtype=torch.long)  # (B, T)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    with capture(lm.points, mlp=[layer], stop_after=layer) as st:
-        try:
-            lm.points.base(input_ids=ids)
-        except StopForward:
-            pass
-    acts = st["mlp"][layer][:, :, unit].float().numpy()  # (B, T)
+    ids, _ = pad_batch(seqs)  # (B, T)
+    got: dict = {}
+    forward_until(lm, ids, layer, edits={Site("neurons", layer): store(got, "a")})
+    acts = got["a"][:, :, unit].float().numpy()  # (B, T)
     return [acts[i, : len(s)].copy() for i, s in enumerate(seqs)]
 
 
 def text_activations(lm: LoadedModel, layer: int, unit: int, text: str) -> tuple[list[str], np.ndarray]:
     """Tokens (display strings) of `text` under the tokenizer's defaults and the unit's activation on each."""
-    ids = list(lm.tokenizer(text)["input_ids"])
+    ids = tokenize(lm.tokenizer, text)
     if not ids:
         return [], np.zeros(0, np.float32)
     (acts,) = unit_activations(lm, layer, unit, [ids])
-    return [lm.tokenizer.decode([i]) for i in ids], acts
+    return token_texts(lm.tokenizer, ids), acts
 
 
 @torch.inference_mode()
 def attention_pattern(lm: LoadedModel, layer: int, ids: list[int]) -> np.ndarray:
     """(H, T, T) attention weights of every head of `layer` on one sequence (queries x keys; needs a model loaded
-    with eager attention); the pass stops after that layer."""
-    with capture(lm.points, attn_pattern=[layer], stop_after=layer) as st:
-        try:
-            lm.points.base(input_ids=torch.tensor([ids]))
-        except StopForward:
-            pass
-    return st["attn_pattern"][layer][0].float().numpy()
+    with eager attention)."""
+    got: dict = {}
+    forward_until(lm, torch.tensor([ids]), layer, edits={Site("pattern", layer): store(got, "p")})
+    return got["p"][0].float().numpy()

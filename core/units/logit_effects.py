@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from core.model.load import LoadedModel
+from core.model.parts import in_out
 
 
 @dataclass
@@ -27,15 +28,13 @@ class LogitEffects:
 
 
 def output_direction(lm: LoadedModel, layer: int, unit: int) -> torch.Tensor:
-    """(d_model,) the neuron's write direction: nn.Linear weight is (d_model, d_mlp), GPT-2's Conv1D (d_mlp, d_model)."""
-    down = lm.points.mlp_down[layer]
-    w = down.weight
-    return (w[unit] if type(down).__name__ == "Conv1D" else w[:, unit]).detach().float()
+    """(d_model,) the neuron's write direction: its row of the down projection as (in, out) = (d_mlp, d_model)."""
+    return in_out(lm.parts.mlp_down[layer])[unit].detach().float()
 
 
 def final_gain(lm: LoadedModel) -> torch.Tensor:
     """(d_model,) elementwise gain of the final norm (ones if none)."""
-    norm, d = lm.points.final_norm, lm.points.d_model
+    norm, d = lm.parts.final_norm, lm.parts.d_model
     if norm is None:
         return torch.ones(d)
     if getattr(norm, "bias", None) is not None:  # LayerNorm: (x - mean) / std * weight + bias
@@ -46,8 +45,8 @@ def final_gain(lm: LoadedModel) -> torch.Tensor:
 
 @torch.inference_mode()
 def logit_effects(lm: LoadedModel, layer: int, unit: int, k: int = 10) -> LogitEffects:
-    if not 0 <= layer < lm.n_layers or not 0 <= unit < lm.points.d_mlp:
-        raise ValueError(f"no unit {unit} in layer {layer} (layers 0-{lm.n_layers - 1}, units 0-{lm.points.d_mlp - 1})")
+    if not 0 <= layer < lm.n_layers or not 0 <= unit < lm.parts.d_mlp:
+        raise ValueError(f"no unit {unit} in layer {layer} (layers 0-{lm.n_layers - 1}, units 0-{lm.parts.d_mlp - 1})")
     return direction_effects(lm, output_direction(lm, layer, unit), k)
 
 

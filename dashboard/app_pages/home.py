@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.index.db import IndexError_, IndexLockedError
+from core.index.db import IndexFileError, IndexLockedError
 from dashboard import data, frame
 
 REFRESH_S = 3.0
@@ -34,7 +34,7 @@ def show_index(path, db: int | None) -> bool:
                    f"{REFRESH_S:.0f} s.", icon=":material/hourglass_top:")
         st.button("Retry now", key="home_retry")
         return True
-    except IndexError_ as e:
+    except IndexFileError as e:
         st.warning(str(e), icon=":material/warning:")
         return False
     if not runs:

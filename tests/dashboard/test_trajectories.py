@@ -8,8 +8,9 @@ import pytest
 from helpers.tiny import plotly_array
 from streamlit.testing.v1 import AppTest
 
-from core.lens.logit import encode, lens
+from core.lens.logit import lens
 from core.model.load import load_model
+from core.model.tokens import encode_prompt as encode
 
 ROOT = Path(__file__).resolve().parents[2]
 

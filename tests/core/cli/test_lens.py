@@ -46,8 +46,9 @@ def test_lens_unknown_model(capsys):
 
 @pytest.mark.slow
 def test_smollm2_paris_and_last_block_is_the_model(capsys):
-    from core.lens.logit import encode, lens_of, stream
+    from core.lens.logit import lens_of, stream
     from core.model.load import load_model
+    from core.model.tokens import encode_prompt as encode
 
     assert main(["lens", "--model", "smollm2-135m", "--prompt", "The capital of France is", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

@@ -8,6 +8,7 @@ import functools
 import numpy as np
 import pytest
 import torch
+from helpers.raw import module_inputs
 from helpers.tiny import tiny_model, tiny_tokenizer
 
 from core.data.prompt_sets import (
@@ -18,12 +19,12 @@ from core.data.prompt_sets import (
     load_prompt_set,
 )
 from core.model.load import LoadedModel
-from core.model.parts import capture, find_hook_points
+from core.model.parts import find_parts
 
 
 def wrap(model):
     return LoadedModel(name="tiny", source="config", model=model, tokenizer=tiny_tokenizer(),
-                       points=find_hook_points(model))
+                       parts=find_parts(model))
 
 
 @functools.cache
@@ -113,9 +114,12 @@ TEXTS = ["Paris is the capital of France.", "The cat sat", "Numbers like 12, 345
 
 def unbatched(model, lm, ids):
     """Every block's output (L, T, d) for one prompt: hidden_states[l + 1] for l < L - 1, hooks for the last."""
-    with torch.no_grad(), capture(lm.points, resid=[lm.n_layers - 1]) as st:
+    with torch.no_grad():
         hs = model(torch.tensor([ids]), output_hidden_states=True).hidden_states
-    return [h[0].numpy() for h in hs[1:-1]] + [st["resid"][lm.n_layers - 1][0].numpy()]
+        last = lm.parts.final_norm  # HF's last hidden state is normed: undo nothing, read the block's input instead
+        with module_inputs({0: last}) as got:
+            model(torch.tensor([ids]))
+    return [h[0].numpy() for h in hs[1:-1]] + [got[0][0].numpy()]
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])

@@ -8,14 +8,14 @@ from helpers.tiny import tiny_model, tiny_tokenizer
 from core.geometry.residual import massive_activations, residual_geometry
 from core.lens.logit import Stream, stream
 from core.model.load import LoadedModel
-from core.model.parts import find_hook_points
+from core.model.parts import find_parts
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2"])
 def test_geometry_equals_numpy_on_hidden_states(arch):
     model = tiny_model(arch)
     lm = LoadedModel(name="tiny", source="config", model=model, tokenizer=tiny_tokenizer(),
-                     points=find_hook_points(model))
+                     parts=find_parts(model))
     ids = lm.tokenizer("Paris is the capital of France. The cat sat on the mat")["input_ids"]
     s = stream(lm, ids)
     geo = residual_geometry(s, top_n=7)
@@ -26,7 +26,7 @@ def test_geometry_equals_numpy_on_hidden_states(arch):
     np.testing.assert_allclose(s.embed.numpy(), hs[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(s.h[:-1].numpy(), np.stack(hs[1:L]), rtol=1e-4, atol=1e-5)
     with torch.no_grad():
-        np.testing.assert_allclose(lm.points.final_norm(s.h[-1]).numpy(), hs[L], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(lm.parts.final_norm(s.h[-1]).numpy(), hs[L], rtol=1e-4, atol=1e-5)
     streams = [hs[0]] + [s.h[i].double().numpy() for i in range(L)]
     for layer in range(L):
         a, b = streams[layer], streams[layer + 1]

@@ -26,14 +26,14 @@ from core.heads.roles import (
     text_probe_ids,
 )
 from core.model.load import LoadedModel
-from core.model.parts import find_hook_points
+from core.model.parts import find_parts
 
 ARCHS = ["llama", "gemma3", "gpt2"]
 
 
 def wrap(model):
     return LoadedModel(name="tiny", source="config", model=model, tokenizer=tiny_tokenizer(),
-                       points=find_hook_points(model))
+                       parts=find_parts(model))
 
 
 # ----------------------------------------------------------------------------- patterns: hand loops
@@ -144,7 +144,8 @@ def test_text_probe_is_bos_plus_demo_tokens():
 
 def test_head_scores_rows_top():
     s = {r: np.arange(6.0).reshape(2, 3) for r in ALL_ROLES}
-    hs = HeadScores(model="m", n_layers=2, n_heads=3, n_kv_heads=1, scores=s)
+    hs = HeadScores(model="m", n_layers=2, n_heads=3, n_kv_heads=1, scores=s, n_seqs=1, half_len=2, seed=0,
+                    text_windows=0)
     assert hs.rows()[4] == {"layer": 1, "head": 1, **{r: 4.0 for r in ALL_ROLES}}
     assert hs.top("sink", 2) == [(1, 2, 5.0), (1, 1, 4.0)]
     assert hs.above("sink", 3.5) == [(1, 2, 5.0), (1, 1, 4.0)]

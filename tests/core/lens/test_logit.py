@@ -6,14 +6,15 @@ import pytest
 import torch
 from helpers.tiny import tiny_model, tiny_tokenizer
 
-from core.lens.logit import lens, token_id, trajectory
+from core.lens.logit import lens, trajectory
 from core.model.load import LoadedModel
-from core.model.parts import find_hook_points
+from core.model.parts import find_parts
+from core.model.tokens import token_id
 
 
 def wrap(model):
     return LoadedModel(name="tiny", source="config", model=model, tokenizer=tiny_tokenizer(),
-                       points=find_hook_points(model))
+                       parts=find_parts(model))
 
 
 def np_norm(arch, model, x):

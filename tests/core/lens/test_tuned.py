@@ -21,12 +21,12 @@ from core.lens.store import (
 )
 from core.lens.tuned import TunedLens, TunedLensConfig, TunedLensError, split_windows, train_tuned_lens
 from core.model.load import LoadedModel, load_model
-from core.model.parts import find_hook_points
+from core.model.parts import find_parts
 
 
 def wrap(model, name="tiny"):
     return LoadedModel(name=name, source="config", model=model, tokenizer=tiny_tokenizer(),
-                       points=find_hook_points(model))
+                       parts=find_parts(model))
 
 
 def sharp_llama():
@@ -49,7 +49,7 @@ def test_untrained_lens_is_the_logit_lens(arch):
     plain, tuned = lens(lm, ids), lens(lm, ids, translator=tl)
     for field in ("top_ids", "top_probs", "entropy", "kl_final", "target_prob", "target_rank"):
         assert np.array_equal(getattr(plain, field), getattr(tuned, field)), field
-    h = torch.randn(5, lm.points.d_model)
+    h = torch.randn(5, lm.parts.d_model)
     assert tl(lm.n_layers - 1, h) is h and torch.equal(tl(0, h), h)
     assert len(tl.translators) == lm.n_layers - 1 and tl.metadata()["n_layers"] == lm.n_layers
 
@@ -121,7 +121,7 @@ def test_save_load_round_trip_and_shape_check(trained, tmp_path, monkeypatch):
     assert meta["report"]["tuned_kl"] == report.tuned_kl and meta["n_layers"] == lm.n_layers
 
     other = tmp_path / "other"
-    save_tuned_lens(TunedLens(n_layers=4, d_model=lm.points.d_model), None, other)
+    save_tuned_lens(TunedLens(n_layers=4, d_model=lm.parts.d_model), None, other)
     save_tuned_lens(TunedLens(n_layers=3, d_model=32), None, tmp_path / "narrow")
     for bad, what in ((other, "4 layers"), (tmp_path / "narrow", "d_model 32")):
         with pytest.raises(TunedLensError) as e:

@@ -5,8 +5,8 @@ import time
 import pytest
 import torch
 
+from core.model.intervene import intervene, store
 from core.model.load import ModelLoadError, load_model
-from core.model.parts import capture
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +16,7 @@ def smollm2():
 
 def test_local_folder_loads_through_auto_classes(tiny_lm_dir):
     lm = load_model(str(tiny_lm_dir))
-    assert lm.n_layers == 3 and lm.points.d_mlp == 128 and lm.info()["arch"] == "LlamaForCausalLM"
+    assert lm.n_layers == 3 and lm.parts.d_mlp == 128 and lm.info()["arch"] == "LlamaForCausalLM"
 
 
 @pytest.mark.parametrize("make, needle", [
@@ -40,25 +40,31 @@ def test_smollm2_parity_and_cache(smollm2):
     assert time.perf_counter() - t < 10
     assert again.source == smollm2.source
     lm = smollm2
-    assert (lm.n_layers, lm.points.d_model, lm.points.d_mlp) == (30, 576, 1536)
+    assert (lm.n_layers, lm.parts.d_model, lm.parts.d_mlp) == (30, 576, 1536)
     ids = lm.tokenizer("The capital of France is", return_tensors="pt").input_ids
-    with torch.inference_mode(), capture(lm.points, resid=range(30)) as st:
+    st = {}
+    with torch.inference_mode(), intervene(lm, {f"resid_post.{i}": store(st, i) for i in range(30)}):
         out = lm.model(ids, output_hidden_states=True)
     hs = out.hidden_states
     for layer in range(29):
-        torch.testing.assert_close(st["resid"][layer], hs[layer + 1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(lm.points.final_norm(st["resid"][29]), hs[30], atol=1e-5, rtol=0)
+        torch.testing.assert_close(st[layer], hs[layer + 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(lm.parts.final_norm(st[29]), hs[30], atol=1e-5, rtol=0)
     assert lm.tokenizer.decode(out.logits[0, -1].argmax()) == " Paris"
 
 
 @pytest.mark.slow
 def test_gemma3_builtin_loads():
     lm = load_model("gemma3-270m")
-    assert (lm.n_layers, lm.points.d_model, lm.points.d_mlp) == (18, 640, 2048)
+    assert (lm.n_layers, lm.parts.d_model, lm.parts.d_mlp) == (18, 640, 2048)
     ids = lm.tokenizer("The capital of France is", return_tensors="pt").input_ids
     assert ids[0, 0].item() == lm.tokenizer.bos_token_id  # Gemma's tokenizer adds BOS by default
-    with torch.inference_mode(), capture(lm.points, resid=range(18), mlp=[3]) as st:
+    st = {}
+    edits = {f"resid_post.{i}": store(st, i) for i in range(18)} | {"neurons.3": store(st, "mlp")}
+    with torch.inference_mode(), intervene(lm, edits):
         out = lm.model(ids, output_hidden_states=True)
     for layer in range(17):
-        torch.testing.assert_close(st["resid"][layer], out.hidden_states[layer + 1], atol=1e-4, rtol=1e-5)
-    assert st["mlp"][3].shape == (1, ids.shape[1], 2048)
+        torch.testing.assert_close(st[layer], out.hidden_states[layer + 1], atol=1e-4, rtol=1e-5)
+    assert st["mlp"].shape == (1, ids.shape[1], 2048)
+    n = lm.parts.norms(3)  # Gemma 3 norms each sublayer's output before the residual add
+    assert n.post_attn is lm.model.model.layers[3].post_attention_layernorm
+    assert n.post_mlp is lm.model.model.layers[3].post_feedforward_layernorm

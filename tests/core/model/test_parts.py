@@ -1,91 +1,59 @@
-"""Hook points found by structure, checked against the model's own outputs."""
+"""Model parts found by structure, checked against the module names each architecture really uses."""
 
 import pytest
 import torch
 
-from core.model.parts import StopForward, capture, find_hook_points
+from core.model.parts import PartPaths, StructureError, find_parts, in_out, io_dims
 
 
 def test_structure_found(tiny):
-    pts = find_hook_points(tiny)
-    assert len(pts.layers) == 3 and pts.d_model == 64
-    assert pts.d_mlp in (96, 128, 256)
-    assert pts.final_norm is not None
+    parts = find_parts(tiny)
+    assert len(parts.layers) == 3 and parts.d_model == 64
+    assert parts.d_mlp in (96, 128, 256)
+    assert parts.final_norm is not None
+    assert all(any(m is d for m in mlp.modules()) for mlp, d in zip(parts.mlp, parts.mlp_down, strict=True))
+    H, H_kv, dh = parts.heads
+    assert H == 4 and H * dh == io_dims(parts.o_proj(0))[0]
 
 
-def test_block_outputs_equal_hidden_states(tiny):
-    pts = find_hook_points(tiny)
-    ids = torch.randint(0, 300, (2, 12))
-    with torch.inference_mode(), capture(pts, resid=range(3)) as st:
-        out = tiny(ids, output_hidden_states=True)
-    hs = out.hidden_states  # embeddings, block 0 .. block L-2, then final-norm(block L-1)
-    assert len(hs) == 4
-    for layer in range(2):
-        torch.testing.assert_close(st["resid"][layer], hs[layer + 1], atol=1e-5, rtol=0)
-    torch.testing.assert_close(pts.final_norm(st["resid"][2]), hs[3], atol=1e-5, rtol=0)
-    assert not torch.allclose(st["resid"][2], hs[3], atol=1e-3)  # HF's last state really is normed
+NORMS = {"llama": (None, "post_attention_layernorm", None),
+         "gemma3": ("post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"),
+         "gpt2": (None, "ln_2", None)}
 
 
-def test_mlp_hook_is_down_proj_input(tiny):
-    """Neuron activations times the down projection give the MLP output (bias aside)."""
-    pts = find_hook_points(tiny)
-    ids = torch.randint(0, 300, (1, 9))
-    got = {}
-    h = pts.mlp_down[1].register_forward_hook(lambda m, i, o: got.setdefault("out", o))
-    try:
-        with torch.inference_mode(), capture(pts, mlp=[1]) as st:
-            tiny(ids)
-    finally:
-        h.remove()
-    acts = st["mlp"][1]
-    assert acts.shape == (1, 9, pts.d_mlp)
-    torch.testing.assert_close(pts.mlp_down[1](acts), got["out"])
+@pytest.mark.parametrize("arch", list(NORMS))
+def test_norms_from_call_order(arch):
+    from helpers.tiny import tiny_model
+
+    model = tiny_model(arch)
+    parts = find_parts(model)
+    block = parts.layers[1]
+    names = {id(m): n for n, m in block.named_children()}
+    n = parts.norms(1)
+    got = tuple(None if m is None else names[id(m)] for m in (n.post_attn, n.mlp_in, n.post_mlp))
+    assert got == NORMS[arch]
+    assert parts.block_returns_tuple is False  # transformers 5 blocks return the stream alone
 
 
-def test_attention_patterns_and_stop(tiny):
-    pts = find_hook_points(tiny)
-    ids = torch.randint(0, 300, (1, 7))
-    with torch.inference_mode(), capture(pts, attn_pattern=[0], stop_after=0) as st:
-        with pytest.raises(StopForward):
-            tiny(ids)
-    pat = st["attn_pattern"][0]
-    assert pat.shape[-2:] == (7, 7)
-    torch.testing.assert_close(pat.sum(-1), torch.ones_like(pat.sum(-1)))
-    assert torch.all(pat.triu(1) == 0)  # causal
+def test_in_out_orientation():
+    """nn.Linear stores (out, in), GPT-2's Conv1D (in, out); in_out gives (in, out) for both, and x @ W + b is the
+    module's own output."""
+    from helpers.tiny import tiny_model
+
+    for arch in ("llama", "gpt2"):
+        parts = find_parts(tiny_model(arch))
+        down = parts.mlp_down[0]
+        x = torch.randn(5, parts.d_mlp)
+        b = down.bias if getattr(down, "bias", None) is not None else 0
+        torch.testing.assert_close(x @ in_out(down) + b, down(x))
 
 
-def test_concurrent_captures_on_a_shared_model_do_not_mix():
-    """Hooks fire for every thread; capture's lock keeps two sessions' passes (and early stops) apart."""
-    import threading
+def test_explicit_paths_override_the_finder(tiny_lm_dir):
+    from core.model.load import load_model
 
-    import torch
-    from helpers.tiny import tiny_model, tiny_tokenizer
-
-    from core.lens.logit import stream
-    from core.model.load import LoadedModel
-    from core.model.parts import StopForward, capture, find_hook_points
-
-    model = tiny_model("llama")
-    lm = LoadedModel(name="t", source="c", model=model, tokenizer=tiny_tokenizer(), points=find_hook_points(model))
-    prompts = [tiny_tokenizer()(p)["input_ids"] for p in ("The cat sat on the mat", "Paris is the capital")]
-    want = [stream(lm, ids).h for ids in prompts]
-    errors = []
-
-    def work(i):
-        try:
-            for _ in range(15):
-                assert torch.equal(stream(lm, prompts[i]).h, want[i])
-                with capture(lm.points, mlp=[0], stop_after=0):  # an early stop in between
-                    try:
-                        lm.points.base(input_ids=torch.tensor([prompts[i]]))
-                    except StopForward:
-                        pass
-        except Exception as e:  # noqa: BLE001
-            errors.append(repr(e))
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1, 0, 1)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    lm = load_model(str(tiny_lm_dir), paths=PartPaths(layers="model.layers", mlp_down="mlp.down_proj",
+                                                       attn="self_attn"))
+    assert lm.parts.mlp_down[0] is lm.model.model.layers[0].mlp.down_proj
+    assert lm.parts.attn[2] is lm.model.model.layers[2].self_attn
+    with pytest.raises(StructureError):
+        find_parts(lm.model, PartPaths(layers="model.embed_tokens"))

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 from helpers.bruteforce import brute_force
+from helpers.raw import neurons
 from helpers.tiny import write_corpus
 
 from core.data.corpus import Corpus, tokenize
 from core.model.load import load_model
-from core.model.parts import capture
 from core.units.extract import ExtractConfig, ExtractError, extract, parse_layers
 
 
@@ -21,10 +21,7 @@ def full_matrix(lm, corpus_path, context_len, layer):
     for text in Corpus(corpus_path).documents():
         ids = tokenize(lm.tokenizer, text)
         for s in range(0, len(ids), context_len):
-            win = torch.tensor([ids[s: s + context_len]])
-            with torch.inference_mode(), capture(lm.points, mlp=[layer]) as st:
-                lm.model(win)
-            rows.append(st["mlp"][layer][0].numpy())
+            rows.append(neurons(lm, ids[s: s + context_len], layer).numpy())
         toks.append(np.arange(t, t + len(ids)))
         tok_ids.extend(ids)
         t += len(ids)
@@ -52,7 +49,7 @@ def test_index_equals_brute_force(built, layer):
     con = duckdb.connect(cfg.db, read_only=True)
     st = con.execute("SELECT count_active, max, hist_exp, hist, n_tokens, mean FROM unit_stats "
                      "WHERE run_id = ? AND layer = ? ORDER BY unit", [run_id, layer]).fetchall()
-    assert len(st) == lm.points.d_mlp and st[0][4] == A.shape[0]
+    assert len(st) == lm.parts.d_mlp and st[0][4] == A.shape[0]
     np.testing.assert_array_equal([r[0] for r in st], bf["count"])
     np.testing.assert_allclose([r[1] for r in st], bf["max"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose([r[5] for r in st], bf["mean"], rtol=1e-4, atol=1e-6)
@@ -68,7 +65,7 @@ def test_index_equals_brute_force(built, layer):
                        "USING (run_id, doc_id) WHERE run_id = ? AND layer = ? ORDER BY unit, rank",
                        [run_id, layer]).fetchall()
     offs = dict(con.execute("SELECT doc_id, tok0 FROM run_docs WHERE run_id = ?", [run_id]).fetchall())
-    got = np.array([offs[d] + p for _, _, d, p, _ in rows]).reshape(lm.points.d_mlp, cfg.top_k)
+    got = np.array([offs[d] + p for _, _, d, p, _ in rows]).reshape(lm.parts.d_mlp, cfg.top_k)
     np.testing.assert_allclose(np.array([r[4] for r in rows]).reshape(got.shape), bf["top_val"], atol=1e-5)
     row_of = {t: i for i, t in enumerate(tok)}
     differ = np.argwhere(got != bf["top_tok"])
@@ -111,7 +108,7 @@ def test_stored_contexts_equal_unbatched_forward(built):
         np.testing.assert_allclose(np.array(ctx, np.float64), want, atol=1e-5, equal_nan=True)
         assert ctx[W] == pytest.approx(A[offs[doc] + pos, unit], abs=1e-5)
         checked += 1
-    assert checked == lm.points.d_mlp * Kc
+    assert checked == lm.parts.d_mlp * Kc
 
 
 def test_top1_equals_fresh_forward_of_document_alone(built):
@@ -123,9 +120,7 @@ def test_top1_equals_fresh_forward_of_document_alone(built):
     ids = [r[0] for r in con.execute("SELECT token_id FROM tokens WHERE run_id = ? AND doc_id = ? ORDER BY position",
                                      [run_id, doc_id]).fetchall()]
     start = (pos // cfg.context_len) * cfg.context_len
-    with torch.inference_mode(), capture(lm.points, mlp=[layer]) as st:
-        lm.model(torch.tensor([ids[start: pos + 1]]))
-    assert st["mlp"][layer][0, -1, unit].item() == pytest.approx(act, abs=1e-5)
+    assert neurons(lm, ids[start: pos + 1], layer)[-1, unit].item() == pytest.approx(act, abs=1e-5)
 
 
 def test_windows_and_tokens_match_corpus(built):

@@ -6,12 +6,12 @@ import torch
 from helpers.tiny import tiny_model
 
 from core.model.load import LoadedModel
-from core.model.parts import find_hook_points
+from core.model.parts import find_parts
 from core.units.logit_effects import logit_effects
 
 
 def wrap(model):
-    return LoadedModel(name="tiny", source="config", model=model, tokenizer=None, points=find_hook_points(model))
+    return LoadedModel(name="tiny", source="config", model=model, tokenizer=None, parts=find_parts(model))
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2"])
@@ -42,9 +42,9 @@ def test_direction_is_what_the_neuron_writes():
     lm = wrap(model)
     from core.units.logit_effects import output_direction
 
-    acts = torch.zeros(1, 1, lm.points.d_mlp)
+    acts = torch.zeros(1, 1, lm.parts.d_mlp)
     acts[0, 0, 3] = 2.5
-    torch.testing.assert_close(lm.points.mlp_down[0](acts)[0, 0], 2.5 * output_direction(lm, 0, 3))
+    torch.testing.assert_close(lm.parts.mlp_down[0](acts)[0, 0], 2.5 * output_direction(lm, 0, 3))
 
 
 def test_out_of_range():

@@ -4,11 +4,10 @@ import json
 
 import duckdb
 import pytest
-import torch
+from helpers.raw import neurons
 
 from core.cli import main
 from core.model.load import load_model
-from core.model.parts import capture
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +28,6 @@ def test_top_matches_recomputation(tmp_path, capsys):
             ids = [r[0] for r in con.execute("SELECT token_id FROM tokens WHERE run_id = 1 AND doc_id = ? "
                                              "ORDER BY position", [ex["doc_id"]]).fetchall()]
             start = (ex["position"] // 128) * 128  # the window the run saw
-            with torch.inference_mode(), capture(lm.points, mlp=[layer]) as st:
-                lm.model(torch.tensor([ids[start: ex["position"] + 1]]))
-            assert st["mlp"][layer][0, -1, unit].item() == pytest.approx(ex["activation"], abs=1e-4, rel=1e-4)
+            act = neurons(lm, ids[start: ex["position"] + 1], layer)[-1, unit].item()
+            assert act == pytest.approx(ex["activation"], abs=1e-4, rel=1e-4)
             assert ex["token"] == lm.tokenizer.decode([ids[ex["position"]]])

@@ -1,0 +1,70 @@
+"""Running token sequences through a model: one padding rule, one context-length rule, one early-stopping pass.
+
+Batches are right-padded: with causal attention no real token can attend to a pad, so a real token's activations
+are those of its sequence run alone, and no attention mask is needed (callers may pass `valid` as one). Every pass
+that needs only the first blocks stops after the last one it needs (`forward_until`), never running the rest of the
+model or the unembedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from core.errors import UserError
+from core.model.intervene import Edit, StopForward, intervene
+from core.model.parts import text_config
+from core.model.sites import Site
+
+
+class ContextLengthError(UserError):
+    """A sequence longer than the model's positions; one line."""
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids (B, T) int64 right-padded with `pad_id`, valid (B, T) bool: True on real tokens), T the longest."""
+    if not seqs:
+        raise ValueError("pad_batch needs at least one sequence")
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)  # (B, T)
+    valid = torch.zeros(len(seqs), T, dtype=torch.bool)  # (B, T)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+        valid[i, : len(s)] = True
+    return ids, valid
+
+
+def max_positions(model: torch.nn.Module) -> int | None:
+    """The longest sequence the model takes: max_position_embeddings, or GPT-2's n_positions; None if unstated."""
+    cfg = text_config(model)
+    n = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    return int(n) if n else None
+
+
+def check_length(model: torch.nn.Module, n: int, what: str = "the prompt") -> None:
+    """ContextLengthError if `n` tokens do not fit the model's positions."""
+    limit = max_positions(model)
+    if limit and n > limit:
+        raise ContextLengthError(f"{what} has {n} tokens, more than the model's {limit} positions")
+
+
+def forward_until(lm, ids: torch.Tensor, last_layer: int | None = None, *,
+                  edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = None,
+                  attention_mask: torch.Tensor | None = None, replay: tuple[int, object] | None = None) -> None:
+    """Run the model without its unembedding over `ids` (B, T), stopping after block `last_layer` (None: every
+    block and the final norm), with `edits` applied (core.model.intervene). Edits that store read the results."""
+    parts = getattr(lm, "parts", lm)
+    with intervene(parts, edits, stop_after=last_layer, replay=replay):
+        try:
+            parts.base(input_ids=ids, attention_mask=attention_mask)
+        except StopForward:
+            pass
+
+
+def logits(lm, ids: torch.Tensor, *, edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = None,
+           attention_mask: torch.Tensor | None = None, replay: tuple[int, object] | None = None) -> torch.Tensor:
+    """(B, T, V) the model's output logits with `edits` applied (a full pass, unembedding included)."""
+    parts = getattr(lm, "parts", lm)
+    with intervene(parts, edits, replay=replay):
+        return parts.model(input_ids=ids, attention_mask=attention_mask).logits

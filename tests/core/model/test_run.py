@@ -1,0 +1,41 @@
+"""Padding, the context-length rule and early-stopping passes."""
+
+import pytest
+import torch
+from helpers.tiny import tiny_model, tiny_tokenizer
+
+from core.model.intervene import store
+from core.model.load import LoadedModel
+from core.model.parts import find_parts
+from core.model.run import ContextLengthError, check_length, forward_until, max_positions, pad_batch
+
+
+def test_pad_batch_right_pads():
+    ids, valid = pad_batch([[5, 6, 7], [8]], pad_id=1)
+    assert ids.tolist() == [[5, 6, 7], [8, 1, 1]]
+    assert valid.tolist() == [[True, True, True], [True, False, False]]
+    with pytest.raises(ValueError):
+        pad_batch([])
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2"])
+def test_padded_batch_equals_each_sequence_alone(arch):
+    model = tiny_model(arch)
+    lm = LoadedModel("t", "c", model, tiny_tokenizer(), find_parts(model))
+    seqs = [[3, 4, 5, 6, 7, 8], [9, 10, 11]]
+    ids, valid = pad_batch(seqs)
+    got, alone = {}, {}
+    with torch.inference_mode():
+        forward_until(lm, ids, 1, edits={"resid_post.1": store(got, "h")})
+        for i, s in enumerate(seqs):
+            forward_until(lm, torch.tensor([s]), 1, edits={"resid_post.1": store(alone, i)})
+    for i, s in enumerate(seqs):
+        torch.testing.assert_close(got["h"][i, : len(s)], alone[i][0], atol=1e-5, rtol=0)
+
+
+def test_context_length_rule():
+    llama, gpt2 = tiny_model("llama"), tiny_model("gpt2")
+    assert max_positions(llama) == 256 and max_positions(gpt2) == 256  # max_position_embeddings / n_positions
+    check_length(gpt2, 256)
+    with pytest.raises(ContextLengthError, match="257 tokens, more than the model's 256 positions"):
+        check_length(gpt2, 257)
