@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError, first_line
+from core.index import tabular
 from core.model.tokens import tokenize
-
-TABULAR = {".jsonl": "read_json_auto", ".json": "read_json_auto", ".ndjson": "read_json_auto",
-           ".csv": "read_csv_auto", ".parquet": "read_parquet"}
 
 
 class CorpusError(UserError):
@@ -82,40 +80,20 @@ def _txt_documents(path: Path) -> Iterator[str]:
         yield "".join(buf).strip()
 
 
-def _tabular_sql(path: Path) -> str:
-    return f"SELECT text FROM {TABULAR[path.suffix.lower()]}(?)"
-
-
 def _check_tabular(path: Path) -> None:
-    import duckdb
-
     if not path.exists():
         raise CorpusError(f"corpus file not found: {path}")
     try:
-        with duckdb.connect() as con:
-            cols = [c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {TABULAR[path.suffix.lower()]}(?)",
-                                              [str(path)]).fetchall()]
-            if "text" not in cols:
-                raise CorpusError(f"corpus {path} has no 'text' column (columns: {', '.join(cols[:8])})")
-            n = con.execute(f"SELECT count(*) FROM ({_tabular_sql(path)}) WHERE text IS NOT NULL AND trim(text) <> ''",
-                            [str(path)]).fetchall()[0][0]
+        cols = tabular.columns(path)
+        if "text" not in cols:
+            raise CorpusError(f"corpus {path} has no 'text' column (columns: {', '.join(cols[:8])})")
+        n = tabular.count_texts(path)
     except CorpusError:
         raise
     except Exception as e:  # duckdb.Error subclasses, e.g. invalid UTF-8 or a binary file
         raise CorpusError(f"cannot read corpus {path}: {first_line(e)}") from None
     if n == 0:
         raise CorpusError(f"corpus {path} has no non-empty 'text' values")
-
-
-def _tabular_documents(path: Path) -> Iterator[str]:
-    import duckdb
-
-    with duckdb.connect() as con:
-        cur = con.execute(f"SELECT text FROM ({_tabular_sql(path)}) WHERE text IS NOT NULL AND trim(text) <> ''",
-                          [str(path)])
-        while rows := cur.fetchmany(1024):
-            for (text,) in rows:
-                yield str(text)
 
 
 def _hf_documents(spec: str) -> Iterator[str]:
@@ -143,7 +121,7 @@ class Corpus:
         if self.spec == "demo":
             return "demo"
         suffix = Path(self.spec).suffix.lower()
-        if suffix in TABULAR:
+        if suffix in tabular.READERS:
             return "tabular"
         if suffix == ".txt" or Path(self.spec).exists():
             return "text"
@@ -166,7 +144,7 @@ class Corpus:
         if kind == "text":
             return _txt_documents(Path(self.spec))
         if kind == "tabular":
-            return _tabular_documents(Path(self.spec))
+            return tabular.iter_texts(Path(self.spec))
         return _hf_documents(self.spec)
 
     def identity(self) -> str:

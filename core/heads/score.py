@@ -68,9 +68,8 @@ def score_heads(cfg: HeadsConfig, on_progress: Callable[[str, int, int], None] |
     config["seconds"] = round(time.monotonic() - t, 1)
     con = connect(cfg.db)
     try:
-        con.execute("BEGIN")
-        model_id = writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer))
-        con.execute("COMMIT")
+        with writer.transaction(con):
+            model_id = writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer))
         write_head_scores(con, model_id, hs.n_kv_heads, scores, config)
         return head_rows(con, model_id), config
     finally:

@@ -67,12 +67,38 @@ def layer_ranges(layers: list[int]) -> str:
     return ",".join(str(g[0]) if len(g) == 1 else f"{g[0]}-{g[-1]}" for g in groups)
 
 
-def unit_stats(con, run_id: int, layer: int, unit: int) -> dict:
-    check_unit(con, run_id, layer, unit)
+def unit_record(con, run_id: int, layer: int, unit: int, k: int) -> tuple[dict, list[tuple], list[tuple]]:
+    """Everything a unit page reads, in three queries: (stats, example rows, intervals). Example rows are
+    (interval, rank, doc_id, position, activation, context) with interval -1 for the top-k examples (context: the
+    stored activations around them, or None), then each interval's samples; intervals are (interval, lo, hi,
+    frac_est, exact)."""
     cur = con.execute("SELECT n_tokens, count_active, density, mean, max, min, hist_exp, hist FROM unit_stats "
                       "WHERE run_id = ? AND layer = ? AND unit = ?", [run_id, layer, unit])
     names = [d[0] for d in cur.description]
-    return dict(zip(names, cur.fetchall()[0], strict=True))
+    stats = dict(zip(names, cur.fetchall()[0], strict=True))
+    rows = con.execute(
+        "SELECT -1 AS interval, rank, doc_id, position, activation, context FROM top_examples "
+        "WHERE run_id = ? AND layer = ? AND unit = ? AND rank < ? UNION ALL "
+        "SELECT interval, rank, doc_id, position, activation, NULL FROM interval_samples "
+        "WHERE run_id = ? AND layer = ? AND unit = ? ORDER BY 1, 2",
+        [run_id, layer, unit, k, run_id, layer, unit]).fetchall()
+    ivs = con.execute("SELECT interval, lo, hi, frac_est, exact FROM intervals WHERE run_id = ? AND layer = ? "
+                      "AND unit = ? ORDER BY interval", [run_id, layer, unit]).fetchall()
+    return stats, rows, ivs
+
+
+def span_tokens(con, run_id: int, spans: list[tuple[int, int, int, int]]) -> dict[int, list[int]]:
+    """spans: (i, doc_id, lo, hi) -> {i: token ids at positions lo..hi of that document}, in one query."""
+    rows = con.execute(
+        "SELECT s.i, t.position, t.token_id FROM (SELECT unnest(?) AS i, unnest(?) AS doc, unnest(?) AS lo, "
+        "unnest(?) AS hi) s JOIN tokens t ON t.run_id = ? AND t.doc_id = s.doc AND t.position BETWEEN s.lo AND s.hi "
+        "ORDER BY s.i, t.position",
+        [[s[0] for s in spans], [s[1] for s in spans], [s[2] for s in spans], [s[3] for s in spans],
+         run_id]).fetchall()
+    seqs: dict[int, list[int]] = {}
+    for i, _, tok in rows:
+        seqs.setdefault(i, []).append(tok)
+    return seqs
 
 
 def context(con, run_id: int, doc_id: int, lo: int, hi: int) -> list[tuple[int, int, str]]:
@@ -99,31 +125,6 @@ def top_examples(con, run_id: int, layer: int, unit: int, k: int = 10, window: i
                     "left": "".join(d for p, _, d in ctx if p < pos), "right": "".join(d for p, _, d in ctx if p > pos),
                     "context_tokens": [d for _, _, d in ctx], "context_positions": [p for p, _, _ in ctx]})
     return out
-
-
-def interval_samples(con, run_id: int, layer: int, unit: int) -> list[dict]:
-    check_unit(con, run_id, layer, unit)
-    ivs = con.execute("SELECT interval, lo, hi, frac_est, exact FROM intervals WHERE run_id = ? AND layer = ? "
-                      "AND unit = ? ORDER BY interval", [run_id, layer, unit]).fetchall()
-    samples = con.execute("SELECT interval, rank, doc_id, position, activation FROM interval_samples "
-                          "WHERE run_id = ? AND layer = ? AND unit = ? ORDER BY interval, rank",
-                          [run_id, layer, unit]).fetchall()
-    by = {}
-    for i, rank, doc, pos, act in samples:
-        by.setdefault(i, []).append({"rank": rank, "doc_id": doc, "position": pos, "activation": act})
-    return [{"interval": i, "lo": lo, "hi": hi, "frac_est": f, "exact": ex, "samples": by.get(i, [])}
-            for i, lo, hi, f, ex in ivs]
-
-
-def window_start(run: RunInfo, position: int) -> int:
-    """First position of the window that held `position` when the run saw it (windows: [w*T, (w+1)*T))."""
-    T = int(run.config["context_len"])
-    return (position // T) * T
-
-
-def document_tokens(con, run_id: int, doc_id: int) -> list[int]:
-    return [r[0] for r in con.execute("SELECT token_id FROM tokens WHERE run_id = ? AND doc_id = ? ORDER BY position",
-                                      [run_id, doc_id]).fetchall()]
 
 
 def layer_units(con, run_id: int, layer: int) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import duckdb
@@ -18,6 +19,36 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> 
         con.execute(f"INSERT INTO {table} ({', '.join(data.column_names)}) SELECT * FROM _nb_batch")
     finally:
         con.unregister("_nb_batch")
+
+
+@contextlib.contextmanager
+def transaction(con):
+    """BEGIN ... COMMIT, or ROLLBACK when the block raises (the index keeps what it had)."""
+    con.execute("BEGIN")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def unfinished_runs(con, model: str) -> list[tuple[int, int, dict]]:
+    """(run_id, corpus_id, config) of the model's runs still marked running, newest first."""
+    rows = con.execute("SELECT r.run_id, r.corpus_id, r.config FROM runs r JOIN models m USING (model_id) "
+                       "WHERE r.status = 'running' AND m.name = ? ORDER BY r.run_id DESC", [model]).fetchall()
+    return [(r[0], r[1], json.loads(r[2])) for r in rows]
+
+
+def doc_offsets(con, run_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(tok0 (n,) int64, doc_id (n,) int32) of the run's documents in token order."""
+    offs = con.execute("SELECT tok0, doc_id FROM run_docs WHERE run_id = ? ORDER BY tok0", [run_id]).fetchnumpy()
+    return offs["tok0"].astype(np.int64), offs["doc_id"].astype(np.int32)
+
+
+def complete_run(con, run_id: int, tokens_done: int, docs_done: int) -> None:
+    con.execute("UPDATE runs SET status = 'complete', tokens_done = ?, docs_done = ?, "
+                "updated_at = current_timestamp WHERE run_id = ?", [tokens_done, docs_done, run_id])
 
 
 def ensure_model(con, info: dict, vocab: list[str]) -> int:

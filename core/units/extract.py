@@ -8,7 +8,6 @@ an uninterrupted run gives (same chunks, same batches, same state).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -178,27 +177,18 @@ def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[
     con = connect(cfg.db)
     try:
         if resume:
-            rows = con.execute("SELECT r.run_id, r.corpus_id, r.config FROM runs r JOIN models m USING (model_id) "
-                               "WHERE r.status = 'running' AND m.name = ? ORDER BY r.run_id DESC",
-                               [lm.name]).fetchall()
-            match = [r for r in rows if json.loads(r[2]) == ident]
+            match = [r for r in writer.unfinished_runs(con, lm.name) if r[2] == ident]
             if not match:
                 raise ExtractError("--resume: no unfinished run with this model and configuration in the index")
             run = _Run(match[0][0], match[0][1], layers, cfg.max_tokens, reducers, special=special)
             _load_checkpoint(cfg.db, run)
-            con.execute("BEGIN")
-            writer.truncate_run(con, run.run_id, run.docs_next)
-            con.execute("COMMIT")
+            with writer.transaction(con):
+                writer.truncate_run(con, run.run_id, run.docs_next)
             return run
-        con.execute("BEGIN")
-        try:
+        with writer.transaction(con):
             model_id = writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer))
             corpus_id = writer.ensure_corpus(con, corpus.identity())
             run_id = writer.create_run(con, model_id, corpus_id, ident, layers, cfg.max_tokens)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
         return _Run(run_id, corpus_id, layers, cfg.max_tokens, reducers, special=special)
     finally:
         con.close()
@@ -315,21 +305,17 @@ def _load_checkpoint(db: str, run: _Run) -> None:
 def _finalize(cfg: ExtractConfig, run: _Run) -> None:
     con = connect(cfg.db)
     try:
-        offs = con.execute("SELECT tok0, doc_id FROM run_docs WHERE run_id = ? ORDER BY tok0",
-                           [run.run_id]).fetchnumpy()
-        tok0, doc_ids = offs["tok0"].astype(np.int64), offs["doc_id"].astype(np.int32)
+        tok0, doc_ids = writer.doc_offsets(con, run.run_id)
 
         def doc_of(tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             i = np.searchsorted(tok0, tok, side="right") - 1
             return doc_ids[i], (tok - tok0[i]).astype(np.int32)
 
-        con.execute("BEGIN")
-        writer.truncate_run(con, run.run_id, run.docs_next)
-        for layer in run.layers:
-            writer.write_layer(con, run.run_id, run.reducers[layer].finalize(), doc_of, cfg.hist_bins)
-        con.execute("UPDATE runs SET status = 'complete', tokens_done = ?, docs_done = ?, "
-                    "updated_at = current_timestamp WHERE run_id = ?", [run.tokens_done, run.docs_next, run.run_id])
-        con.execute("COMMIT")
+        with writer.transaction(con):
+            writer.truncate_run(con, run.run_id, run.docs_next)
+            for layer in run.layers:
+                writer.write_layer(con, run.run_id, run.reducers[layer].finalize(), doc_of, cfg.hist_bins)
+            writer.complete_run(con, run.run_id, run.tokens_done, run.docs_next)
     finally:
         con.close()
     ckpt = checkpoint_path(cfg.db, run.run_id)

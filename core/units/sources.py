@@ -66,15 +66,7 @@ def _contexts(con, run: queries.RunInfo, picks: list[tuple], window: int) -> lis
         return []
     T = int(run.config["context_len"])
     spans = [(i, d, (p // T) * T, min(p + window, (p // T) * T + T - 1)) for i, (d, p, *_) in enumerate(picks)]
-    rows = con.execute(
-        "SELECT s.i, t.position, t.token_id FROM (SELECT unnest(?) AS i, unnest(?) AS doc, unnest(?) AS lo, "
-        "unnest(?) AS hi) s JOIN tokens t ON t.run_id = ? AND t.doc_id = s.doc AND t.position BETWEEN s.lo AND s.hi "
-        "ORDER BY s.i, t.position",
-        [[s[0] for s in spans], [s[1] for s in spans], [s[2] for s in spans], [s[3] for s in spans],
-         run.run_id]).fetchall()
-    seqs: dict[int, list[int]] = {}
-    for i, _, tok in rows:
-        seqs.setdefault(i, []).append(tok)
+    seqs = queries.span_tokens(con, run.run_id, spans)
     out = []
     for i, (doc, pos, act, ctx) in enumerate(picks):
         ws = spans[i][2]
@@ -93,19 +85,8 @@ class NeuronSource:
     def gather(self, con, run_id: int, layer: int, unit: int, k: int = 10, window: int = 12) -> UnitView:
         """Raises queries.QueryError for an unknown run / layer / unit or a run not complete."""
         run = queries.check_unit(con, run_id, layer, unit)
-        cur = con.execute("SELECT n_tokens, count_active, density, mean, max, min, hist_exp, hist FROM unit_stats "
-                          "WHERE run_id = ? AND layer = ? AND unit = ?", [run_id, layer, unit])
-        names = [d[0] for d in cur.description]
-        stats = dict(zip(names, cur.fetchall()[0], strict=True))
-        rows = con.execute(
-            "SELECT -1 AS interval, rank, doc_id, position, activation, context FROM top_examples "
-            "WHERE run_id = ? AND layer = ? AND unit = ? AND rank < ? UNION ALL "
-            "SELECT interval, rank, doc_id, position, activation, NULL FROM interval_samples "
-            "WHERE run_id = ? AND layer = ? AND unit = ? ORDER BY 1, 2",
-            [run_id, layer, unit, k, run_id, layer, unit]).fetchall()
+        stats, rows, ivs = queries.unit_record(con, run_id, layer, unit, k)
         examples = _contexts(con, run, [r[2:] for r in rows], window)
-        ivs = con.execute("SELECT interval, lo, hi, frac_est, exact FROM intervals WHERE run_id = ? AND layer = ? "
-                          "AND unit = ? ORDER BY interval", [run_id, layer, unit]).fetchall()
         by: dict[int, list[Example]] = {}
         for (i, *_), ex in zip(rows, examples, strict=True):
             by.setdefault(i, []).append(ex)
