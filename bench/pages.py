@@ -31,8 +31,8 @@ from pathlib import Path
 from core.index import queries
 from core.index.db import connect
 from core.units.sources import NeuronSource
-from dashboard.data import load_runs
-from dashboard.unit_data import unit_view
+from dashboard.views.catalog import load_runs
+from dashboard.views.units import unit_view
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"gather_p50_ms": 50.0, "browser_settle_p50_s": 2.0}

@@ -1,5 +1,5 @@
 """neuroboard dashboard, the frame only: page config and navigation over app_pages/. Each page draws the shared
-sidebar (dashboard.frame: index, model, run).
+sidebar (dashboard.shell.frame: index, model, run).
 
 Start it with `neuroboard serve --db INDEX [--db INDEX2 ...]` (core.cli.serve), which sets $NEUROBOARD_DB: the files
 are named by the environment only; the URL can only pick one of them by number (`db=`).

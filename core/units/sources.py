@@ -3,7 +3,7 @@
 A unit page (neurons now, SAE features later) needs the same things of every unit: summary stats, an exact
 histogram, top examples and interval samples with their token contexts, the activation on any token sequence (live),
 and an output direction in the residual stream (for logit effects). `UnitSource` names those; `NeuronSource` answers
-them for MLP neurons from the tables written by core.units.extract. The page layout (dashboard/unit_page.py) only talks
+them for MLP neurons from the tables written by core.units.extract. The page layout (dashboard/app_pages/unit_body.py) only talks
 to a source, so a new kind of unit is a new source, not a new page.
 
 Speed: `gather` costs four queries whatever k is (stats, the example list, their contexts in one join, vocab from

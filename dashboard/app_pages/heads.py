@@ -9,9 +9,9 @@ A second model's maps beside the first. All state in the URL.
 import streamlit as st
 import streamlit.components.v1 as components
 
-from dashboard import frame
-from dashboard import head_charts as hc
-from dashboard import head_data as hd
+from dashboard.cache import heads as hd
+from dashboard.render import heads as hc
+from dashboard.shell import frame
 
 NONE = "none"
 DEFAULT_PROMPT = "The cat sat on the mat. The cat sat on the mat. Alice met Bob, and then Alice thanked Bob."

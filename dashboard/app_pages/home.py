@@ -5,7 +5,8 @@ from pathlib import Path
 import streamlit as st
 
 from core.index.db import IndexFileError, IndexLockedError
-from dashboard import data, frame
+from dashboard.shell import frame
+from dashboard.views import catalog
 
 REFRESH_S = 3.0
 NEURONS = Path(__file__).with_name("neurons.py")
@@ -28,7 +29,7 @@ def show_index(path, db: int | None) -> bool:
                 "existing index with `neuroboard serve --db INDEX`.", icon=":material/info:")
         return False
     try:
-        runs = data.load_runs(path)
+        runs = catalog.load_runs(path)
     except IndexLockedError:
         st.warning(f"The index is updating (another process is writing to it) — retrying every "
                    f"{REFRESH_S:.0f} s.", icon=":material/hourglass_top:")
@@ -40,19 +41,19 @@ def show_index(path, db: int | None) -> bool:
     if not runs:
         st.info("The index has no runs yet; `neuroboard extract` fills it.", icon=":material/info:")
         return False
-    st.caption(f"`{path}` · {data.file_size(path)} · {len(runs)} run{'s' * (len(runs) != 1)}")
+    st.caption(f"`{path}` · {catalog.file_size(path)} · {len(runs)} run{'s' * (len(runs) != 1)}")
     st.subheader("Runs")
-    st.dataframe(data.runs_frame(runs, db), key="home_runs", hide_index=True, column_config=RUN_COLUMNS)
+    st.dataframe(catalog.runs_frame(runs, db), key="home_runs", hide_index=True, column_config=RUN_COLUMNS)
     for r in runs:  # the first of the two clicks from Home to a neuron's top examples
         if r.status == "complete":
             params = {"run": str(r.run_id)} | ({"db": str(db)} if db is not None else {})
             st.page_link(NEURONS, label=f"Browse the neurons of run {r.run_id} ({r.model})",
                          icon=":material/neurology:", query_params=params)
-    running = data.running_lines(runs)
+    running = catalog.running_lines(runs)
     for frac, label in running:
         st.progress(frac, text=label)
     st.subheader("Models")
-    st.dataframe(data.models_frame(runs), key="home_models", hide_index=True, column_config=MODEL_COLUMNS)
+    st.dataframe(catalog.models_frame(runs), key="home_models", hide_index=True, column_config=MODEL_COLUMNS)
     return bool(running)
 
 
@@ -61,7 +62,7 @@ st.caption("Models and extraction runs in this index.")
 
 live = st.session_state.get("home_live", False)
 path = frame.choose_index()
-paths = data.index_paths()
+paths = catalog.index_paths()
 db = paths.index(path) if len(paths) > 1 else None
 
 

@@ -1,30 +1,26 @@
 """Neuron page: /neurons?run=<run_id>&layer=<L>&unit=<U>&ctx=<tokens each side>&find=<0|1>&text=<custom text>.
 
-All state lives in the URL; the sidebar chooses index, model and run (dashboard.frame); the body is the generic
-unit page (dashboard.unit_page) over the "neuron" unit source.
+All state lives in the URL; the sidebar chooses index, model and run (dashboard.shell.frame); the body is the generic
+unit page (dashboard.app_pages.unit_body) over the "neuron" unit source.
 """
 
 import time
 
 import streamlit as st
 
-from dashboard import frame, state, unit_page
-from dashboard.unit_data import interesting, layer_table, token_search
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def layer_units(path: str, run_id: int, layer: int):
-    return layer_table(path, run_id, layer)
-
+from dashboard.app_pages import unit_body
+from dashboard.cache.units import layer_units
+from dashboard.shell import frame, params
+from dashboard.views.units import interesting, token_search
 
 st.title("Neurons")
 path = frame.choose_index()
 runs, run = frame.choose_run(path)
 qp = st.query_params
-layer, p1 = state.choice_param(qp, "layer", run.layers, run.layers[0])
-unit, p2 = state.int_param(qp, "unit", 0, 0, run.d_mlp - 1)
+layer, p1 = params.choice_param(qp, "layer", run.layers, run.layers[0])
+unit, p2 = params.int_param(qp, "unit", 0, 0, run.d_mlp - 1)
 W = int(run.config.get("ctx_window", 0)) if run.config.get("ctx_examples", 0) else 64  # older runs: live values
-ctx, p3 = state.int_param(qp, "ctx", min(12, W), 1, W)
+ctx, p3 = params.int_param(qp, "ctx", min(12, W), 1, W)
 for problem in (p1, p2, p3):
     if problem:
         st.warning(problem)
@@ -55,13 +51,13 @@ if find:
         st.query_params["unit"] = str(interesting(units, time.time_ns()))
         st.rerun()
 
-unit_page.unit_body("neuron", path, run, int(layer), int(unit), int(ctx))
+unit_body.unit_body("neuron", path, run, int(layer), int(unit), int(ctx))
 
 st.subheader("Custom text")
 text = st.text_area("Type text to see this neuron's activation on every token", qp.get("text", ""),
                     key="neuron_text", max_chars=2000)
 if text:
     st.query_params["text"] = text
-    unit_page.custom_text("neuron", run, int(layer), int(unit), 0.0, text)
+    unit_body.custom_text("neuron", run, int(layer), int(unit), 0.0, text)
 elif "text" in st.query_params:
     del st.query_params["text"]

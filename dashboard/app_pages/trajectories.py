@@ -3,17 +3,17 @@
 
 What each model "thinks" after every block for one prompt (logit or tuned lens), how its residual stream's norm and
 direction evolve, and at which layer labelled prompt sets separate; a second model beside the first, aligned by
-relative depth. All state is in the URL. Models only from dashboard.resources.allowed_models().
+relative depth. All state is in the URL. Models only from dashboard.cache.models.allowed_models().
 """
 
 import numpy as np
 import streamlit as st
 
-from dashboard import lens_charts as lc
-from dashboard import trajectory_data as td
-from dashboard.frame import param_choice, param_int, url_widget
-from dashboard.resources import allowed_models
-from dashboard.state import md_code
+from dashboard.cache import trajectories as td
+from dashboard.cache.models import allowed_models
+from dashboard.render import lens as lc
+from dashboard.shell.frame import param_choice, param_int, url_widget
+from dashboard.shell.params import md_code
 
 DEFAULT_PROMPT = "The capital of France is"
 NONE = "none"

@@ -13,7 +13,7 @@ import os
 import streamlit as st
 
 from core.model.load import BUILTIN, load_model
-from dashboard import data
+from dashboard.views import catalog
 
 MODELS_ENV = "NEUROBOARD_MODELS"
 
@@ -28,9 +28,9 @@ def model(name: str):
 def allowed_models() -> list[str]:
     """Built-ins, then $NEUROBOARD_MODELS, then the models of complete runs in the served indexes."""
     names = list(BUILTIN) + [m for m in os.environ.get(MODELS_ENV, "").split(os.pathsep) if m]
-    for path in data.index_paths():
+    for path in catalog.index_paths():
         try:
-            names += [r.model for r in data.load_runs(path) if r.status == "complete"]
+            names += [r.model for r in catalog.load_runs(path) if r.status == "complete"]
         except Exception:  # a missing or busy index only means fewer choices here
             continue
     return list(dict.fromkeys(names))

@@ -37,7 +37,9 @@ def test_serve_env_points_at_absolute_index(tiny_index, monkeypatch):
 
 
 def test_missing_index_fails_before_starting(tmp_path):
-    with pytest.raises(FileNotFoundError, match="index not found"):
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match="index not found"):
         serve(tmp_path / "missing.duckdb")
     with pytest.raises(ValueError, match="port"):
         serve_command(__file__, port=70000)

@@ -1,4 +1,4 @@
-from dashboard.state import choice_param, int_param
+from dashboard.shell.params import choice_param, int_param
 
 
 def test_int_param_fallbacks():
@@ -17,7 +17,7 @@ def test_choice_param():
 
 
 def test_str_param_and_markdown_safety():
-    from dashboard.state import md_code, str_param
+    from dashboard.shell.params import md_code, str_param
 
     assert str_param({}, "view", ["a", "b"], "a") == ("a", None)
     assert str_param({"view": "b"}, "view", ["a", "b"], "a") == ("b", None)

@@ -3,7 +3,7 @@
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.charts import activation_histogram, hist_edges, logit_effect_histogram
+from dashboard.render.units import activation_histogram, hist_edges, logit_effect_histogram
 
 
 def test_activation_histogram_bins_and_trim():

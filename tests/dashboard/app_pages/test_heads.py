@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.cli import main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

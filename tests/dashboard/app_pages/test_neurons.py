@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.units.extract import ExtractConfig, extract
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -10,28 +10,12 @@ import streamlit as st
 from core.index.db import IndexLockedError
 from core.index.queries import QueryError, RunInfo
 from core.model.tokens import token_texts, tokenize
-from core.units.logit_effects import direction_effects
 from core.units.sources import SOURCES, UnitView
-from dashboard import charts, unit_data
-from dashboard.components import example_html
-from dashboard.resources import model
-
-
-# cache_resource, not cache_data: the same read-only objects are handed out, never pickled per rerun
-@st.cache_resource(max_entries=128, show_spinner=False)
-def view(path: str, kind: str, run_id: int, layer: int, unit: int, ctx: int) -> UnitView:
-    return unit_data.unit_view(path, kind, run_id, layer, unit, k=10, window=ctx)
-
-
-@st.cache_resource(max_entries=8, show_spinner=False)
-def vocab(path: str, model_id: int) -> list[str]:
-    return unit_data.vocab(path, model_id)
-
-
-@st.cache_resource(max_entries=128, show_spinner=False)
-def effects(name: str, kind: str, layer: int, unit: int):
-    lm = model(name)
-    return direction_effects(lm, SOURCES[kind].direction(lm, layer, unit), k=10)
+from dashboard.cache.models import model
+from dashboard.cache.units import effects, view, vocab
+from dashboard.render import units as unit_charts
+from dashboard.render.tokens import example_html
+from dashboard.views import units as unit_views
 
 
 def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None) -> str:
@@ -40,7 +24,7 @@ def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None) 
     live = dict(zip(map(id, need), SOURCES["neuron"].activations(lm, v.layer, v.unit, [e.seq for e in need]),
                     strict=True)) if need and lm is not None else {}
     vmax = float(v.stats["max"])
-    return "".join(example_html([vocab_[t] for t in e.shown_ids()], unit_data.shown_values(e, ctx, live.get(id(e))),
+    return "".join(example_html([vocab_[t] for t in e.shown_ids()], unit_views.shown_values(e, ctx, live.get(id(e))),
                                 vmax, e.focus - e.first_shown, f"{e.activation:.3f} · doc {e.doc_id} pos {e.position}")
                    for e in examples)
 
@@ -62,7 +46,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) ->
     m[2].metric("Mean", f"{s['mean']:.4f}")
     m[3].metric("Max", f"{s['max']:.4f}")
     m[4].metric("Min", f"{s['min']:.4f}")
-    st.plotly_chart(charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
+    st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
 
     stored = all(e.context is not None for e in v.top)
     lm = None if stored else model(run.model)
@@ -93,7 +77,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) ->
                  key="unit_promoted", hide_index=True)
     t2.dataframe({"suppressed": [voc[i] for i in eff.bottom_ids],
                   "effect": [float(eff.values[i]) for i in eff.bottom_ids]}, key="unit_suppressed", hide_index=True)
-    st.plotly_chart(charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
+    st.plotly_chart(unit_charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
 
 
 def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:

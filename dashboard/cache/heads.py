@@ -11,7 +11,7 @@ from core.index.heads import head_sets as _head_sets
 from core.index.pool import reading
 from core.model.tokens import encode_prompt, token_texts
 from core.units.live import attention_pattern
-from dashboard.resources import model
+from dashboard.cache.models import model
 
 PROBE_HALF_MAX = 32
 """The probe shown repeats at most this many tokens (the scores' probe may be longer)."""
@@ -28,7 +28,7 @@ def head_sets(path: str) -> list[HeadSet]:
 @st.cache_resource(max_entries=16, show_spinner=False)
 def scores(path: str, model_id: int, created_at: str) -> dict[str, np.ndarray]:
     """Every role's (L, H) scores, in the page's order; `created_at` keys re-scored models apart."""
-    from dashboard.head_charts import ROLE_TITLES
+    from dashboard.render.heads import ROLE_TITLES
 
     with reading(path) as cur:
         arrays = head_score_arrays(cur, model_id)

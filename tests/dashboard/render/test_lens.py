@@ -6,7 +6,7 @@ import torch
 
 from core.geometry.residual import residual_geometry
 from core.lens.logit import LensResult, Stream
-from dashboard import lens_charts as lc
+from dashboard.render import lens as lc
 
 
 def fake_result(L=3, T=4, k=2) -> LensResult:

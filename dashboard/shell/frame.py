@@ -13,7 +13,8 @@ import streamlit as st
 
 from core.index.db import IndexFileError, IndexLockedError
 from core.index.queries import RunInfo
-from dashboard import data, state
+from dashboard.shell import params
+from dashboard.views import catalog
 
 
 def url_widget(make: Callable, key: str, param: str, url_value, **kw):
@@ -29,7 +30,7 @@ def url_widget(make: Callable, key: str, param: str, url_value, **kw):
 
 def param_choice(name: str, options: list[str], default: str) -> str:
     """The URL param `name` if it is one of `options`, else `default` with a friendly warning."""
-    value, problem = state.str_param(st.query_params, name, options, default)
+    value, problem = params.str_param(st.query_params, name, options, default)
     if problem:
         st.warning(problem)
     return value
@@ -37,7 +38,7 @@ def param_choice(name: str, options: list[str], default: str) -> str:
 
 def param_int(name: str, default: int, lo: int, hi: int) -> int:
     """The integer URL param `name` within [lo, hi], else `default` with a friendly warning."""
-    value, problem = state.int_param(st.query_params, name, default, lo, hi)
+    value, problem = params.int_param(st.query_params, name, default, lo, hi)
     if problem:
         st.warning(problem)
     return value
@@ -45,13 +46,13 @@ def param_int(name: str, default: int, lo: int, hi: int) -> int:
 
 def choose_index() -> Path:
     """Index chooser (shown only when the server offers several); URL param `db` is its number."""
-    paths = data.index_paths()
+    paths = catalog.index_paths()
     if len(paths) == 1:
         with st.sidebar:
             st.caption("Index")
             st.code(str(paths[0]), language=None, wrap_lines=True)
         return paths[0]
-    i, problem = state.int_param(st.query_params, "db", 0, 0, len(paths) - 1)
+    i, problem = params.int_param(st.query_params, "db", 0, 0, len(paths) - 1)
     if problem:
         st.warning(problem)
     with st.sidebar:
@@ -78,12 +79,12 @@ def read_or_stop(read: Callable, *args):
 def choose_run(path: Path) -> tuple[list[RunInfo], RunInfo]:
     """Sidebar model and run choosers over the complete runs of `path`; stops the page with a friendly message
     when the index is missing, locked by a writer, or has no complete run."""
-    runs = [r for r in read_or_stop(data.load_runs, path) if r.status == "complete"]
+    runs = [r for r in read_or_stop(catalog.load_runs, path) if r.status == "complete"]
     if not runs:
         st.info("No complete run in this index yet; `neuroboard extract` makes one.")
         st.stop()
     ids = [r.run_id for r in runs]
-    run_id, problem = state.choice_param(st.query_params, "run", ids, ids[0])
+    run_id, problem = params.choice_param(st.query_params, "run", ids, ids[0])
     if problem:
         st.warning(problem)
     by_id = {r.run_id: r for r in runs}

@@ -12,7 +12,7 @@ from core.lens.logit import lens
 from core.model.load import load_model
 from core.model.tokens import encode_prompt as encode
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Cached computations behind the trajectories page: one forward pass per (model, prompt) feeds the logit lens, the
 tuned lens and the residual geometry; prompt-set representations and metrics are computed once per (model, set).
-Models come from dashboard.resources (st.cache_resource, shared by all sessions)."""
+Models come from dashboard.cache.models (st.cache_resource, shared by all sessions)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import streamlit as st
 from core.geometry.residual import ResidualGeometry, residual_geometry
 from core.lens.logit import LensResult, Stream, lens_of, stream
 from core.model.tokens import encode_prompt, token_id, token_texts
-from dashboard.resources import model
+from dashboard.cache.models import model
 
 MAX_UPLOAD_PROMPTS = 2000
 MAX_PROMPT_CHARS = 2000

@@ -3,7 +3,7 @@
 import re
 from html.parser import HTMLParser
 
-from dashboard.components import token_spans
+from dashboard.render.tokens import token_spans
 
 
 class Texts(HTMLParser):

@@ -1,0 +1,34 @@
+"""Cached reads behind unit pages (shared by all sessions): a unit's view, a model's vocabulary, logit effects.
+
+cache_resource, not cache_data: the same read-only objects are handed out, never pickled per rerun.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.units.logit_effects import direction_effects
+from core.units.sources import SOURCES, UnitView
+from dashboard.cache.models import model
+from dashboard.views import units as unit_views
+
+
+@st.cache_resource(max_entries=128, show_spinner=False)
+def view(path: str, kind: str, run_id: int, layer: int, unit: int, ctx: int) -> UnitView:
+    return unit_views.unit_view(path, kind, run_id, layer, unit, k=10, window=ctx)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def vocab(path: str, model_id: int) -> list[str]:
+    return unit_views.vocab(path, model_id)
+
+
+@st.cache_resource(max_entries=128, show_spinner=False)
+def effects(name: str, kind: str, layer: int, unit: int):
+    lm = model(name)
+    return direction_effects(lm, SOURCES[kind].direction(lm, layer, unit), k=10)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def layer_units(path: str, run_id: int, layer: int):
+    return unit_views.layer_table(path, run_id, layer)
