@@ -24,8 +24,10 @@ from pathlib import Path
 
 import torch
 
-from core.data.corpus import Corpus, batches, iter_chunks, tokenize
+from core.data.corpus import Corpus, batches, iter_chunks
 from core.model.load import LoadedModel, load_model
+from core.model.run import pad_batch
+from core.model.tokens import tokenize
 from core.units.extract import ExtractConfig, Progress, extract, forward_chunk
 from core.units.reduce import LayerReducer, ReduceConfig
 
@@ -40,11 +42,8 @@ def make_chunks(lm: LoadedModel, tokens: int, chunk_tokens: int) -> list:
 
 
 def padded(batch) -> torch.Tensor:
-    """Right-padded (B, T) ids, as core.units.extract packs them."""
-    ids = torch.zeros(len(batch), len(batch[0].ids), dtype=torch.long)
-    for i, w in enumerate(batch):
-        ids[i, : len(w.ids)] = torch.tensor(w.ids)
-    return ids
+    """Right-padded (B, T) ids, as core.units.extract packs them (core.model.run.pad_batch)."""
+    return pad_batch([w.ids for w in batch])[0]
 
 
 def each_batch(forward):

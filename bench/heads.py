@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.cli.heads import score_heads
+from core.heads.score import HeadsConfig, score_heads
 from core.index.db import connect
 from core.index.heads import head_score_arrays, head_sets
 from core.index.pool import reading
@@ -42,7 +42,7 @@ def main() -> None:
         con.close()
         for m in a.models.split(","):
             if m not in have:
-                score_heads(m, str(db), ablation_tokens=a.ablation_tokens)
+                score_heads(HeadsConfig(model=m, db=str(db), ablation_tokens=a.ablation_tokens))
     connect(db).close()  # brings an older index up to date
     con = connect(db, read_only=True)
     sets = head_sets(con)

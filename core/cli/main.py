@@ -49,7 +49,7 @@ class RunsQuery:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="neuroboard", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="neuroboard", description="Index and browse the neurons of language models.")
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
 

@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from core.errors import first_line
 from core.lens.tuned import TunedLens, TunedLensError, TunedLensReport
 from core.model.load import BUILTIN, LoadedModel, cache_dir
 
@@ -85,8 +86,7 @@ def load_tuned_lens(lm: LoadedModel, folder: str | Path | None = None) -> TunedL
     except TunedLensError:
         raise
     except Exception as e:  # a truncated or foreign file, broken JSON, missing or odd tensors
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TunedLensError(f"cannot read tuned lens {path}: {why}") from None
+        raise TunedLensError(f"cannot read tuned lens {path}: {first_line(e)}") from None
     return lens.eval().requires_grad_(False)
 
 

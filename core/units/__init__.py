@@ -1,0 +1,9 @@
+"""Units (MLP neurons; SAE features next) and what each did over a corpus, in one pass.
+
+  sources        UnitSource protocol (gather from the index, live activations, output direction); NeuronSource
+  extract        the one-pass pipeline: corpus -> model (edits fold activations into reducers) -> index; resume
+  reduce         LayerReducer: exact streaming stats, histogram, top-K with contexts, interval reservoirs
+  intervals      interval samples from the reservoirs, with a per-interval exactness certificate
+  logit_effects  a unit's direct effect on the logits through the final norm's gain and the unembedding
+  live           a unit's activations and a layer's attention patterns recomputed for the pages
+"""
