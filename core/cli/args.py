@@ -33,12 +33,12 @@ def field_docs(cls) -> dict[str, str]:
     return docs
 
 
-def _unwrap(tp) -> tuple[object, bool]:
-    """(the type without None, whether None was allowed)."""
+def _unwrap(tp):
+    """The type without None (`int | None` -> int)."""
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return (args[0] if len(args) == 1 else str), len(args) < len(typing.get_args(tp))
-    return tp, False
+        return args[0] if len(args) == 1 else str
+    return tp
 
 
 def add_config(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = (),
@@ -49,7 +49,7 @@ def add_config(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = 
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        tp, optional = _unwrap(hints[f.name])
+        tp = _unwrap(hints[f.name])
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else None)
         kw: dict = {"help": (help or {}).get(f.name) or docs.get(f.name, ""), "dest": f.name}

@@ -46,7 +46,7 @@ class HeadAblator:
         if not windows or any(len(w) < 2 for w in windows):
             raise ValueError("head ablation needs windows of at least 2 tokens")
         self.lm = lm
-        self.n_heads, _, self.d_head = lm.parts.heads
+        self.n_heads = lm.parts.heads[0]
         pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
         self.ids, valid = pad_batch(windows, pad)  # (B, T)
         self.mask = valid.long()  # (B, T) 1 on real tokens

@@ -94,13 +94,3 @@ def read_meta(folder: str | Path) -> dict:
     """The stored JSON (model, n_layers, d_model, report), or {} if absent."""
     path = Path(folder) / META
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def available_lenses(lm: LoadedModel) -> list[str]:
-    """["logit"], plus "tuned" when the store holds a tuned lens of this model's shape."""
-    path = store_dir(lm) / WEIGHTS
-    try:
-        ok = path.is_file() and _shape(path) == (lm.n_layers, lm.parts.d_model)
-    except Exception:  # unreadable: not offered
-        ok = False
-    return ["logit", "tuned"] if ok else ["logit"]

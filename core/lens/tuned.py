@@ -19,7 +19,7 @@ Memory is bounded by one batch's residual streams (L, n, d_model) plus one sub-b
 LOGIT_ELEMENTS floats), whatever the vocabulary. Time: two (n, d_model) x (d_model, V) products per block and
 step dominate, so training costs ~ tokens x L x d_model x V (the model's own forward is ~10% of it).
 
-The lens store (`store_dir`, `save_tuned_lens`, `load_tuned_lens`, `available_lenses`) is core.lens.store.
+The lens store (`store_dir`, `save_tuned_lens`, `load_tuned_lens`) is core.lens.store.
 """
 
 from __future__ import annotations

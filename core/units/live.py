@@ -10,7 +10,6 @@ from core.model.intervene import store
 from core.model.load import LoadedModel
 from core.model.run import forward_until, pad_batch
 from core.model.sites import Site
-from core.model.tokens import token_texts, tokenize
 
 
 @torch.inference_mode()
@@ -23,15 +22,6 @@ def unit_activations(lm: LoadedModel, layer: int, unit: int, seqs: list[list[int
     forward_until(lm, ids, layer, edits={Site("neurons", layer): store(got, "a")})
     acts = got["a"][:, :, unit].float().numpy()  # (B, T)
     return [acts[i, : len(s)].copy() for i, s in enumerate(seqs)]
-
-
-def text_activations(lm: LoadedModel, layer: int, unit: int, text: str) -> tuple[list[str], np.ndarray]:
-    """Tokens (display strings) of `text` under the tokenizer's defaults and the unit's activation on each."""
-    ids = tokenize(lm.tokenizer, text)
-    if not ids:
-        return [], np.zeros(0, np.float32)
-    (acts,) = unit_activations(lm, layer, unit, [ids])
-    return token_texts(lm.tokenizer, ids), acts
 
 
 @torch.inference_mode()

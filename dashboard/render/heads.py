@@ -8,7 +8,7 @@ import json
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.render.lens import tok_text
+from dashboard.render.tokens import label as tok_text
 
 ROLE_TITLES = {  # the page's order
     "induction": "induction", "prev_token": "previous token", "duplicate_token": "duplicate token",

@@ -1,5 +1,5 @@
 """Pure figure builders for the trajectories page: lens grids, per-layer lines aligned by relative depth, residual
-geometry. Data in, `go.Figure` out; no streamlit. Token text goes through `tok_text` (HTML-escaped: Plotly renders
+geometry. Data in, `go.Figure` out; no streamlit. Token text goes through `render.tokens.label` (HTML-escaped: Plotly renders
 a subset of HTML tags in labels and decodes entities, so escaping shows the text exactly)."""
 
 from __future__ import annotations
@@ -14,14 +14,9 @@ from plotly.subplots import make_subplots
 
 from core.geometry.residual import ResidualGeometry
 from core.lens.logit import LensResult
+from dashboard.render.tokens import label as tok_text
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756"]
-
-
-def tok_text(tok: str) -> str:
-    """A token as Plotly label text: whitespace made visible, HTML-escaped."""
-    shown = tok.replace("\n", "↵").replace("\t", "⇥")
-    return html.escape(shown if shown.strip() else shown.replace(" ", "␣") or "∅")
 
 
 def rel_depth(n_layers: int) -> np.ndarray:

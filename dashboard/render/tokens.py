@@ -14,9 +14,18 @@ def _bg(value: float, vmax: float) -> str:
     return f"#ff8c00{alpha:02x}" if alpha else ""
 
 
-def _visible(tok: str) -> str:
-    """Make whitespace-only and control tokens visible."""
-    return tok.replace("\n", "↵").replace("\t", "⇥") if tok.strip() else tok.replace("\n", "↵") or "∅"
+def visible(tok: str, spaces: bool = False) -> str:
+    """A token made visible (not escaped): newline as ↵, tab as ⇥, the empty token as ∅, and with `spaces` the
+    spaces of a whitespace-only token as ␣ (in running text they show as themselves)."""
+    shown = tok.replace("\n", "↵").replace("\t", "⇥")
+    if spaces and not shown.strip():
+        shown = shown.replace(" ", "␣")
+    return shown or "∅"
+
+
+def label(tok: str) -> str:
+    """A token as label text in a figure (Plotly renders a subset of HTML in labels): visible, then escaped."""
+    return html.escape(visible(tok, spaces=True))
 
 
 def token_spans(tokens: list[str], values: list[float] | np.ndarray, vmax: float, focus: int | None = None) -> str:
@@ -27,7 +36,7 @@ def token_spans(tokens: list[str], values: list[float] | np.ndarray, vmax: float
         style = (f"background:{bg};" if bg else "") + ("outline:2px solid #d62728" if i == focus else "")
         title = html.escape(f"{tok!r}: {v:.4g}" if np.isfinite(v) else repr(tok), quote=True)
         attr = f' style="{style}"' if style else ""
-        out.append(f'<span class="nb-tok"{attr} title="{title}">{html.escape(_visible(tok))}</span>')
+        out.append(f'<span class="nb-tok"{attr} title="{title}">{html.escape(visible(tok))}</span>')
     return ('<div class="nb-example" style="font-family:monospace;line-height:1.7;white-space:pre-wrap">'
             + "".join(out) + "</div>")
 

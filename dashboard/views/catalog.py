@@ -28,11 +28,6 @@ def index_paths() -> list[Path]:
     return [Path(p) for p in (os.environ.get(DB_ENV) or DEFAULT_DB).split(os.pathsep) if p] or [Path(DEFAULT_DB)]
 
 
-def index_path() -> Path:
-    """The first index offered."""
-    return index_paths()[0]
-
-
 def load_runs(path: str | Path) -> list[RunInfo]:
     """All runs of the index. Raises core.index.db.IndexFileError subclasses (locked, not an index, too new)."""
     with reading(path, wait_s=LOCK_WAIT_S) as cur:

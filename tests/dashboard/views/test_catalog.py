@@ -27,9 +27,9 @@ def test_progress_only_for_running_runs_with_a_target():
 
 def test_index_path_from_env_only(monkeypatch):
     monkeypatch.delenv(catalog.DB_ENV, raising=False)
-    assert str(catalog.index_path()) == catalog.DEFAULT_DB
+    assert [str(p) for p in catalog.index_paths()] == [catalog.DEFAULT_DB]
     monkeypatch.setenv(catalog.DB_ENV, "/x/y.duckdb")
-    assert str(catalog.index_path()) == "/x/y.duckdb"
+    assert [str(p) for p in catalog.index_paths()] == ["/x/y.duckdb"]
     monkeypatch.setenv(catalog.DB_ENV, "/x/y.duckdb:/z/w.duckdb")
     assert [str(p) for p in catalog.index_paths()] == ["/x/y.duckdb", "/z/w.duckdb"]
 
