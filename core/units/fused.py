@@ -1,9 +1,10 @@
 """A compiled one-pass kernel for the reducers (core/units/fused.c), with the pure-torch path as its fallback.
 
-The kernel computes, in one pass over a layer's (n, d) activations split by units over the torch threads: the
-exact histogram increments, the top-K candidates (activation >= the unit's K-th kept value) and the exact reservoir
-candidates (activation > 0 and priority <= its bin's limit). The torch path computes the same things in several
-passes (prefilter masks, nonzero, gathers). Both give identical reducer state (tests/core/units/test_fused.py).
+`scan` makes one pass over a layer's (n, d) activations (rows split over the torch threads): the exact histogram
+increments, the top-K candidates (activation >= the unit's K-th kept value) and the exact reservoir candidates
+(activation > 0 and priority <= its bin's limit). `merge_top` and `merge_res` insert candidates into the sorted
+per-unit lists in place (units split over threads). The torch path computes the same with masks, nonzero, sorts and
+gathers. Both give identical reducer state (tests/core/units/test_fused.py).
 
 It is compiled once per machine with the system C compiler (`cc -O3 -march=native -fopenmp`, no fast-math) into
 $NEUROBOARD_CACHE/ext/, keyed by the source, the flags and the CPU. Without a compiler, or with NEUROBOARD_FUSED=0,
@@ -73,37 +74,77 @@ def library():
         log.warning("neuroboard: the fused reducer kernel is unavailable (%s); using the slower torch path",
                     detail.strip().splitlines()[-1] if detail.strip() else type(e).__name__)
         return None
-    lib.nb_fused.restype = ctypes.c_int
+    lib.nb_scan.restype = ctypes.c_int
+    lib.nb_merge_top.restype = None
+    lib.nb_merge_res.restype = None
     return lib
 
 
-def _p(t: torch.Tensor):
-    return ctypes.c_void_p(t.data_ptr())
+def _p(t: torch.Tensor | None):
+    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
 
 
-def fused_pass(acts: torch.Tensor, thash: torch.Tensor, uhash: torch.Tensor, scale: torch.Tensor, F: int,
-               hist: torch.Tensor, top_thr: torch.Tensor, tau: torch.Tensor, cap: int):
-    """Run the kernel (hist updated in place); returns (top candidates (flat i*d+u) or None on overflow,
-    reservoir candidates (flat idx, prio, group) or None on overflow). acts (n, d) float32 contiguous."""
+def _i(x: int):
+    return ctypes.c_int64(int(x))
+
+
+def _threads(d: int) -> ctypes.c_int:
+    return ctypes.c_int(max(1, min(torch.get_num_threads(), d)))
+
+
+RES_CAP = 1 << 21
+"""Reservoir candidates kept per thread and batch (more: the torch path takes that batch; only a run's first)."""
+
+
+def scan(acts: torch.Tensor, thash: torch.Tensor, uhash: torch.Tensor, scale: torch.Tensor, F: int,
+         hist: torch.Tensor, top_thr: torch.Tensor, tau: torch.Tensor, cap: int):
+    """nb_scan: `hist` (d, 2F) updated in place; returns (top candidates (m,) flat i*d+u, or None when more than
+    `cap` per thread; reservoir candidates (flat idx, priority, group), or None when more than RES_CAP per
+    thread). acts (n, d) float32 contiguous; thash (n,) and uhash (d,) int32; scale (d,) float32; top_thr (d,);
+    tau (d*F,) int32."""
     lib = library()
     n, d = acts.shape
-    T = max(1, min(torch.get_num_threads(), d))
+    T = _threads(d).value
+    rcap = min(RES_CAP, n * d // T + 1)
     top_idx = torch.empty(T * cap, dtype=torch.int64)
-    res_idx = torch.empty(T * cap, dtype=torch.int64)
-    res_prio = torch.empty(T * cap, dtype=torch.int32)
-    res_grp = torch.empty(T * cap, dtype=torch.int64)
-    top_cnt = torch.zeros(T, dtype=torch.int64)
-    res_cnt = torch.zeros(T, dtype=torch.int64)
-    bad = lib.nb_fused(_p(acts), ctypes.c_int64(n), ctypes.c_int64(d), _p(thash), _p(uhash), _p(scale),
-                       ctypes.c_int64(F), _p(hist), _p(top_thr), _p(tau), ctypes.c_int(T), ctypes.c_int64(cap),
-                       _p(top_idx), _p(top_cnt), _p(res_idx), _p(res_prio), _p(res_grp), _p(res_cnt))
+    res_idx, res_grp = torch.empty(T * rcap, dtype=torch.int64), torch.empty(T * rcap, dtype=torch.int64)
+    res_prio = torch.empty(T * rcap, dtype=torch.int32)
+    top_cnt, res_cnt = torch.zeros(T, dtype=torch.int64), torch.zeros(T, dtype=torch.int64)
+    bad = lib.nb_scan(_p(acts), _i(n), _i(d), _p(thash), _p(uhash), _p(scale), _i(F), _p(hist), _p(top_thr),
+                      _p(tau), ctypes.c_int(T), _i(cap), _i(rcap), _p(top_idx), _p(top_cnt), _p(res_idx), _p(res_prio),
+                      _p(res_grp), _p(res_cnt))
+    if bad & 2:
+        raise MemoryError("the fused reducer kernel could not allocate its counts")
     if bad:
         raise ValueError("NaN activations: the model produced NaN at this layer")
 
-    def gather(cnt, *bufs):
-        if int(cnt.max()) > cap:
+    def gather(cnt, c, *bufs):
+        if int(cnt.max()) > c:
             return None
-        keep = torch.cat([torch.arange(t * cap, t * cap + int(cnt[t])) for t in range(T)])
+        keep = torch.cat([torch.arange(t * c, t * c + int(cnt[t])) for t in range(T)])
         return tuple(b[keep] for b in bufs)
 
-    return gather(top_cnt, top_idx), gather(res_cnt, res_idx, res_prio, res_grp)
+    return gather(top_cnt, cap, top_idx), gather(res_cnt, rcap, res_idx, res_prio, res_grp)
+
+
+def merge_top(cand: torch.Tensor, acts: torch.Tensor, tok: torch.Tensor, top_val: torch.Tensor,
+              top_tok: torch.Tensor, top_ctx: torch.Tensor, ctx: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """nb_merge_top: candidates (flat i*d+u into acts (n, d)) into the top lists (K, d) and the contexts of the first
+    Kc ranks (Kc, d, 2W+1), in place. ctx: (full (m, d), rows (n, 2W+1)) as LayerReducer.update takes it."""
+    n, d = acts.shape
+    K, (Kc, _, W2) = top_val.shape[0], top_ctx.shape
+    full = rows = None
+    if ctx is not None and Kc:
+        full, rows = ctx[0].float().contiguous(), ctx[1].contiguous()
+    library().nb_merge_top(_i(cand.numel()), _p(cand), _p(acts), _p(tok), _i(d), _i(K), _p(top_val), _p(top_tok),
+                           _i(Kc), _i(W2), _p(top_ctx), _p(full), _p(rows), _threads(d))
+
+
+def merge_res(grp: torch.Tensor, prio: torch.Tensor, tok: torch.Tensor, val: torch.Tensor, F: int,
+              res_prio: torch.Tensor, res_tok: torch.Tensor, res_val: torch.Tensor) -> None:
+    """nb_merge_res: candidates (group, priority, token int32, value float32) into the reservoirs (d*F, S'),
+    in place."""
+    S2 = res_prio.shape[1]
+    d = res_prio.shape[0] // F
+    library().nb_merge_res(_i(grp.numel()), _p(grp), _p(prio), _p(tok), _p(val), _i(F), _i(S2), _p(res_prio),
+                           _p(res_tok), _p(res_val), _i(d), _threads(d))

@@ -157,8 +157,8 @@ class LayerReducer:
         top = res = None
         if fused.library() is not None:  # one pass: histogram and both candidate lists (core/units/fused.c)
             cap = 4 * K * self.d // max(1, torch.get_num_threads()) + 1
-            top, res = fused.fused_pass(acts, thash, self.uhash, scale, F, self.hist,
-                                        self.top_val[K - 1].contiguous(), self.res_prio[:, S2 - 1].contiguous(), cap)
+            top, res = fused.scan(acts, thash, self.uhash, scale, F, self.hist, self.top_val[K - 1].contiguous(),
+                                  self.res_prio[:, S2 - 1].contiguous(), cap)
         else:
             binf = (acts * scale).ceil_()  # (n, d) in [-F+1, F]: bin = ceil(a / w) - 1 + F
             binf += self._hist_offs  # unit * 2F + F - 1, exact in float32
@@ -180,7 +180,7 @@ class LayerReducer:
 
     def _merge_once(self, units: torch.Tensor) -> None:
         """Double the bin width of `units`: bins (2i, 2i+1) -> F/2 + i; positive reservoirs (2i, 2i+1) -> i."""
-        self.flush()
+        self.flush(units)  # their pending candidates name bins of the old width
         F, S2 = self.cfg.hist_bins, self.cfg.reservoir
         h = self.hist[units]  # (u, 2F)
         new = torch.zeros_like(h)
@@ -203,6 +203,9 @@ class LayerReducer:
     def _update_topk(self, acts: torch.Tensor, tok: torch.Tensor, ctx, cands: tuple | None = None) -> None:
         """cands: (flat i*d+u,) the entries with acts >= the unit's K-th kept value, from the fused pass."""
         K, (n, d) = self.cfg.top_k, acts.shape
+        if cands is not None and cands[0].numel() <= 4 * K * d:  # few: insert them in place (compiled)
+            fused.merge_top(cands[0], acts, tok, self.top_val, self.top_tok, self.top_ctx, ctx)
+            return
         if cands is not None:
             r, c = cands[0] // d, cands[0] % d
         else:
@@ -274,10 +277,11 @@ class LayerReducer:
                           cands: tuple | None = None) -> None:
         """cands: (flat i*d+u, priority, group) of the exact candidates, from the fused pass."""
         F, S2 = self.cfg.hist_bins, self.cfg.reservoir
-        if cands is not None:
+        if cands is not None:  # exact candidates: insert them in place (compiled)
             idx, pr, gi = cands
-            r, v = idx // self.d, acts.view(-1)[idx]
-            real = torch.ones(idx.numel(), dtype=torch.bool)
+            fused.merge_res(gi, pr, tok[idx // self.d].to(torch.int32), acts.view(-1)[idx], F, self.res_prio,
+                            self.res_tok, self.res_val)
+            return
         else:
             vthr, pthr = self._reservoir_prefilter()
             prio = thash[:, None] ^ self.uhash[None, :]  # (n, d) int32
@@ -313,11 +317,23 @@ class LayerReducer:
         short = (surv < S2) & (cnt > surv)  # too few survivors: keep the whole group
         return keep | (live & short[gi])
 
-    def flush(self) -> None:
-        """Merge buffered reservoir candidates (buffering amortises the merge; taus only shrink, so it is safe)."""
-        if self._pending:
-            gi, pr, tk, vv = (torch.cat(x) for x in zip(*self._pending, strict=True))
-            self._pending, self._n_pending = [], 0
+    def flush(self, units: torch.Tensor | None = None) -> None:
+        """Merge buffered reservoir candidates (buffering amortises the merge; taus only shrink, so it is safe);
+        `units`: only those units' candidates (the bottom S' of a group does not depend on when each candidate
+        joins it)."""
+        if not self._pending:
+            return
+        gi, pr, tk, vv = (torch.cat(x) for x in zip(*self._pending, strict=True))
+        self._pending, self._n_pending = [], 0
+        if units is not None:
+            hit = torch.zeros(self.d, dtype=torch.bool)
+            hit[units] = True
+            now = hit[gi // self.cfg.hist_bins]
+            later = ~now
+            if later.any():
+                self._pending, self._n_pending = [(gi[later], pr[later], tk[later], vv[later])], int(later.sum())
+            gi, pr, tk, vv = gi[now], pr[now], tk[now], vv[now]
+        if gi.numel():
             self._merge_reservoir(gi, pr, tk, vv)
 
     def _merge_reservoir(self, gi: torch.Tensor, pr: torch.Tensor, tk: torch.Tensor, vv: torch.Tensor) -> None:
