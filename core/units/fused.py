@@ -75,13 +75,19 @@ def library():
                     detail.strip().splitlines()[-1] if detail.strip() else type(e).__name__)
         return None
     lib.nb_scan.restype = ctypes.c_int
-    lib.nb_merge_top.restype = None
-    lib.nb_merge_res.restype = None
+    lib.nb_merge_top.restype = ctypes.c_int
+    lib.nb_merge_res.restype = ctypes.c_int
+    lib.nb_insert.restype = ctypes.c_int
     return lib
 
 
 def _p(t: torch.Tensor | None):
     return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
+
+
+def _check(bad: int) -> None:
+    if bad & 2:
+        raise MemoryError("a fused reducer kernel could not allocate its buffers")
 
 
 def _i(x: int):
@@ -92,8 +98,8 @@ def _threads(d: int) -> ctypes.c_int:
     return ctypes.c_int(max(1, min(torch.get_num_threads(), d)))
 
 
-RES_CAP = 1 << 21
-"""Reservoir candidates kept per thread and batch (more: the torch path takes that batch; only a run's first)."""
+RES_CAP = 1 << 17
+"""Reservoir candidates listed per thread and batch; with more (a run's first batches), `insert` takes them."""
 
 
 def scan(acts: torch.Tensor, thash: torch.Tensor, uhash: torch.Tensor, scale: torch.Tensor, F: int,
@@ -136,8 +142,8 @@ def merge_top(cand: torch.Tensor, acts: torch.Tensor, tok: torch.Tensor, top_val
     full = rows = None
     if ctx is not None and Kc:
         full, rows = ctx[0].float().contiguous(), ctx[1].contiguous()
-    library().nb_merge_top(_i(cand.numel()), _p(cand), _p(acts), _p(tok), _i(d), _i(K), _p(top_val), _p(top_tok),
-                           _i(Kc), _i(W2), _p(top_ctx), _p(full), _p(rows), _threads(d))
+    _check(library().nb_merge_top(_i(cand.numel()), _p(cand), _p(acts), _p(tok), _i(d), _i(K), _p(top_val), _p(top_tok),
+                           _i(Kc), _i(W2), _p(top_ctx), _p(full), _p(rows), _threads(d)))
 
 
 def merge_res(grp: torch.Tensor, prio: torch.Tensor, tok: torch.Tensor, val: torch.Tensor, F: int,
@@ -146,5 +152,26 @@ def merge_res(grp: torch.Tensor, prio: torch.Tensor, tok: torch.Tensor, val: tor
     in place."""
     S2 = res_prio.shape[1]
     d = res_prio.shape[0] // F
-    library().nb_merge_res(_i(grp.numel()), _p(grp), _p(prio), _p(tok), _p(val), _i(F), _i(S2), _p(res_prio),
-                           _p(res_tok), _p(res_val), _i(d), _threads(d))
+    _check(library().nb_merge_res(_i(grp.numel()), _p(grp), _p(prio), _p(tok), _p(val), _i(F), _i(S2),
+                                  _p(res_prio), _p(res_tok), _p(res_val), _i(d), _threads(d)))
+
+
+def insert(acts: torch.Tensor, tok: torch.Tensor, thash: torch.Tensor, uhash: torch.Tensor, scale: torch.Tensor,
+           F: int, top: tuple | None, res: tuple | None, ctx: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """nb_insert: every activation offered straight to the top-K (top = (top_val, top_tok, top_ctx)) and/or every
+    positive one to the reservoirs (res = (res_prio, res_tok, res_val)), in place; for batches whose candidates
+    overflow the lists of `scan`."""
+    n, d = acts.shape
+    tv, tt, tc = top if top is not None else (None, None, None)
+    rp, rt, rv = res if res is not None else (None, None, None)
+    K = tv.shape[0] if tv is not None else 0
+    Kc, W2 = (tc.shape[0], tc.shape[2]) if tc is not None else (0, 0)
+    S2 = rp.shape[1] if rp is not None else 0
+    full = rows = None
+    if ctx is not None and Kc:
+        full, rows = ctx[0].float().contiguous(), ctx[1].contiguous()
+    bad = library().nb_insert(_p(acts), _i(n), _i(d), _p(tok), _p(thash), _p(uhash), _p(scale), _i(F),
+                              ctypes.c_int(top is not None), _i(K), _p(tv), _p(tt), _i(Kc), _i(W2), _p(tc), _p(full),
+                              _p(rows), ctypes.c_int(res is not None), _i(S2), _p(rp), _p(rt), _p(rv), _threads(d))
+    if bad:
+        raise ValueError("NaN activations: the model produced NaN at this layer")

@@ -159,6 +159,13 @@ class LayerReducer:
             cap = 4 * K * self.d // max(1, torch.get_num_threads()) + 1
             top, res = fused.scan(acts, thash, self.uhash, scale, F, self.hist, self.top_val[K - 1].contiguous(),
                                   self.res_prio[:, S2 - 1].contiguous(), cap)
+            if top is None or res is None:  # too many to list (a run's first batches): insert straight from acts
+                tok = tok.contiguous()
+                fused.insert(acts, tok, thash, self.uhash, scale, F,
+                             (self.top_val, self.top_tok, self.top_ctx) if top is None else None,
+                             (self.res_prio, self.res_tok, self.res_val) if res is None else None, ctx)
+                top = top if top is not None else "done"
+                res = res if res is not None else "done"
         else:
             binf = (acts * scale).ceil_()  # (n, d) in [-F+1, F]: bin = ceil(a / w) - 1 + F
             binf += self._hist_offs  # unit * 2F + F - 1, exact in float32
@@ -203,6 +210,8 @@ class LayerReducer:
     def _update_topk(self, acts: torch.Tensor, tok: torch.Tensor, ctx, cands: tuple | None = None) -> None:
         """cands: (flat i*d+u,) the entries with acts >= the unit's K-th kept value, from the fused pass."""
         K, (n, d) = self.cfg.top_k, acts.shape
+        if cands == "done":
+            return
         if cands is not None and cands[0].numel() <= 4 * K * d:  # few: insert them in place (compiled)
             fused.merge_top(cands[0], acts, tok, self.top_val, self.top_tok, self.top_ctx, ctx)
             return
@@ -277,6 +286,8 @@ class LayerReducer:
                           cands: tuple | None = None) -> None:
         """cands: (flat i*d+u, priority, group) of the exact candidates, from the fused pass."""
         F, S2 = self.cfg.hist_bins, self.cfg.reservoir
+        if cands == "done":
+            return
         if cands is not None:  # exact candidates: insert them in place (compiled)
             idx, pr, gi = cands
             fused.merge_res(gi, pr, tok[idx // self.d].to(torch.int32), acts.view(-1)[idx], F, self.res_prio,
