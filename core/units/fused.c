@@ -356,3 +356,39 @@ int nb_insert(const float *acts, int64_t n, int64_t d, const int64_t *tok, const
     }
     return bad;
 }
+
+/* Per-unit max and min of a layer's (n, d) activations, rows split over threads (torch's amax(0)/amin(0) are
+   exact too: max and min do not depend on the order). NaN: reported, as in nb_scan. */
+int nb_minmax(const float *acts, int64_t n, int64_t d, float *mx, float *mn, int nthreads)
+{
+    int bad = 0;
+    for (int64_t u = 0; u < d; u++) { mx[u] = -INFINITY; mn[u] = INFINITY; }
+    #pragma omp parallel num_threads(nthreads) reduction(|:bad)
+    {
+        int64_t i0, i1;
+        span(n, &i0, &i1);
+        float *lmx = malloc((size_t)d * sizeof(float)), *lmn = malloc((size_t)d * sizeof(float));
+        if (!lmx || !lmn) {
+            bad |= 2;
+        } else {
+            for (int64_t u = 0; u < d; u++) { lmx[u] = -INFINITY; lmn[u] = INFINITY; }
+            for (int64_t i = i0; i < i1; i++) {
+                const float *row = acts + i * d;
+                for (int64_t u = 0; u < d; u++) {
+                    float a = row[u];
+                    bad |= (a != a);
+                    lmx[u] = a > lmx[u] ? a : lmx[u];
+                    lmn[u] = a < lmn[u] ? a : lmn[u];
+                }
+            }
+            #pragma omp critical
+            for (int64_t u = 0; u < d; u++) {
+                mx[u] = lmx[u] > mx[u] ? lmx[u] : mx[u];
+                mn[u] = lmn[u] < mn[u] ? lmn[u] : mn[u];
+            }
+        }
+        free(lmx);
+        free(lmn);
+    }
+    return bad;
+}

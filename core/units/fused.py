@@ -78,6 +78,7 @@ def library():
     lib.nb_merge_top.restype = ctypes.c_int
     lib.nb_merge_res.restype = ctypes.c_int
     lib.nb_insert.restype = ctypes.c_int
+    lib.nb_minmax.restype = ctypes.c_int
     return lib
 
 
@@ -98,7 +99,7 @@ def _threads(d: int) -> ctypes.c_int:
     return ctypes.c_int(max(1, min(torch.get_num_threads(), d)))
 
 
-RES_CAP = 1 << 17
+RES_CAP = 1 << 20
 """Reservoir candidates listed per thread and batch; with more (a run's first batches), `insert` takes them."""
 
 
@@ -175,3 +176,14 @@ def insert(acts: torch.Tensor, tok: torch.Tensor, thash: torch.Tensor, uhash: to
                               _p(rows), ctypes.c_int(res is not None), _i(S2), _p(rp), _p(rt), _p(rv), _threads(d))
     if bad:
         raise ValueError("NaN activations: the model produced NaN at this layer")
+
+
+def minmax(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """nb_minmax: (max (d,), min (d,)) over the rows of acts (n, d) float32 contiguous, in one pass."""
+    n, d = acts.shape
+    mx, mn = torch.empty(d), torch.empty(d)
+    bad = library().nb_minmax(_p(acts), _i(n), _i(d), _p(mx), _p(mn), _threads(d))
+    _check(bad)
+    if bad:
+        raise ValueError("NaN activations: the model produced NaN at this layer")
+    return mx, mn

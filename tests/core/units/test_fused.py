@@ -60,12 +60,15 @@ def test_both_paths_ran(monkeypatch):
     assert calls["top"] > 0 and calls["res"] > 0
 
 
-def test_nan_is_a_clear_error():
-    red = LayerReducer(4, 0, ReduceConfig(top_k=2, samples=1, hist_bins=8))
+def test_nan_is_a_clear_error(monkeypatch):
     acts = torch.ones(3, 4)
     acts[1, 2] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
-        red.update(acts, torch.arange(3))
+    for path in ("fused", "torch"):
+        if path == "torch":
+            monkeypatch.setattr(fused, "library", lambda: None)
+        red = LayerReducer(4, 0, ReduceConfig(top_k=2, samples=1, hist_bins=8))
+        with pytest.raises(ValueError, match="NaN"):
+            red.update(acts, torch.arange(3))
 
 
 def test_real_model_layer_equal(monkeypatch):
