@@ -52,9 +52,9 @@ def tiny_index(tmp_path):
         con.execute("INSERT INTO corpora (corpus_id, spec) VALUES (?, ?)", [1, "demo"])
         config = json.dumps({"model": "tiny-llama", "context_len": 64})
         con.executemany("INSERT INTO runs (run_id, model_id, corpus_id, config, layers, status, tokens_done, "
-                        "docs_done, tokens_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [[1, 1, 1, config, [0, 1, 2], "complete", 1000, 12, 1000],
-                         [2, 1, 1, config, [0, 2], "running", 400, 5, 1000]])
+                        "docs_done, tokens_target, results_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [[1, 1, 1, config, [0, 1, 2], "complete", 1000, 12, 1000, 1000],
+                         [2, 1, 1, config, [0, 2], "running", 400, 5, 1000, None]])
     finally:
         con.close()
     return path

@@ -56,7 +56,7 @@ def serve_command(db: str | Path | list, host: str = "127.0.0.1", port: int = 85
     _dbs(db)
     if not 0 < port < 65536:
         raise ServeError(f"port {port} out of range 1-65535")
-    return [sys.executable, "-m", "streamlit", "run", str(app_path()),
+    return [sys.executable, "-m", "dashboard.server",  # Streamlit, after starting the models' background loading
             "--server.address", host, "--server.port", str(port),
             "--server.headless", str(headless).lower(),
             "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",

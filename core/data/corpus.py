@@ -212,9 +212,10 @@ def document_windows(docs: Iterable[str], tokenizer, *, context_len: int, max_to
 
 
 def iter_chunks(docs: Iterable[str], tokenizer, *, max_tokens: int, context_len: int, chunk_tokens: int,
-                start_doc: int = 0, start_tok: int = 0) -> Iterator[Chunk]:
+                start_doc: int = 0, start_tok: int = 0, first_chunk_tokens: int | None = None) -> Iterator[Chunk]:
     """`document_windows` grouped into chunks of whole documents of at least `chunk_tokens` tokens (the last
-    chunk may be smaller): the unit of commit and resume."""
+    chunk may be smaller): the unit of commit and resume. The run's first chunk (start_tok 0) closes at
+    `first_chunk_tokens` instead when given (a preview of the results comes after it)."""
     chunk_docs: list[tuple[int, str, list[int]]] = []
     wins: list[Window] = []
     chunk_index, chunk_tok0, tok = 0, start_tok, start_tok
@@ -223,7 +224,8 @@ def iter_chunks(docs: Iterable[str], tokenizer, *, max_tokens: int, context_len:
         chunk_docs.append((doc_id, text, ids))
         wins.extend(ws)
         tok += len(ids)
-        if tok - chunk_tok0 >= chunk_tokens:
+        size = first_chunk_tokens if first_chunk_tokens and chunk_tok0 == 0 else chunk_tokens
+        if tok - chunk_tok0 >= size:
             yield Chunk(index=chunk_index, docs=chunk_docs, windows=wins, tok0=chunk_tok0)
             chunk_index, chunk_docs, wins, chunk_tok0 = chunk_index + 1, [], [], tok
     if chunk_docs:

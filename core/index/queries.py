@@ -28,6 +28,18 @@ class RunInfo:
     created_at: str
     updated_at: str
     config: dict
+    results_tokens: int | None = None
+    """Tokens the stored per-unit results cover: all of them for a complete run, a first part for a running run
+    that published results early, None while there are none."""
+
+    @property
+    def has_results(self) -> bool:
+        return self.results_tokens is not None
+
+    @property
+    def partial(self) -> bool:
+        """Results that cover only the first tokens of a run still extracting."""
+        return self.has_results and self.status != "complete"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,9 +48,9 @@ class RunInfo:
 def list_runs(con) -> list[RunInfo]:
     rows = con.execute(
         "SELECT r.run_id, m.name, m.model_id, c.spec, r.status, r.tokens_done, r.tokens_target, r.docs_done, r.layers, "
-        "m.n_layers, m.d_mlp, r.created_at::TEXT, r.updated_at::TEXT, r.config "
+        "m.n_layers, m.d_mlp, r.created_at::TEXT, r.updated_at::TEXT, r.config, r.results_tokens "
         "FROM runs r JOIN models m USING (model_id) JOIN corpora c USING (corpus_id) ORDER BY r.run_id").fetchall()
-    return [RunInfo(*r[:13], config=json.loads(r[13])) for r in rows]
+    return [RunInfo(*r[:13], config=json.loads(r[13]), results_tokens=r[14]) for r in rows]
 
 
 def get_run(con, run_id: int) -> RunInfo:
@@ -54,7 +66,7 @@ def check_unit(con, run_id: int, layer: int, unit: int) -> RunInfo:
         raise QueryError(f"run {run_id} has no layer {layer} (indexed layers: {layer_ranges(run.layers)})")
     if not 0 <= unit < run.d_mlp:
         raise QueryError(f"unit {unit} out of range: layer {layer} has units 0-{run.d_mlp - 1}")
-    if run.status != "complete":
+    if not run.has_results:
         raise QueryError(f"run {run_id} is {run.status}; per-unit results appear when it completes")
     return run
 

@@ -47,8 +47,13 @@ def doc_offsets(con, run_id: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def complete_run(con, run_id: int, tokens_done: int, docs_done: int) -> None:
-    con.execute("UPDATE runs SET status = 'complete', tokens_done = ?, docs_done = ?, "
-                "updated_at = current_timestamp WHERE run_id = ?", [tokens_done, docs_done, run_id])
+    con.execute("UPDATE runs SET status = 'complete', tokens_done = ?, docs_done = ?, results_tokens = ?, "
+                "updated_at = current_timestamp WHERE run_id = ?", [tokens_done, docs_done, tokens_done, run_id])
+
+
+def publish_results(con, run_id: int, tokens: int) -> None:
+    """The per-unit results just written cover the run's first `tokens` tokens (the run goes on)."""
+    con.execute("UPDATE runs SET results_tokens = ?, updated_at = current_timestamp WHERE run_id = ?", [tokens, run_id])
 
 
 def ensure_model(con, info: dict, vocab: list[str]) -> int:
@@ -84,12 +89,14 @@ def create_run(con, model_id: int, corpus_id: int, config: dict, layers: list[in
     return run_id
 
 
-def truncate_run(con, run_id: int, from_doc: int) -> None:
-    """Remove a run's per-token rows from document `from_doc` on (rows a killed chunk left behind)."""
+def truncate_run(con, run_id: int, from_doc: int, drop_results: bool = True) -> None:
+    """Remove a run's per-token rows from document `from_doc` on (rows a killed chunk left behind) and, with
+    `drop_results`, its per-unit results (before new ones are written)."""
     for table in ("run_docs", "tokens", "token_norms"):
         con.execute(f"DELETE FROM {table} WHERE run_id = ? AND doc_id >= ?", [run_id, from_doc])
-    for table in ("unit_stats", "top_examples", "intervals", "interval_samples"):
-        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+    if drop_results:
+        for table in ("unit_stats", "top_examples", "intervals", "interval_samples"):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
 
 
 def write_chunk(con, run_id: int, corpus_id: int, docs: list[tuple[int, str, str]], run_docs: dict,

@@ -66,6 +66,9 @@ class ExtractConfig:
     """Padded tokens per forward pass."""
     chunk_tokens: int = 32_768
     """Tokens per commit + checkpoint."""
+    preview_tokens: int = 0
+    """Also publish per-unit results once the first this-many tokens are indexed (the first chunk ends there), so
+    the pages open long before the run ends; 0: results only at the end."""
     include_special: bool = False
     """Count special tokens (BOS/EOS) in unit statistics; they always feed the model as context."""
     trust_remote_code: bool = False
@@ -78,6 +81,8 @@ class ExtractConfig:
         d = asdict(self)
         for k in ("db", "threads", "trust_remote_code"):
             d.pop(k)
+        if not d["preview_tokens"]:  # runs made before the field existed match a config without a preview
+            d.pop("preview_tokens")
         return d
 
 
@@ -148,7 +153,9 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
     if on_progress:
         on_progress(Progress(run.tokens_done, run.target, run.docs_next, 0.0))
     chunks = iter_chunks(corpus.documents(), lm.tokenizer, max_tokens=cfg.max_tokens, context_len=cfg.context_len,
-                         chunk_tokens=cfg.chunk_tokens, start_doc=run.docs_next, start_tok=run.tokens_done)
+                         chunk_tokens=cfg.chunk_tokens, start_doc=run.docs_next, start_tok=run.tokens_done,
+                         first_chunk_tokens=cfg.preview_tokens or None)
+    preview = bool(cfg.preview_tokens) and run.tokens_done < cfg.preview_tokens
     for chunk in chunks:
         def batch_done(n: int, tok0: int = chunk.tok0) -> None:  # progress inside a chunk, per batch
             if on_progress:
@@ -163,9 +170,12 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
         finally:
             con.close()
         _save_checkpoint(cfg.db, run)
+        if preview and run.tokens_done >= cfg.preview_tokens and run.tokens_done < run.target:
+            _publish(cfg, run, complete=False)  # the pages can open this run now
+            preview = False
         if on_progress:
             on_progress(Progress(run.tokens_done, run.target, run.docs_next, time.monotonic() - t0))
-    _finalize(cfg, run)
+    _publish(cfg, run, complete=True)
     return run.run_id
 
 
@@ -183,7 +193,7 @@ def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[
             run = _Run(match[0][0], match[0][1], layers, cfg.max_tokens, reducers, special=special)
             _load_checkpoint(cfg.db, run)
             with writer.transaction(con):
-                writer.truncate_run(con, run.run_id, run.docs_next)
+                writer.truncate_run(con, run.run_id, run.docs_next, drop_results=False)  # a preview stays valid
             return run
         with writer.transaction(con):
             model_id = writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer))
@@ -302,7 +312,9 @@ def _load_checkpoint(db: str, run: _Run) -> None:
     run.docs_next, run.tokens_done = int(meta["docs_next"]), int(meta["tokens_done"])
 
 
-def _finalize(cfg: ExtractConfig, run: _Run) -> None:
+def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
+    """Write every unit's results from the reducers' state (which goes on unchanged) in one transaction: the
+    run's final results (`complete`), or a preview covering the tokens indexed so far."""
     con = connect(cfg.db)
     try:
         tok0, doc_ids = writer.doc_offsets(con, run.run_id)
@@ -315,9 +327,14 @@ def _finalize(cfg: ExtractConfig, run: _Run) -> None:
             writer.truncate_run(con, run.run_id, run.docs_next)
             for layer in run.layers:
                 writer.write_layer(con, run.run_id, run.reducers[layer].finalize(), doc_of, cfg.hist_bins)
-            writer.complete_run(con, run.run_id, run.tokens_done, run.docs_next)
+            if complete:
+                writer.complete_run(con, run.run_id, run.tokens_done, run.docs_next)
+            else:
+                writer.publish_results(con, run.run_id, run.tokens_done)
     finally:
         con.close()
+    if not complete:
+        return
     ckpt = checkpoint_path(cfg.db, run.run_id)
     ckpt.unlink(missing_ok=True)
     try:

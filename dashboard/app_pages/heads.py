@@ -6,14 +6,23 @@ a head panel: its scores, ablation effect and attention pattern on a repeated-to
 A second model's maps beside the first. All state in the URL.
 """
 
+from urllib.parse import urlencode
+
 import streamlit as st
-import streamlit.components.v1 as components
 
 from dashboard.cache import heads as hd
 from dashboard.render import heads as hc
 from dashboard.shell import frame
 
 NONE = "none"
+INTERACTIVE = False
+"""Clickable Plotly maps instead of the light linked tables (URL `charts=plotly`); set from the page's toggle."""
+
+
+def head_link(layer: int, head: int) -> str:
+    """This page with another head selected, every other URL param kept (a link reopens that exact view)."""
+    params = {k: st.query_params[k] for k in st.query_params} | {"layer": str(layer), "head": str(head)}
+    return "heads?" + urlencode(params)
 DEFAULT_PROMPT = "The cat sat on the mat. The cat sat on the mat. Alice met Bob, and then Alice thanked Bob."
 
 
@@ -32,6 +41,11 @@ def clicked(event, key: str) -> tuple[int, int] | None:
 
 def role_maps(name: str, arrays: dict, selected, cols: int = 3, prefix: str = "heads_map") -> None:
     grid = st.columns(cols)
+    if not INTERACTIVE:  # light: HTML tables whose cells link to their head
+        for i, (role, values) in enumerate(arrays.items()):
+            grid[i % cols].html(hc.role_map_html(values, role, selected, head_link if prefix == "heads_map"
+                                                 else lambda la, he: head_link(la, he) + f"&model={name}"))
+        return
     for i, (role, values) in enumerate(arrays.items()):
         key = f"{prefix}_{name}_{role}"
         event = grid[i % cols].plotly_chart(hc.role_map(values, role, selected), key=key, on_select="rerun",
@@ -49,6 +63,8 @@ def head_panel(name: str, arrays: dict, layer: int, head: int, prompt: str, half
         cols = st.columns(5)
         for col, role in zip(cols, roles[row:row + 5], strict=False):
             col.metric(hc.ROLE_TITLES.get(role, role), f"{arrays[role][layer, head]:.3f}")
+    if frame.loaded_model(name, "attention patterns") is None:
+        return
     t1, t2 = st.tabs(["Your text", "Repeated random tokens (probe)"])
     with t1:
         try:
@@ -58,17 +74,23 @@ def head_panel(name: str, arrays: dict, layer: int, head: int, prompt: str, half
             return
         if len(toks) == hd.MAX_PATTERN_TOKENS:
             st.caption(f"The first {hd.MAX_PATTERN_TOKENS} tokens of your text.")
-        st.plotly_chart(hc.pattern_heatmap(pattern[head], toks, f"layer {layer} head {head} on your text"),
-                        key="heads_pattern_text")
-        components.html(hc.token_view_html(toks, pattern[head]), height=min(400, 60 + 18 * (len(toks) // 12 + 1)),
-                        scrolling=True)
+        if INTERACTIVE:
+            st.plotly_chart(hc.pattern_heatmap(pattern[head], toks, f"layer {layer} head {head} on your text"),
+                            key="heads_pattern_text")
+        else:
+            st.html(hc.pattern_svg(pattern[head], toks, f"layer {layer} head {head} on your text"))
+        # our own page: tokens travel as escaped JSON and are set with textContent (render.heads.token_view_html)
+        st.iframe(hc.token_view_html(toks, pattern[head]), height=min(400, 60 + 18 * (len(toks) // 12 + 1)))
     with t2:
         toks, pattern = hd.probe_pattern(name, layer, half_len)
         st.caption("BOS, then random tokens repeated twice: an induction head attends from each token of the second "
                    "copy to the token after its first occurrence (one diagonal stripe, offset by the copy length "
                    "minus one).")
-        st.plotly_chart(hc.pattern_heatmap(pattern[head], toks, f"layer {layer} head {head} on the probe"),
-                        key="heads_pattern_probe")
+        if INTERACTIVE:
+            st.plotly_chart(hc.pattern_heatmap(pattern[head], toks, f"layer {layer} head {head} on the probe"),
+                            key="heads_pattern_probe")
+        else:
+            st.html(hc.pattern_svg(pattern[head], toks, f"layer {layer} head {head} on the probe"))
 
 
 st.title("Attention heads")
@@ -89,9 +111,12 @@ others = [NONE] + [n for n in names if n != model]
 compare = frame.url_widget(st.selectbox, "heads_compare", "compare", frame.param_choice("compare", others, NONE),
                            label="Beside it", options=others)
 st.query_params["layer"], st.query_params["head"] = str(layer), str(head)
+INTERACTIVE = frame.url_widget(st.toggle, "heads_plotly", "charts", st.query_params.get("charts") == "plotly",
+                               label="Interactive charts (Plotly: click a map to open a head; slower to load)")
+st.query_params["charts"] = "plotly" if INTERACTIVE else "light"
 arrays = hd.scores(str(path), hs.model_id, hs.created_at)
 st.caption(f"{hs.n_layers} layers × {hs.n_heads} heads ({hs.n_kv_heads} key/value heads) · scored "
-           f"{hs.created_at[:16]} · click a cell to open that head")
+           f"{hs.created_at[:16]} · click a cell to open that head (hover: its score)")
 if compare == NONE:
     role_maps(model, arrays, (layer, head))
 else:
@@ -105,7 +130,7 @@ else:
             with c2:
                 role_maps(compare, {role: other_arrays[role]}, None, cols=1, prefix="heads_cmp")
 with st.expander("Top heads per role", expanded=False):
-    st.dataframe(hc.top_heads_table(arrays), key="heads_top", hide_index=True)
+    st.html(hc.top_heads_html(arrays))
 prompt = frame.url_widget(st.text_area, "heads_prompt", "prompt", st.query_params.get("prompt", DEFAULT_PROMPT),
                           label="Your text (for the head's attention pattern)", max_chars=1000)
 if prompt.strip():

@@ -1,35 +1,58 @@
-"""Home: the models and runs of the index; runs still extracting show their progress and refresh by themselves."""
+"""Home: the jobs in progress, the runs and the models of the index. While anything is running the view refreshes
+itself, so runs and pages appear as their data is written (`make demo` serves while it indexes).
+
+Light elements only (HTML tables, progress bars, page links): no data grid, no chart library to load.
+"""
 
 from pathlib import Path
 
 import streamlit as st
 
 from core.index.db import IndexFileError, IndexLockedError
+from dashboard.render import svg
 from dashboard.shell import frame
 from dashboard.views import catalog
 
 REFRESH_S = 3.0
 NEURONS = Path(__file__).with_name("neurons.py")
+RUN_COLUMNS = ["run", "model", "corpus", "status", "tokens", "target", "results", "layers", "units", "created"]
 
-RUN_COLUMNS = {
-    "run_id": st.column_config.NumberColumn("run", format="%d"),
-    "tokens": st.column_config.NumberColumn("tokens", format="localized"),
-    "target": st.column_config.NumberColumn("target", format="localized"),
-    "units": st.column_config.NumberColumn("units", format="localized", help="indexed layers × d_mlp"),
-    "progress": st.column_config.ProgressColumn("progress", format="%.0f%%", min_value=0, max_value=100),
-    "neurons": st.column_config.LinkColumn("neurons", display_text="browse neurons"),
-}
-MODEL_COLUMNS = {"tokens": st.column_config.NumberColumn("tokens", format="localized")}
+
+def runs_table(runs) -> str:
+    df = catalog.runs_frame(runs)
+    rows = [[r.run_id, r.model, Path(r.corpus).name, r.status, f"{r.tokens:,}",
+             f"{r.tokens_target:,}" if r.tokens_target else "", catalog.results_label(r),
+             df["layers"][i], f"{int(df['units'][i]):,}", r.created_at[:16]] for i, r in enumerate(runs)]
+    return svg.table(RUN_COLUMNS, rows, align=["right", "left", "left", "left", "right", "right", "left", "left",
+                                               "right", "left"])
+
+
+def show_jobs(path) -> bool:
+    """Progress of the index's jobs; True while any is waiting or running."""
+    jobs = catalog.load_jobs(path)
+    if not jobs:
+        return False
+    active = [j for j in jobs if j.status in ("waiting", "running")]
+    if active or any(j.status == "failed" for j in jobs):
+        st.subheader("Jobs")
+    for j in jobs:
+        if j.status == "running":
+            st.progress(j.fraction or 0.0, text=catalog.job_label(j))
+        elif j.status in ("waiting", "failed") or active:
+            st.caption(catalog.job_label(j))
+    return bool(active)
 
 
 def show_index(path, db: int | None) -> bool:
-    """Lay out the index's models and runs; True while the view should refresh (index locked or a run running)."""
+    """Lay out the index's jobs, runs and models; True while the view should refresh (index locked, a job or a run
+    in progress)."""
     if not path.exists():
         st.info(f"No index at `{path}` yet. Build one with `neuroboard extract` (or `make demo`), or serve an "
                 "existing index with `neuroboard serve --db INDEX`.", icon=":material/info:")
         return False
     try:
         runs = catalog.load_runs(path)
+        busy = show_jobs(path)
     except IndexLockedError:
         st.warning(f"The index is updating (another process is writing to it) — retrying every "
                    f"{REFRESH_S:.0f} s.", icon=":material/hourglass_top:")
@@ -40,21 +63,23 @@ def show_index(path, db: int | None) -> bool:
         return False
     if not runs:
         st.info("The index has no runs yet; `neuroboard extract` fills it.", icon=":material/info:")
-        return False
+        return busy
     st.caption(f"`{path}` · {catalog.file_size(path)} · {len(runs)} run{'s' * (len(runs) != 1)}")
-    st.subheader("Runs")
-    st.dataframe(catalog.runs_frame(runs, db), key="home_runs", hide_index=True, column_config=RUN_COLUMNS)
     for r in runs:  # the first of the two clicks from Home to a neuron's top examples
-        if r.status == "complete":
+        if r.has_results:
             params = {"run": str(r.run_id)} | ({"db": str(db)} if db is not None else {})
-            st.page_link(NEURONS, label=f"Browse the neurons of run {r.run_id} ({r.model})",
-                         icon=":material/neurology:", query_params=params)
+            label = f"Browse the neurons of run {r.run_id} ({r.model})" + (" — first results" if r.partial else "")
+            st.page_link(NEURONS, label=label, icon=":material/neurology:", query_params=params)
     running = catalog.running_lines(runs)
     for frac, label in running:
         st.progress(frac, text=label)
+    st.subheader("Runs")
+    st.html(runs_table(runs))
     st.subheader("Models")
-    st.dataframe(catalog.models_frame(runs), key="home_models", hide_index=True, column_config=MODEL_COLUMNS)
-    return bool(running)
+    m = catalog.models_frame(runs)
+    st.html(svg.table(list(m.columns), [[r.model, r.n_layers, r.d_mlp, r.runs, f"{r.tokens:,}"]
+                                        for r in m.itertuples()], align=["left", "right", "right", "right", "right"]))
+    return bool(running) or busy
 
 
 st.title("neuroboard")

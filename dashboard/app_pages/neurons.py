@@ -51,7 +51,10 @@ if find:
         st.query_params["unit"] = str(interesting(units, time.time_ns()))
         st.rerun()
 
-unit_body.unit_body("neuron", path, run, int(layer), int(unit), int(ctx))
+interactive = frame.url_widget(st.toggle, "neuron_plotly", "charts", qp.get("charts") == "plotly",
+                               label="Interactive charts (Plotly: zoom and pan; slower to load)")
+st.query_params["charts"] = "plotly" if interactive else "light"
+unit_body.unit_body("neuron", path, run, int(layer), int(unit), int(ctx), interactive=interactive)
 
 st.subheader("Custom text")
 text = st.text_area("Type text to see this neuron's activation on every token", qp.get("text", ""),

@@ -12,10 +12,22 @@ import streamlit as st
 from dashboard.cache import trajectories as td
 from dashboard.cache.models import allowed_models
 from dashboard.render import lens as lc
-from dashboard.shell.frame import param_choice, param_int, url_widget
+from dashboard.render import svg
+from dashboard.shell.frame import loaded_model, param_choice, param_int, url_widget
 from dashboard.shell.params import md_code
 
 DEFAULT_PROMPT = "The capital of France is"
+INTERACTIVE = False
+"""Plotly figures instead of the light inline ones (URL `charts=plotly`); set below from the page's toggle."""
+
+
+def chart(light: str, figure, key: str, where=st) -> None:
+    """A chart: the light inline SVG/HTML, or the interactive Plotly figure when the page asks for it (the figure
+    is built only then: `figure` is a function)."""
+    if INTERACTIVE:
+        where.plotly_chart(figure(), key=key)
+    else:
+        where.html(light)
 NONE = "none"
 VIEWS = {"lens": "Lens", "stream": "Residual stream", "sets": "Prompt sets"}
 
@@ -34,29 +46,34 @@ def lens_view(models: list[str], prompt: str, kind: str, target: str) -> None:
                          "from the end: -1 is the last token)", min_value=-T, max_value=-1)
     cols = st.columns(len(models))
     for col, name, res in zip(cols, models, results, strict=True):
-        col.plotly_chart(lc.lens_grid(res, td.vocab_fn(name), f"{name}: top-1 after each block "
-                                      f"({td.usable_kind(name, kind)} lens)"), key=f"traj_grid_{name}")
+        title = f"{name}: top-1 after each block ({td.usable_kind(name, kind)} lens)"
+        chart(lc.lens_grid_html(res, td.vocab_fn(name), title),
+              lambda res=res, name=name, title=title: lc.lens_grid(res, td.vocab_fn(name), title),
+              f"traj_grid_{name}", col)
     series = [(name, res, len(res.ids) + pos, td.vocab_fn(name)(int(res.target_ids[pos])))
               for name, res in zip(models, results, strict=True)]
     st.subheader("Target across depth")
     st.caption("Target: " + "; ".join(f"{n} → `{md_code(t)}` at token {p} (`{md_code(r.tokens[p])}`)"
                                       for n, r, p, t in series)
                + ". Default target: the model's own final prediction at that position.")
-    st.plotly_chart(lc.target_chart(series), key="traj_target_chart")
+    chart(lc.target_chart_svg(series), lambda: lc.target_chart(series), "traj_target_chart")
     ent = [lc.Series(n, r.entropy[:, p], color=i) for i, (n, r, p, _) in enumerate(series)]
     kl = [lc.Series(f"{n} ({td.usable_kind(n, kind)})", r.kl_final[:, p], color=i) for i, (n, r, p, _) in enumerate(series)]
     c1, c2 = st.columns(2)
-    c1.plotly_chart(lc.depth_lines(ent, "entropy (nats)", title="Entropy at the position"), key="traj_entropy")
-    c2.plotly_chart(lc.depth_lines(kl, "KL(final ‖ layer) (nats)", title="KL to the final distribution at the "
-                                   "position"), key="traj_kl")
+    chart(lc.depth_lines_svg(ent, "entropy (nats)", title="Entropy at the position"),
+          lambda: lc.depth_lines(ent, "entropy (nats)", title="Entropy at the position"), "traj_entropy", c1)
+    kl_title = "KL to the final distribution at the position"
+    chart(lc.depth_lines_svg(kl, "KL(final ‖ layer) (nats)", title=kl_title),
+          lambda: lc.depth_lines(kl, "KL(final ‖ layer) (nats)", title=kl_title), "traj_kl", c2)
     both = []
     for i, name in enumerate(models):
         both.append(lc.Series(f"{name} logit", td.lens_result(name, prompt, "logit", None).kl_final.mean(1), i))
         if td.tuned_lens(name) is not None:
             both.append(lc.Series(f"{name} tuned", td.lens_result(name, prompt, "tuned", None).kl_final.mean(1), i,
                                   dash="dash"))
-    st.plotly_chart(lc.depth_lines(both, "mean KL (nats)", log_y=True, title="Logit vs tuned lens: KL to the "
-                                   "final distribution, mean over positions"), key="traj_kl_both")
+    both_title = "Logit vs tuned lens: KL to the final distribution, mean over positions"
+    chart(lc.depth_lines_svg(both, "mean KL (nats)", log_y=True, title=both_title),
+          lambda: lc.depth_lines(both, "mean KL (nats)", log_y=True, title=both_title), "traj_kl_both")
     missing = [n for n in models if td.tuned_lens(n) is None]
     if missing:
         st.caption("No tuned lens yet for " + ", ".join(missing) + " (train one with `neuroboard train-lens "
@@ -68,20 +85,25 @@ def stream_view(models: list[str], prompt: str) -> None:
     cols = st.columns(len(models))
     for col, name, g in zip(cols, models, geos, strict=True):
         toks = [td.vocab_fn(name)(i) for i in td.stream_of(name, prompt).ids]
-        col.plotly_chart(lc.norm_heatmap(g, toks, f"{name}: residual norm"), key=f"traj_norm_{name}")
-        rows = [m | {"token": toks[m["position"]]} for m in g.massive]
+        chart(lc.norm_grid_html(g, toks, f"{name}: residual norm (log colour scale)"),
+              lambda g=g, toks=toks, name=name: lc.norm_heatmap(g, toks, f"{name}: residual norm"),
+              f"traj_norm_{name}", col)
         col.caption("Largest activations (massive: |value| > 100 and > 1000× the block's median |h|)")
-        col.dataframe(rows, key=f"traj_massive_{name}", hide_index=True,
-                      column_order=["layer", "dim", "position", "token", "value", "ratio", "massive"])
+        col.html(svg.table(["layer", "dim", "position", "token", "value", "ratio", "massive"],
+                           [[m["layer"], m["dim"], m["position"], repr(toks[m["position"]]), float(m["value"]),
+                             float(m["ratio"]), "yes" if m["massive"] else ""] for m in g.massive]))
     med = [lc.Series(n, g.median_update, color=i) for i, (n, g) in enumerate(zip(models, geos, strict=True))]
     cos = [lc.Series(n, np.nanmedian(g.cos_prev[:, 1:] if g.cos_prev.shape[1] > 1 else g.cos_prev, axis=1), color=i)
            for i, (n, g) in enumerate(zip(models, geos, strict=True))]
     quiet = {n: g.quiet for n, g in zip(models, geos, strict=True)}
     c1, c2 = st.columns(2)
-    c1.plotly_chart(lc.depth_lines(med, "‖h_l − h_{l−1}‖ / ‖h_{l−1}‖", log_y=True, highlight=quiet,
-                                   title="Relative update per block (median over positions)"), key="traj_update")
-    c2.plotly_chart(lc.depth_lines(cos, "cos(h_l, h_{l−1})", highlight=quiet,
-                                   title="Cosine with the block's input (median over positions)"), key="traj_cos")
+    up_title, cos_title = "Relative update per block (median over positions)", "Cosine with the block's input " \
+        "(median over positions)"
+    chart(lc.depth_lines_svg(med, "‖h_l − h_{l−1}‖ / ‖h_{l−1}‖", log_y=True, highlight=quiet, title=up_title),
+          lambda: lc.depth_lines(med, "‖h_l − h_{l−1}‖ / ‖h_{l−1}‖", log_y=True, highlight=quiet, title=up_title),
+          "traj_update", c1)
+    chart(lc.depth_lines_svg(cos, "cos(h_l, h_{l−1})", highlight=quiet, title=cos_title),
+          lambda: lc.depth_lines(cos, "cos(h_l, h_{l−1})", highlight=quiet, title=cos_title), "traj_cos", c2)
     st.caption("Circled: quiet blocks, whose median relative update is below 0.1 (the first position is left "
                "out: attention sinks make it an outlier). " + "; ".join(
                    f"{n}: {', '.join(map(str, q)) or 'none'}" for n, q in quiet.items()))
@@ -115,7 +137,9 @@ def sets_view(models: list[str]) -> None:
     cols = st.columns(2)
     for j, (field, title, log_y) in enumerate(metrics):
         series = [lc.Series(n, getattr(g, field), color=i) for i, (n, g) in enumerate(zip(models, geos, strict=True))]
-        cols[j % 2].plotly_chart(lc.depth_lines(series, title, log_y=log_y, title=title), key=f"traj_set_{field}")
+        chart(lc.depth_lines_svg(series, title, log_y=log_y, title=title),
+              lambda series=series, title=title, log_y=log_y: lc.depth_lines(series, title, log_y=log_y, title=title),
+              f"traj_set_{field}", cols[j % 2])
     st.caption("At which layer are the labels separated (the first block within 0.02 of the best probe accuracy)? "
                + "; ".join(separation(n, g) for n, g in zip(models, geos, strict=True))
                + (". Folds keep each `group` (e.g. a true statement and its false twin) together."
@@ -131,8 +155,10 @@ def sets_view(models: list[str]) -> None:
         except GeometryError as e:
             col.warning(str(e))
             continue
-        col.plotly_chart(lc.scatter_2d(xy, ps.labels, ps.texts, f"{name}: block {layer} ({method.upper()})"),
-                         key=f"traj_scatter_{name}")
+        sc_title = f"{name}: block {layer} ({method.upper()})"
+        chart(lc.scatter_svg(xy, ps.labels, ps.texts, sc_title),
+              lambda xy=xy, sc_title=sc_title: lc.scatter_2d(xy, ps.labels, ps.texts, sc_title),
+              f"traj_scatter_{name}", col)
 
 
 def separation(name: str, g) -> str:
@@ -160,7 +186,13 @@ target = url_widget(c4.text_input, "traj_target", "target", qp.get("target", "")
                     "' Paris'; empty: the model's own prediction)", max_chars=100)
 view = url_widget(st.segmented_control, "traj_view", "view", param_choice("view", list(VIEWS), "lens"), label="View",
                   options=list(VIEWS), format_func=VIEWS.get, required=True)
+INTERACTIVE = url_widget(st.toggle, "traj_plotly", "charts", qp.get("charts") == "plotly",
+                         label="Interactive charts (Plotly: zoom and pan; slower to load)")
+st.query_params["charts"] = "plotly" if INTERACTIVE else "light"
 models = [model] + ([compare] if compare != NONE else [])
+waiting = [m for m in models if loaded_model(m, "its views") is None]
+if waiting:
+    st.stop()
 if kind == "tuned":
     for name in models:
         if td.tuned_lens(name) is None:

@@ -11,10 +11,10 @@ from core.index.db import IndexLockedError
 from core.index.queries import QueryError, RunInfo
 from core.model.tokens import token_texts, tokenize
 from core.units.sources import SOURCES, UnitView
-from dashboard.cache.models import model
 from dashboard.cache.units import effects, view, vocab
 from dashboard.render import units as unit_charts
 from dashboard.render.tokens import example_html
+from dashboard.shell.frame import loaded_model
 from dashboard.views import units as unit_views
 
 
@@ -29,9 +29,11 @@ def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None) 
                    for e in examples)
 
 
-def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) -> None:
+def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, interactive: bool = False) -> None:
+    """Index data at once (stats, histogram, examples, intervals); logit effects when the model is loaded.
+    `interactive`: Plotly charts instead of the light inline ones."""
     try:
-        v = view(str(path), kind, run.run_id, layer, unit, ctx)
+        v = view(str(path), kind, run, layer, unit, ctx)
     except QueryError as e:
         st.warning(str(e))
         return
@@ -39,6 +41,9 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) ->
         st.warning("The index is updating; try again in a moment.")
         return
     voc = vocab(str(path), run.model_id)
+    if run.partial:
+        st.info(f"Results so far: the first {run.results_tokens:,} of {run.tokens_target or 0:,} tokens. The run is "
+                "still extracting; its final results replace these when it completes.", icon=":material/update:")
     s = v.stats
     m = st.columns(5)
     m[0].metric("Layer / unit", f"{layer} / {unit}")
@@ -46,10 +51,13 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) ->
     m[2].metric("Mean", f"{s['mean']:.4f}")
     m[3].metric("Max", f"{s['max']:.4f}")
     m[4].metric("Min", f"{s['min']:.4f}")
-    st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
+    if interactive:
+        st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
+    else:
+        st.html(unit_charts.activation_histogram_svg(s["hist"], s["hist_exp"]))
 
     stored = all(e.context is not None for e in v.top)
-    lm = None if stored else model(run.model)
+    lm = None if stored else loaded_model(run.model, "the context values")
     st.subheader("Top activating examples")
     st.caption("Background: activation as a share of the unit's max; hover a token for its value; the outlined token "
                "is the example. " + ("Values from the index." if stored else "Values recomputed live."))
@@ -71,18 +79,26 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int) ->
 
     st.subheader("Logit effects")
     st.caption("The unit's output direction through the final norm's gain and the unembedding (direct effect).")
+    if loaded_model(run.model, "logit effects") is None:
+        return
     eff = effects(run.model, kind, layer, unit)
-    t1, t2 = st.columns(2)
-    t1.dataframe({"promoted": [voc[i] for i in eff.top_ids], "effect": [float(eff.values[i]) for i in eff.top_ids]},
-                 key="unit_promoted", hide_index=True)
-    t2.dataframe({"suppressed": [voc[i] for i in eff.bottom_ids],
-                  "effect": [float(eff.values[i]) for i in eff.bottom_ids]}, key="unit_suppressed", hide_index=True)
-    st.plotly_chart(unit_charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
+    if interactive:
+        t1, t2 = st.columns(2)
+        t1.dataframe({"promoted": [voc[i] for i in eff.top_ids], "effect": [float(eff.values[i]) for i in eff.top_ids]},
+                     key="unit_promoted", hide_index=True)
+        t2.dataframe({"suppressed": [voc[i] for i in eff.bottom_ids],
+                      "effect": [float(eff.values[i]) for i in eff.bottom_ids]}, key="unit_suppressed",
+                     hide_index=True)
+        st.plotly_chart(unit_charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
+    else:
+        st.html(unit_charts.logit_effects_html(eff, voc))
 
 
 def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:
-    """The unit's activation on every token of `text`, recomputed live."""
-    lm = model(run.model)
+    """The unit's activation on every token of `text`, recomputed live (once the model is loaded)."""
+    lm = loaded_model(run.model, "values on your text")
+    if lm is None:
+        return
     ids = tokenize(lm.tokenizer, text)
     if not ids:
         st.caption("No tokens.")

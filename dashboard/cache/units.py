@@ -13,8 +13,13 @@ from dashboard.cache.models import model
 from dashboard.views import units as unit_views
 
 
+def view(path: str, kind: str, run, layer: int, unit: int, ctx: int) -> UnitView:
+    """A unit's view of `run` (a RunInfo); a run's newer results (a preview, then the final ones) are a new key."""
+    return _view(path, kind, run.run_id, run.results_tokens, layer, unit, ctx)
+
+
 @st.cache_resource(max_entries=128, show_spinner=False)
-def view(path: str, kind: str, run_id: int, layer: int, unit: int, ctx: int) -> UnitView:
+def _view(path: str, kind: str, run_id: int, results_tokens: int, layer: int, unit: int, ctx: int) -> UnitView:
     return unit_views.unit_view(path, kind, run_id, layer, unit, k=10, window=ctx)
 
 

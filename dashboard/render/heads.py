@@ -101,3 +101,34 @@ def top_heads_table(arrays: dict[str, np.ndarray], k: int = 5) -> list[dict]:
         out += [{"role": ROLE_TITLES.get(role, role), "rank": r + 1, "layer": int(i // H), "head": int(i % H),
                  "score": float(flat[i])} for r, i in enumerate(order)]
     return out
+
+
+# ----------------------------------------------------------------------------- light versions (HTML tables / SVG)
+def role_map_html(values: np.ndarray, role: str, selected: tuple[int, int] | None, link) -> str:
+    """A layer x head map of one role as an HTML table; every cell a link (`link(layer, head)` -> URL) that opens
+    that head; signed roles (ablation, OV copying) on a red-white-blue scale around 0."""
+    from dashboard.render import svg
+
+    L, H = values.shape
+    tips = np.array([[f"layer {i}, head {j}: {values[i, j]:.3f}" for j in range(H)] for i in range(L)], dtype=object)
+    links = np.array([[link(i, j) for j in range(H)] for i in range(L)], dtype=object)
+    return svg.grid(values, row_labels=[str(i) for i in range(L)], col_labels=[str(j) for j in range(H)], tips=tips,
+                    links=links, title=ROLE_TITLES.get(role, role), selected=selected, cell=16,
+                    diverging=role.startswith(("ablation", "ov_")))
+
+
+def pattern_svg(pattern: np.ndarray, tokens: list[str], title: str = "") -> str:
+    """(T, T) attention weights as inline SVG, queries as rows, keys as columns."""
+    from dashboard.render import svg
+
+    labels = [f"{t}: {svg.visible_short(s, 10)}" for t, s in enumerate(tokens)]
+    return svg.matrix(pattern, labels=labels, title=title or None)
+
+
+def top_heads_html(arrays: dict[str, np.ndarray], k: int = 5) -> str:
+    from dashboard.render import svg
+
+    rows = top_heads_table(arrays, k)
+    return svg.table(["role", "rank", "layer", "head", "score"],
+                     [[r["role"], r["rank"], r["layer"], r["head"], r["score"]] for r in rows],
+                     align=["left", "right", "right", "right", "right"])

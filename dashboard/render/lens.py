@@ -127,3 +127,72 @@ def scatter_2d(xy: np.ndarray, labels: Sequence[str], texts: Sequence[str], titl
     fig.update_layout(title=title, height=380, margin=dict(l=40, r=10, t=40, b=40), xaxis_title="component 1",
                       yaxis_title="component 2")
     return fig
+
+
+# ----------------------------------------------------------------------------- light versions (HTML tables / SVG)
+def lens_grid_html(res: LensResult, vocab: Callable[[int], str], title: str = "", max_positions: int = 32) -> str:
+    """The lens grid as an HTML table: a row per block (the last on top), a column per position (at most the last
+    `max_positions`), each cell the top-1 token coloured by its probability; hover shows the top-5."""
+    from dashboard.render import svg
+
+    L, T, _ = res.top_ids.shape
+    cols = list(range(max(0, T - max_positions), T))
+    rows = list(range(L - 1, -1, -1))
+    text = np.empty((len(rows), len(cols)), dtype=object)
+    tips = np.empty((len(rows), len(cols)), dtype=object)
+    for a, layer in enumerate(rows):
+        for b, t in enumerate(cols):
+            ids, ps = res.top_ids[layer, t], res.top_probs[layer, t]
+            text[a, b] = svg.visible_short(vocab(int(ids[0])))
+            tips[a, b] = f"block {layer}, position {res.positions[t]}: " + ", ".join(
+                f"{vocab(int(i))!r} {p:.3f}" for i, p in zip(ids, ps, strict=True))
+    note = f" (the last {len(cols)} of {T} positions)" if len(cols) < T else ""
+    return svg.grid(res.top_probs[rows][:, cols, 0], row_labels=[str(r) for r in rows],
+                    col_labels=[svg.visible_short(res.tokens[res.positions[t]]) for t in cols], tips=tips, text=text,
+                    vmin=0.0, vmax=1.0, title=(title + note) or None, cell=34)
+
+
+def depth_lines_svg(series: Sequence[Series], y_title: str, *, log_y: bool = False, title: str = "",
+                    highlight: dict[str, list[int]] | None = None) -> str:
+    """`depth_lines` as inline SVG: each series against relative depth; hover shows the block and value."""
+    from dashboard.render import svg
+
+    lines = [(s.name, rel_depth(len(s.values)), np.asarray(s.values, np.float64)) for s in series]
+    tips = [[f"{s.name}: block {i}: {svg.fmt(float(v))}" for i, v in enumerate(s.values)] for s in series]
+    return svg.lines(lines, xlabel="relative depth (block + 1) / L", ylabel=y_title, log_y=log_y, title=title or None,
+                     marks=highlight, point_tips=tips)
+
+
+def target_chart_svg(series: Sequence[tuple[str, LensResult, int, str]]) -> str:
+    """`target_chart` as two inline SVG charts side by side: p(target) and rank + 1 across depth."""
+
+    prob = [Series(f"{n}: {t!r}", r.target_prob[:, p], i) for i, (n, r, p, t) in enumerate(series)]
+    rank = [Series(f"{n}: {t!r}", r.target_rank[:, p] + 1.0, i) for i, (n, r, p, t) in enumerate(series)]
+    return ('<div style="display:flex;gap:16px;flex-wrap:wrap">'
+            f'<div style="flex:1;min-width:320px">{depth_lines_svg(prob, "p(target)", title="p(target)")}</div>'
+            f'<div style="flex:1;min-width:320px">{depth_lines_svg(rank, "rank + 1", log_y=True, title="rank of target (0 = top)")}</div>'
+            "</div>")
+
+
+def norm_grid_html(geo: ResidualGeometry, tokens: list[str], title: str = "", max_positions: int = 32) -> str:
+    """The stream's L2 norm per (stream, position) as an HTML table coloured by log10 norm (the last block on top;
+    -1: the embedding stream); at most the last `max_positions` positions."""
+    from dashboard.render import svg
+
+    L1, T = geo.norms.shape
+    cols = list(range(max(0, T - max_positions), T))
+    rows = list(range(L1 - 1, -1, -1))
+    z = np.log10(np.maximum(geo.norms[rows][:, cols], 1e-12))
+    tips = np.array([[f"block {r - 1}, position {t}: |h| = {geo.norms[r, t]:.4g}" for t in cols] for r in rows],
+                    dtype=object)
+    note = f" (the last {len(cols)} of {T} positions)" if len(cols) < T else ""
+    return svg.grid(z, row_labels=[str(r - 1) for r in rows], col_labels=[svg.visible_short(tokens[t]) for t in cols],
+                    tips=tips, title=(title + note) or None, cell=20)
+
+
+def scatter_svg(xy: np.ndarray, labels: Sequence[str], texts: Sequence[str], title: str = "") -> str:
+    """`scatter_2d` as inline SVG: one colour per label; hover shows the prompt."""
+    from dashboard.render import svg
+
+    return svg.scatter(xy, [str(x) for x in labels], [f"{lab}: {t}" for lab, t in zip(labels, texts, strict=True)],
+                       title=title or None)

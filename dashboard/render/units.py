@@ -38,3 +38,31 @@ def logit_effect_histogram(values: np.ndarray, bins: int = 80) -> go.Figure:
     fig.update_layout(xaxis_title="logit effect", yaxis_title="tokens", yaxis_type="log", bargap=0, height=220,
                       margin=dict(l=40, r=10, t=10, b=40))
     return fig
+
+
+# ----------------------------------------------------------------------------- light versions (inline SVG / HTML)
+def activation_histogram_svg(hist: list[int] | np.ndarray, hist_exp: int, title: str | None = None) -> str:
+    """The exact activation histogram as inline SVG (render.svg.bars), empty tails trimmed, hover per bin."""
+    from dashboard.render import svg
+
+    counts = np.asarray(hist, dtype=np.int64)
+    edges = hist_edges(hist_exp, counts.size)
+    nz = np.nonzero(counts)[0]
+    lo, hi = (nz[0], nz[-1] + 1) if nz.size else (0, counts.size)
+    return svg.bars(edges[lo: hi + 1], counts[lo:hi], xlabel="activation", ylabel="tokens", log_y=True, title=title)
+
+
+def logit_effects_html(effects, vocab: list[str], k: int = 10) -> str:
+    """The k most promoted and suppressed tokens side by side (HTML tables) and the effect's distribution over
+    the vocabulary (inline SVG, log counts)."""
+    from dashboard.render import svg
+
+    vals = np.asarray(effects.values, np.float64)
+    up = svg.table(["promoted", "effect"], [(repr(vocab[i])[1:-1], float(vals[i])) for i in effects.top_ids[:k]],
+                   align=["left", "right"])
+    down = svg.table(["suppressed", "effect"], [(repr(vocab[i])[1:-1], float(vals[i]))
+                                                for i in effects.bottom_ids[:k]], align=["left", "right"])
+    counts, edges = np.histogram(vals, bins=80)
+    hist = svg.bars(edges, counts, xlabel="logit effect", ylabel="tokens", log_y=True, color="#72b7b2",
+                    tip="{lo} to {hi}: {n} tokens", height=170)
+    return (f'<div style="display:flex;gap:32px;flex-wrap:wrap"><div>{up}</div><div>{down}</div></div>{hist}')

@@ -48,9 +48,8 @@ def choose_index() -> Path:
     """Index chooser (shown only when the server offers several); URL param `db` is its number."""
     paths = catalog.index_paths()
     if len(paths) == 1:
-        with st.sidebar:
-            st.caption("Index")
-            st.code(str(paths[0]), language=None, wrap_lines=True)
+        with st.sidebar:  # a caption, not st.code: the code block pulls in a 1.5 MB syntax highlighter
+            st.caption(f"Index: `{params.md_code(str(paths[0]))}`")
         return paths[0]
     i, problem = params.int_param(st.query_params, "db", 0, 0, len(paths) - 1)
     if problem:
@@ -76,12 +75,36 @@ def read_or_stop(read: Callable, *args):
         st.stop()
 
 
+def loaded_model(name: str, what: str):
+    """The model if it is loaded; else None, after a placeholder that reruns the page once the model is ready
+    (it loads in the background: dashboard.cache.models), so a page shows its index data at once and fills in
+    `what` (e.g. "logit effects") later. A model that cannot load: a friendly line, None."""
+    from dashboard.cache import models
+
+    if models.ready(name) and models.error(name) is None:
+        return models.model(name)
+    if models.error(name):
+        st.warning(f"{name} could not be loaded, so {what} are not shown: {models.error(name)}")
+        return None
+    models.start([name])
+
+    @st.fragment(run_every=1.0)
+    def waiting() -> None:
+        if models.ready(name):
+            st.rerun()
+        st.caption(f":material/hourglass_top: Loading {name}… {what} appear when it is ready.")
+
+    waiting()
+    return None
+
+
 def choose_run(path: Path) -> tuple[list[RunInfo], RunInfo]:
     """Sidebar model and run choosers over the complete runs of `path`; stops the page with a friendly message
     when the index is missing, locked by a writer, or has no complete run."""
-    runs = [r for r in read_or_stop(catalog.load_runs, path) if r.status == "complete"]
+    runs = [r for r in read_or_stop(catalog.load_runs, path) if r.has_results]
     if not runs:
-        st.info("No complete run in this index yet; `neuroboard extract` makes one.")
+        st.info("No run in this index has results yet; `neuroboard extract` makes one (Home shows the progress of "
+                "runs still extracting).")
         st.stop()
     ids = [r.run_id for r in runs]
     run_id, problem = params.choice_param(st.query_params, "run", ids, ids[0])

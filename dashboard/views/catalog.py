@@ -54,7 +54,7 @@ def runs_frame(runs: list[RunInfo], db: int | None = None) -> pd.DataFrame:
              "target": r.tokens_target, "progress": progress_pct(r),
              "layers": f"{layer_ranges(r.layers)} of {r.n_layers}", "d_mlp": r.d_mlp, "units": len(r.layers) * r.d_mlp,
              "created": r.created_at[:16],
-             "neurons": f"/neurons?run={r.run_id}{extra}" if r.status == "complete" else None} for r in runs]
+             "neurons": f"/neurons?run={r.run_id}{extra}" if r.has_results else None} for r in runs]
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
     return df.astype({"target": "Int64", "progress": "Float64"})
 
@@ -81,3 +81,32 @@ def running_lines(runs: list[RunInfo]) -> list[tuple[float, str]]:
             label = f"Run {r.run_id} ({r.model} on {r.corpus}) is extracting: {r.tokens:,}{target} tokens"
             out.append(((pct or 0.0) / 100.0, label + (f" ({pct:.0f}%)" if pct is not None else "")))
     return out
+
+
+def results_label(run: RunInfo) -> str:
+    """What the run's per-unit results cover: 'all', 'first N tokens' (a preview while it runs), or 'none yet'."""
+    if not run.has_results:
+        return "none yet"
+    return "all" if not run.partial else f"first {run.results_tokens:,} tokens"
+
+
+def load_jobs(path: str | Path) -> list:
+    """The index's jobs (core.index.jobs.Job), oldest first."""
+    from core.index.jobs import list_jobs
+
+    with reading(path, wait_s=LOCK_WAIT_S) as cur:
+        return list_jobs(cur)
+
+
+def job_label(job) -> str:
+    """One line: name, status and progress, e.g. 'index smollm2-135m: running, 16,384 / 100,000 tokens (16%)'."""
+    unit = f" {job.unit}" if job.unit else ""
+    if job.status == "running" and job.total:
+        prog = f", {job.done:,.0f} / {job.total:,.0f}{unit} ({100 * job.fraction:.0f}%)"
+    elif job.status == "running":
+        prog = f", {job.done:,.0f}{unit}"
+    else:
+        prog = ""
+    note = f" — {job.detail}" if job.detail and job.status == "failed" else ""
+    icon = {"waiting": "◦", "running": "▸", "done": "✓", "failed": "✗"}.get(job.status, "")
+    return f"{icon} {job.name}: {job.status}{prog}{note}"

@@ -30,6 +30,14 @@ def scored(tiny_lm_dir, tmp_path_factory):
 
 
 def page(monkeypatch, db, **params):
+    from core.index.db import connect
+    from dashboard.cache import models
+
+    con = connect(db, read_only=True)
+    for (name,) in con.execute("SELECT name FROM models").fetchall():  # the server preloads them; here, now
+        models.start([name])
+        models._done[name].wait()
+    con.close()
     monkeypatch.setenv("NEUROBOARD_DB", str(db))
     at = AppTest.from_file(str(ROOT / "dashboard/app_pages/heads.py"), default_timeout=120)
     for k, v in params.items():
@@ -49,12 +57,24 @@ def test_overview_and_head_panel(monkeypatch, scored):
     arrays = head_score_arrays(con, hs.model_id)
     con.close()
     assert (hs.n_layers, hs.n_heads, hs.n_kv_heads) == (3, 4, 2)
-    charts = at.get("plotly_chart")
-    assert len(charts) == len(arrays) + 2  # a map per role, the pattern on the text and on the probe
+    bodies = [h.proto.body for h in at.get("html")]
+    maps = [b for b in bodies if "nb-grid" in b]
+    assert len(maps) == len(arrays) and not at.get("plotly_chart")  # a linked table per role, no chart library
+    assert sum("<svg" in b for b in bodies) == 2  # the pattern on the text and on the probe
+    import html
+    import re
+    induction = next(html.unescape(m) for m in maps if ">induction<" in m)
+    assert f"layer 1, head 2: {arrays['induction'][1, 2]:.3f}" in induction
+    hrefs = re.findall(r'href="([^"]+)"', induction)
+    assert len(hrefs) == 3 * 4 and "layer=2&head=3" in hrefs[-1] and "model=" in hrefs[-1]  # a cell opens its head
+    assert "outline:2px solid" in induction  # the selected head is outlined
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["induction"] == f"{arrays['induction'][1, 2]:.3f}"
     assert "zero-ablation Δloss" in metrics and "OV copying" in metrics
-    assert at.dataframe[0].value.shape[0] == 5 * len(arrays)  # top 5 heads per role
+    top = next(b for b in bodies if ">rank<" in b)
+    assert top.count("<tr>") == 1 + 5 * len(arrays)  # a header, then the top 5 heads per role
+    at.toggle(key="heads_plotly").set_value(True).run()  # interactive: clickable Plotly maps
+    assert not at.exception and len(at.get("plotly_chart")) == len(arrays) + 2
 
 
 def test_compare_and_bad_params(monkeypatch, scored):
@@ -73,7 +93,7 @@ def test_prompt_changes_pattern(monkeypatch, scored):
     from core.units.live import attention_pattern
 
     db, llama, _ = scored
-    at = page(monkeypatch, db, model=llama, layer="0", head="1")
+    at = page(monkeypatch, db, model=llama, layer="0", head="1", charts="plotly")
     at.text_area(key="heads_prompt").set_value("Alice met Bob. Alice met Bob.").run()
     assert not at.exception and "Alice met Bob" in str(at.query_params["prompt"])
     lm = load_model(llama, attn="eager")

@@ -25,6 +25,14 @@ def unit_index(tiny_lm_dir, tmp_path_factory):
 
 
 def page(monkeypatch, db, **params):
+    from core.index.db import connect
+    from dashboard.cache import models
+
+    con = connect(db, read_only=True)
+    names = [r[0] for r in con.execute("SELECT name FROM models").fetchall()]
+    con.close()
+    for name in names:  # the server loads models in the background; here, before the page runs
+        models.model(name)
     monkeypatch.setenv("NEUROBOARD_DB", str(db))
     at = AppTest.from_file(str(ROOT / "dashboard/app_pages/neurons.py"), default_timeout=120)
     for k, v in params.items():
@@ -38,8 +46,14 @@ def test_smoke_shows_unit(monkeypatch, unit_index):
     assert at.selectbox(key="neuron_layer").value == 1 and at.number_input(key="neuron_unit").value == 5
     assert [m.label for m in at.metric][:4] == ["Layer / unit", "Density", "Mean", "Max"]
     assert any("interval" in e.label for e in at.expander)
-    assert len(at.dataframe) >= 2
+    bodies = [h.proto.body for h in at.get("html")]
+    assert "<svg" in bodies[0] and "tokens" in bodies[0]  # the histogram, drawn as inline SVG
+    assert any(">promoted<" in b and ">suppressed<" in b for b in bodies)  # logit effects, as HTML tables
+    assert not at.get("plotly_chart") and not at.dataframe  # the light page: no chart or grid libraries
     assert "Values from the index." in " ".join(c.value for c in at.caption)
+    at.toggle(key="neuron_plotly").set_value(True).run()  # interactive charts on demand
+    assert not at.exception and len(at.get("plotly_chart")) == 2 and len(at.dataframe) == 2
+    assert qp(at, "charts") == "plotly"
 
 
 def test_bad_params_fall_back(monkeypatch, unit_index):
@@ -146,6 +160,7 @@ def test_run_without_stored_contexts_recomputes_live(monkeypatch, tiny_lm_dir, t
         assert not at.exception
         caps = " ".join(c.value for c in at.caption)
         assert ("recomputed live" in caps) == (name == "old")
-        shown[name] = [float(x) for x in re.findall(r"title=\"[^\"]*: (-?[\d.e+-]+)\">", at.get("html")[0].proto.body)]
+        block = next(h.proto.body for h in at.get("html") if "nb-example" in h.proto.body)
+        shown[name] = [float(x) for x in re.findall(r"title=\"[^\"]*: (-?[\d.e+-]+)\">", block)]
     assert len(shown["ref"]) > 20
     np.testing.assert_allclose(shown["old"], shown["ref"], rtol=1e-3, atol=1e-4)

@@ -34,6 +34,10 @@ def page(monkeypatch, tmp_path, models, **params):
     monkeypatch.setenv("NEUROBOARD_MODELS", os.pathsep.join(models))
     monkeypatch.setenv("NEUROBOARD_DB", str(tmp_path / "none.duckdb"))
     monkeypatch.setenv("NEUROBOARD_CACHE", str(tmp_path / "cache"))  # no tuned lens here
+    from dashboard.cache import models as registry
+
+    for m in models:  # the server loads models in the background; here, before the page runs
+        registry.model(m)
     at = AppTest.from_file(str(ROOT / "dashboard/app_pages/trajectories.py"), default_timeout=120)
     for k, v in params.items():
         at.query_params[k] = v
@@ -44,22 +48,36 @@ def charts(at):
     return [c for c in at.get("plotly_chart")]
 
 
+def light(at) -> list[str]:
+    """The page's light charts: inline SVG and HTML-table heatmaps."""
+    return [h.proto.body for h in at.get("html") if "<svg" in h.proto.body or "nb-grid" in h.proto.body]
+
+
 def test_lens_view_side_by_side(monkeypatch, tmp_path, two_tiny):
     a, b = two_tiny
     at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, prompt="The cat sat on the")
     assert not at.exception
     assert at.selectbox(key="traj_model").value == a and at.selectbox(key="traj_compare").value == b
-    assert len(charts(at)) >= 5  # two grids, target, entropy, KL, logit-vs-tuned KL
+    assert not charts(at) and len(light(at)) >= 5  # two grids, target, entropy, KL, logit-vs-tuned KL
     # the grid's top-1 at the last block and position is the lens's own answer, computed independently here
+    import html
+
     lm = load_model(a)
     res = lens(lm, encode(lm, "The cat sat on the"))
-    grid = charts(at)[0].proto.spec
-    assert lm.tokenizer.decode([int(res.top_ids[-1, -1, 0])]).strip() in grid
+    grid = html.unescape(light(at)[0])
+    top = lm.tokenizer.decode([int(res.top_ids[-1, -1, 0])])
+    assert f"block {lm.n_layers - 1}, position {len(res.ids) - 1}: {top!r}" in grid  # the top cell's hover
     assert "No tuned lens yet" in " ".join(c.value for c in at.caption)
+    at.toggle(key="traj_plotly").set_value(True).run()  # interactive charts on demand
+    assert not at.exception and len(charts(at)) >= 5 and at.query_params["charts"] in ("plotly", ["plotly"])
+    assert top.strip() in charts(at)[0].proto.spec
 
 
 def test_url_state_and_bad_params(monkeypatch, tmp_path, two_tiny):
     a, _ = two_tiny
+    from dashboard.cache import models as registry
+
+    registry.model("smollm2-135m")  # a bad model name falls back to the first allowed model, the built-in
     at = page(monkeypatch, tmp_path, two_tiny, model="/etc/passwd", compare="none", lens="nope", view="zzz",
               pos="-999")
     assert not at.exception
@@ -82,8 +100,8 @@ def test_stream_view(monkeypatch, tmp_path, two_tiny):
     a, b = two_tiny
     at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, view="stream", prompt="The cat sat on the mat")
     assert not at.exception
-    assert len(charts(at)) == 4  # two norm heatmaps, relative update, cosine
-    assert len(at.dataframe) == 2  # the largest activations of each model
+    assert len(light(at)) == 4  # two norm heatmaps, relative update, cosine
+    assert sum("massive" in h.proto.body for h in at.get("html")) >= 2  # the largest activations of each model
     assert "quiet blocks" in " ".join(c.value for c in at.caption)
 
 
@@ -94,7 +112,12 @@ def test_sets_view_metrics_and_projection(monkeypatch, tmp_path, two_tiny):
     a, b = two_tiny
     at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, view="sets", set="sentiment", layer="100")
     assert not at.exception
-    assert len(charts(at)) == 5 + 2  # five metric lines, two scatters
+    svgs = light(at)
+    assert len(svgs) == 5 + 2  # five metric lines, two scatters
+    assert svgs[-1].count("<circle") >= 242  # a point per prompt (plus the legend)
+    at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, view="sets", set="sentiment", layer="100",
+              charts="plotly")
+    assert len(charts(at)) == 5 + 2
     text = " ".join(c.value for c in at.caption)
     assert "242 prompts" in text and "group" in text
     # the scatter at relative depth 100% is the PCA of the last block, computed here independently
@@ -129,7 +152,8 @@ def test_tuned_lens_switch(monkeypatch, tmp_path, two_tiny):
     save_tuned_lens(tl, None, store_dir(lm))
     st.cache_resource.clear()  # the page caches "no tuned lens" per model across app runs
     at = AppTest.from_file(str(ROOT / "dashboard/app_pages/trajectories.py"), default_timeout=120)
-    at.query_params.update({"model": a, "compare": "none", "lens": "tuned", "prompt": "The cat sat on the"})
+    at.query_params.update({"model": a, "compare": "none", "lens": "tuned", "prompt": "The cat sat on the",
+                            "charts": "plotly"})
     monkeypatch.setenv("NEUROBOARD_MODELS", a)
     at.run()
     assert not at.exception and not at.warning

@@ -63,8 +63,12 @@ def test_empty_frames():
 def test_complete_runs_link_to_their_neuron_page():
     from core.index.queries import RunInfo
 
-    def run(i, status):
-        return RunInfo(i, "m", 1, "demo", status, 10, 10, 1, [0], 1, 8, "2026-01-01 00:00", "2026-01-01", {})
+    def run(i, status, results=None):
+        return RunInfo(i, "m", 1, "demo", status, 10, 20, 1, [0], 1, 8, "2026-01-01 00:00", "2026-01-01", {},
+                       results_tokens=results)
 
-    df = catalog.runs_frame([run(1, "complete"), run(2, "running")])
+    runs = [run(1, "complete", 10), run(2, "running"), run(3, "running", 5)]
+    df = catalog.runs_frame(runs)
     assert df["neurons"].tolist()[0] == "/neurons?run=1" and df["neurons"].isna().tolist()[1]
+    assert df["neurons"].tolist()[2] == "/neurons?run=3"  # a running run with a preview of its results
+    assert [catalog.results_label(r) for r in runs] == ["all", "none yet", "first 5 tokens"]
