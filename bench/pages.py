@@ -139,8 +139,8 @@ def page_urls(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -> d
         sets = head_sets(con)
     finally:
         con.close()
-    out = {"home": ["/"], "neurons": [f"/neurons?run={run.run_id}&layer={lay}&unit={u}" for lay, u in units],
-           "trajectories": [f"/trajectories?model={run.model}"]}
+    out = {"home": ["/"] * len(units), "neurons": [f"/neurons?run={run.run_id}&layer={lay}&unit={u}" for lay, u in units],
+           "trajectories": [f"/trajectories?model={run.model}"] * len(units)}
     if sets:
         rng = random.Random(1)
         out["heads"] = [f"/heads?model={sets[0].model}&layer={rng.randrange(sets[0].n_layers)}"

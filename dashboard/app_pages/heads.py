@@ -15,8 +15,7 @@ from dashboard.render import heads as hc
 from dashboard.shell import frame
 
 NONE = "none"
-INTERACTIVE = False
-"""Clickable Plotly maps instead of the light linked tables (URL `charts=plotly`); set from the page's toggle."""
+INTERACTIVE = False  # clickable Plotly maps instead of the light linked tables (URL charts=plotly): the toggle
 
 
 def head_link(layer: int, head: int) -> str:
@@ -78,7 +77,7 @@ def head_panel(name: str, arrays: dict, layer: int, head: int, prompt: str, half
             st.plotly_chart(hc.pattern_heatmap(pattern[head], toks, f"layer {layer} head {head} on your text"),
                             key="heads_pattern_text")
         else:
-            st.html(hc.pattern_svg(pattern[head], toks, f"layer {layer} head {head} on your text"))
+            frame.light(hc.pattern_svg(pattern[head], toks, f"layer {layer} head {head} on your text"))
         # our own page: tokens travel as escaped JSON and are set with textContent (render.heads.token_view_html)
         st.iframe(hc.token_view_html(toks, pattern[head]), height=min(400, 60 + 18 * (len(toks) // 12 + 1)))
     with t2:
@@ -90,7 +89,7 @@ def head_panel(name: str, arrays: dict, layer: int, head: int, prompt: str, half
             st.plotly_chart(hc.pattern_heatmap(pattern[head], toks, f"layer {layer} head {head} on the probe"),
                             key="heads_pattern_probe")
         else:
-            st.html(hc.pattern_svg(pattern[head], toks, f"layer {layer} head {head} on the probe"))
+            frame.light(hc.pattern_svg(pattern[head], toks, f"layer {layer} head {head} on the probe"))
 
 
 st.title("Attention heads")

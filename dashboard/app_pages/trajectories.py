@@ -13,12 +13,12 @@ from dashboard.cache import trajectories as td
 from dashboard.cache.models import allowed_models
 from dashboard.render import lens as lc
 from dashboard.render import svg
+from dashboard.shell import frame
 from dashboard.shell.frame import loaded_model, param_choice, param_int, url_widget
 from dashboard.shell.params import md_code
 
 DEFAULT_PROMPT = "The capital of France is"
-INTERACTIVE = False
-"""Plotly figures instead of the light inline ones (URL `charts=plotly`); set below from the page's toggle."""
+INTERACTIVE = False  # Plotly figures instead of the light inline ones (URL charts=plotly): the toggle below
 
 
 def chart(light: str, figure, key: str, where=st) -> None:
@@ -27,7 +27,7 @@ def chart(light: str, figure, key: str, where=st) -> None:
     if INTERACTIVE:
         where.plotly_chart(figure(), key=key)
     else:
-        where.html(light)
+        frame.light(light, where)
 NONE = "none"
 VIEWS = {"lens": "Lens", "stream": "Residual stream", "sets": "Prompt sets"}
 

@@ -14,7 +14,7 @@ from core.units.sources import SOURCES, UnitView
 from dashboard.cache.units import effects, view, vocab
 from dashboard.render import units as unit_charts
 from dashboard.render.tokens import example_html
-from dashboard.shell.frame import loaded_model
+from dashboard.shell.frame import light, loaded_model
 from dashboard.views import units as unit_views
 
 
@@ -54,7 +54,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
     if interactive:
         st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
     else:
-        st.html(unit_charts.activation_histogram_svg(s["hist"], s["hist_exp"]))
+        light(unit_charts.activation_histogram_svg(s["hist"], s["hist_exp"]))
 
     stored = all(e.context is not None for e in v.top)
     lm = None if stored else loaded_model(run.model, "the context values")
@@ -91,7 +91,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
                      hide_index=True)
         st.plotly_chart(unit_charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
     else:
-        st.html(unit_charts.logit_effects_html(eff, voc))
+        light(unit_charts.logit_effects_html(eff, voc))
 
 
 def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:

@@ -75,6 +75,12 @@ def read_or_stop(read: Callable, *args):
         st.stop()
 
 
+def light(html_text: str, where=None) -> None:
+    """A light chart or table (dashboard.render.svg). Inline SVG needs st.markdown's raw HTML: st.html's sanitizer
+    drops <svg>. The markup is built by our own builders, with every text in it escaped."""
+    (where or st).markdown(html_text, unsafe_allow_html=True)
+
+
 def loaded_model(name: str, what: str):
     """The model if it is loaded; else None, after a placeholder that reruns the page once the model is ready
     (it loads in the background: dashboard.cache.models), so a page shows its index data at once and fills in

@@ -27,17 +27,20 @@ def test_head_url_shows_maps_and_pattern(browser, server, tmp_path):
     wait_settled(page, 240_000)
     assert page.get_by_test_id("stException").count() == 0
     page.get_by_text("smollm2-135m: layer 18, head 6").wait_for(timeout=60_000)
-    charts = page.locator('[data-testid="stPlotlyChart"] .main-svg')
-    charts.nth(8).wait_for(timeout=60_000)
-    assert charts.count() >= 8 + 1  # a map per role (8 without ablation) and the pattern on the text
+    maps = page.locator(".nb-grid")
+    maps.nth(7).wait_for(timeout=60_000)
+    assert maps.count() == 8  # a map per role (8 without ablation)
+    page.locator('.nb-chart svg').first.wait_for(timeout=60_000)  # the pattern on the text
     for title in ("induction", "previous token", "attention sink", "OV copying"):
-        assert page.locator(".gtitle", has_text=title).count() >= 1
+        assert maps.filter(has_text=title).count() >= 1
     metric = page.get_by_test_id("stMetric").filter(has_text="induction").first.get_by_test_id("stMetricValue")
     assert float(metric.inner_text()) > 0.5  # the strongest induction head of smollm2
     page.screenshot(path=str(tmp_path / "heads.png"), full_page=True)
-    # a click on another cell of the induction map opens that head
-    fig = page.locator('[data-testid="stPlotlyChart"]').filter(has=page.locator(".gtitle", has_text="induction"))
-    fig.locator(".scatterlayer .trace").first.locator("path.point").nth(16 * 9 + 0).click(force=True)
+    # a click on another cell of the induction map opens that head (hover shows its score)
+    induction = maps.filter(has_text="induction").first
+    cell = induction.locator("tr").nth(1 + 16).locator("td").nth(0)
+    assert cell.get_attribute("title").startswith("layer 16, head 0: ")
+    cell.locator("a").click()
     page.wait_for_function("() => location.search.includes('layer=16') && location.search.includes('head=0')",
                            timeout=60_000)
     wait_settled(page, 120_000)

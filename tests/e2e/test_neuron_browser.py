@@ -41,8 +41,9 @@ def server(real_index, tmp_path_factory):
 
 
 def example_texts(page) -> list[str]:
-    """The top examples (the page's first HTML block), one string each."""
-    return page.get_by_test_id("stHtml").first.locator(".nb-example").all_inner_texts()
+    """The top examples (the page's first HTML block of examples), one string each."""
+    return page.get_by_test_id("stHtml").filter(has=page.locator(".nb-example")).first.locator(
+        ".nb-example").all_inner_texts()
 
 
 @pytest.mark.e2e
@@ -60,9 +61,12 @@ def test_neuron_page_in_chromium(browser, server, real_index, tmp_path):
     assert toks.count() > 50
     assert page.locator('.nb-tok[style*="background:#ff8c00"]').count() >= 10
     assert ": " in toks.first.get_attribute("title")
-    assert page.locator('[data-testid="stPlotlyChart"] .main-svg').count() >= 2
+    hist = page.locator('.nb-chart svg').first  # the exact histogram, inline SVG with hover text
+    assert hist.locator("rect title").count() >= 3 and "tokens" in hist.locator("rect title").first.inner_html()
     assert page.get_by_text("Logit effects", exact=True).is_visible()
-    assert page.get_by_test_id("stDataFrame").count() >= 2
+    page.locator(".nb-table").filter(has_text="promoted").first.wait_for(timeout=60_000)  # once the model is in
+    assert page.locator(".nb-table").count() >= 2 and page.locator('.nb-chart svg').count() >= 2
+    assert page.get_by_test_id("stPlotlyChart").count() == 0 and page.get_by_test_id("stDataFrame").count() == 0
     assert page.get_by_test_id("stMetricValue").first.inner_text() == f"5 / {unit}"
     # the hostile document: its tags are text, never markup, and nothing ran
     joined = "".join(example_texts(page))

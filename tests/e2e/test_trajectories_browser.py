@@ -29,9 +29,10 @@ def test_trajectories_finds_paris(browser, server, tmp_path):
     assert page.get_by_test_id("stException").count() == 0
     caption = page.get_by_text("Target: smollm2-135m →").inner_text()
     assert "Paris" in caption
-    grid = page.locator('[data-testid="stPlotlyChart"]').first
-    assert "Paris" in grid.locator(".main-svg").first.inner_html()
-    page.locator('[data-testid="stPlotlyChart"] .main-svg').nth(3).wait_for(timeout=60_000)  # grid + 3 lines
+    grid = page.locator(".nb-grid").first  # the lens grid, an HTML table
+    assert "Paris" in grid.inner_text()
+    page.locator('.nb-chart svg').nth(3).wait_for(timeout=60_000)  # target, entropy, KL lines
+    assert page.get_by_test_id("stPlotlyChart").count() == 0  # light charts unless asked for
     page.screenshot(path=str(tmp_path / "trajectories.png"), full_page=True)
     # the residual stream view through the URL, in a fresh context
     fresh = new_page(browser)

@@ -57,7 +57,7 @@ def test_overview_and_head_panel(monkeypatch, scored):
     arrays = head_score_arrays(con, hs.model_id)
     con.close()
     assert (hs.n_layers, hs.n_heads, hs.n_kv_heads) == (3, 4, 2)
-    bodies = [h.proto.body for h in at.get("html")]
+    bodies = [h.proto.body for h in at.get("html")] + [m.value for m in at.markdown]
     maps = [b for b in bodies if "nb-grid" in b]
     assert len(maps) == len(arrays) and not at.get("plotly_chart")  # a linked table per role, no chart library
     assert sum("<svg" in b for b in bodies) == 2  # the pattern on the text and on the probe

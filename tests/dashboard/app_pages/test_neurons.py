@@ -46,8 +46,9 @@ def test_smoke_shows_unit(monkeypatch, unit_index):
     assert at.selectbox(key="neuron_layer").value == 1 and at.number_input(key="neuron_unit").value == 5
     assert [m.label for m in at.metric][:4] == ["Layer / unit", "Density", "Mean", "Max"]
     assert any("interval" in e.label for e in at.expander)
-    bodies = [h.proto.body for h in at.get("html")]
-    assert "<svg" in bodies[0] and "tokens" in bodies[0]  # the histogram, drawn as inline SVG
+    bodies = [h.proto.body for h in at.get("html")] + [m.value for m in at.markdown]
+    hist = next(b for b in bodies if "<svg" in b)
+    assert "tokens" in hist and "<title>" in hist  # the histogram, drawn as inline SVG with hover text
     assert any(">promoted<" in b and ">suppressed<" in b for b in bodies)  # logit effects, as HTML tables
     assert not at.get("plotly_chart") and not at.dataframe  # the light page: no chart or grid libraries
     assert "Values from the index." in " ".join(c.value for c in at.caption)

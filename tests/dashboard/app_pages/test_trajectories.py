@@ -50,7 +50,8 @@ def charts(at):
 
 def light(at) -> list[str]:
     """The page's light charts: inline SVG and HTML-table heatmaps."""
-    return [h.proto.body for h in at.get("html") if "<svg" in h.proto.body or "nb-grid" in h.proto.body]
+    bodies = [h.proto.body for h in at.get("html")] + [m.value for m in at.markdown]
+    return [b for b in bodies if "<svg" in b or "nb-grid" in b]
 
 
 def test_lens_view_side_by_side(monkeypatch, tmp_path, two_tiny):
