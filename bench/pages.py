@@ -167,25 +167,39 @@ def serve(db: Path):
     return proc, base, time.perf_counter() - t
 
 
-def visit(browser, base: str, url: str, ctx=None) -> float:
+SHOWN = {"home": ".nb-table", "neurons": ".nb-tok", "trajectories": '[data-testid="stTextInput"]',
+         "heads": ".nb-grid"}
+"""What each page shows from the index alone (before any model is loaded)."""
+COMPLETE = {"home": ".nb-table", "neurons": '.nb-table:has-text("promoted")', "trajectories": ".nb-grid",
+            "heads": ".nb-chart svg"}
+"""What each page shows once its model is loaded (its live parts)."""
+
+
+def visit(browser, base: str, url: str, ctx=None, marks: dict[str, str] | None = None) -> float | dict:
     """Navigation to settled (dashboard.browser.wait_settled), in a fresh context (empty HTTP cache) or, with
     `ctx`, a new tab of a context that has loaded the app before (a returning user); an exception on the page is an
-    error."""
+    error. With `marks` ({name: CSS selector}): also the seconds until each is visible, as a dict."""
     from dashboard.browser import new_page, wait_settled
 
     page = new_page(browser) if ctx is None else ctx.new_page()
+    t = time.perf_counter()
     page.goto(base + url, wait_until="commit")
+    seen = {}
+    for name, sel in (marks or {}).items():
+        page.locator(sel).first.wait_for(timeout=300_000)
+        seen[name] = time.perf_counter() - t
     dt = wait_settled(page, 300_000)
     errors = page.get_by_test_id("stException").all_inner_texts()
     page.close() if ctx is not None else page.context.close()
     if errors:
         raise RuntimeError(f"{url}: {errors[0][:200]}")
-    return dt
+    return seen | {"settled": dt} if marks else dt
 
 
 def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -> dict:
-    """Per page: the first visit after `serve` starts (cold: models load), then fresh contexts and returning tabs
-    with the server warm; p50 and p90 of each."""
+    """Per page: the first visit after `serve` starts (`first_after_serve`: until the page shows its index data;
+    `first_complete_after_serve`: until its live parts, which need the model, are there too), then fresh contexts
+    and returning tabs with the server warm; p50 and p90 of each."""
     from dashboard.browser import launch, missing_browser, new_page
 
     why = missing_browser()
@@ -200,7 +214,10 @@ def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -
         for name, group in urls.items():
             proc, base, healthy = serve(db)  # a new server per page: its first visit is a first page after start
             try:
-                out[f"{name}_first_after_serve_s"] = round(healthy + visit(b, base, group[0]), 2)
+                first = visit(b, base, group[0], marks={"shown": SHOWN[name], "complete": COMPLETE[name]})
+                out[f"{name}_first_after_serve_s"] = round(healthy + first["shown"], 2)
+                out[f"{name}_first_complete_after_serve_s"] = round(healthy + max(first.values()), 2)
+                out[f"{name}_serve_healthy_s"] = round(healthy, 2)
                 fresh = [visit(b, base, u) for u in group]
                 ctx = new_page(b).context
                 visit(b, base, group[0], ctx=ctx)  # the app's scripts are now in this context's cache

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard.cache import models
+
 PAGES = Path(__file__).resolve().parent / "app_pages"
 
 st.set_page_config(page_title="neuroboard", page_icon=":material/neurology:", layout="wide")
@@ -19,4 +21,7 @@ nav = st.navigation([st.Page(PAGES / "home.py", title="Home", icon=":material/ho
                              url_path="trajectories"),
                      st.Page(PAGES / "heads.py", title="Heads", icon=":material/grid_view:", url_path="heads")])
 
-nav.run()
+try:
+    nav.run()
+finally:  # also after st.stop(): the models the page waits for, then the indexes' ones, once the page is out
+    models.start_requested()

@@ -1,7 +1,7 @@
-"""The dashboard's server process: start loading the served indexes' models in the background, then run Streamlit
-in this same process (so the pages find the models loading or loaded: dashboard.cache.models).
-
-    python -m dashboard.server [streamlit run flags...]    # what `neuroboard serve` starts (core.cli.serve)
+"""The dashboard's server process: Streamlit run in this process (`python -m dashboard.server [flags...]`, what
+`neuroboard serve` starts: core.cli.serve), so the models loaded in the background (dashboard.cache.models) live in
+the process that serves the pages. The served indexes' models start loading after the first page has been sent
+(dashboard/app.py): loading earlier would delay the server's start and that first page.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ APP = Path(__file__).resolve().with_name("app.py")
 
 
 def main(flags: list[str]) -> None:
-    from dashboard.cache.models import index_models, start
-
-    start(index_models())
     from streamlit.web import cli
 
     sys.argv = ["streamlit", "run", str(APP), *flags]

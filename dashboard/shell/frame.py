@@ -92,7 +92,7 @@ def loaded_model(name: str, what: str):
     if models.error(name):
         st.warning(f"{name} could not be loaded, so {what} are not shown: {models.error(name)}")
         return None
-    models.start([name])
+    models.request(name)  # loaded once this script run ends (dashboard/app.py), not in the middle of it
 
     @st.fragment(run_every=1.0)
     def waiting() -> None:
