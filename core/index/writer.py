@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-from core.units.reduce import LayerResult
+if TYPE_CHECKING:  # the writer takes results; reading an index must not import torch
+    from core.units.reduce import LayerResult
 
 
 def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> None:

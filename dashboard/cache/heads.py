@@ -9,8 +9,6 @@ import streamlit as st
 from core.index.heads import HeadSet, head_score_arrays
 from core.index.heads import head_sets as _head_sets
 from core.index.pool import reading
-from core.model.tokens import encode_prompt, token_texts
-from core.units.live import attention_pattern
 from dashboard.cache.models import model
 
 PROBE_HALF_MAX = 32
@@ -41,7 +39,11 @@ def prompt_pattern(name: str, layer: int, prompt: str) -> tuple[list[str], np.nd
     """(tokens, (H, T, T) attention of every head of the layer) on the prompt's first MAX_PATTERN_TOKENS tokens;
     ValueError (one line) for an empty prompt or one longer than the model's context."""
     lm = model(name)
+    from core.model.tokens import encode_prompt, token_texts
+    from core.units.live import attention_pattern
+
     ids = encode_prompt(lm, prompt)[:MAX_PATTERN_TOKENS]
+
     return token_texts(lm.tokenizer, ids), attention_pattern(lm, layer, ids)
 
 
@@ -54,4 +56,7 @@ def probe_pattern(name: str, layer: int, half_len: int) -> tuple[list[str], np.n
     lm = model(name)
     n = min(half_len, PROBE_HALF_MAX)
     ids = probe_ids(vocab_size(lm), 1, n, 0, bos_id(lm), exclude=lm.tokenizer.all_special_ids)[0].tolist()
+    from core.model.tokens import token_texts
+    from core.units.live import attention_pattern
+
     return token_texts(lm.tokenizer, ids), attention_pattern(lm, layer, ids)

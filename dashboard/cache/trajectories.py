@@ -5,14 +5,16 @@ Models come from dashboard.cache.models (st.cache_resource, shared by all sessio
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
-from core.geometry.residual import ResidualGeometry, residual_geometry
-from core.lens.logit import LensResult, Stream, lens_of, stream
-from core.model.tokens import encode_prompt, token_id, token_texts
 from dashboard.cache.models import model
+
+if TYPE_CHECKING:  # torch comes with the model, not with the page's first paint
+    from core.geometry.residual import ResidualGeometry
+    from core.lens.logit import LensResult, Stream
 
 MAX_UPLOAD_PROMPTS = 2000
 MAX_PROMPT_CHARS = 2000
@@ -23,6 +25,9 @@ _uploads: dict[str, object] = {}  # "upload:<digest>" -> PromptSet, by content (
 def stream_of(name: str, prompt: str) -> Stream:
     """Raises ValueError (one line) for an empty prompt or one longer than the model's context."""
     lm = model(name)
+    from core.lens.logit import stream
+    from core.model.tokens import encode_prompt
+
     return stream(lm, encode_prompt(lm, prompt))
 
 
@@ -64,6 +69,8 @@ def target_of(name: str, target: str) -> tuple[int | None, str | None]:
     if not target:
         return None, None
     try:
+        from core.model.tokens import token_id
+
         return token_id(model(name), target), None
     except ValueError as e:
         return None, f"{name}: {e}; showing the model's own prediction instead."
@@ -76,16 +83,22 @@ def lens_result(name: str, prompt: str, kind: str, target: int | None) -> LensRe
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _lens_result(name: str, prompt: str, kind: str, target: int | None, stamp: float) -> LensResult:
     translator = tuned_lens(name) if kind == "tuned" else None
+    from core.lens.logit import lens_of
+
     return lens_of(model(name), stream_of(name, prompt), target=target, translator=translator)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def residual(name: str, prompt: str) -> ResidualGeometry:
+    from core.geometry.residual import residual_geometry
+
     return residual_geometry(stream_of(name, prompt))
 
 
 def vocab_fn(name: str):
     tok = model(name).tokenizer
+    from core.model.tokens import token_texts
+
     return lambda i: token_texts(tok, [i])[0]
 
 

@@ -7,14 +7,17 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.geometry.residual import ResidualGeometry
-from core.lens.logit import LensResult
 from dashboard.render.tokens import label as tok_text
+
+if TYPE_CHECKING:  # data classes only: a figure builder needs no model
+    from core.geometry.residual import ResidualGeometry
+    from core.lens.logit import LensResult
 
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756"]
 
