@@ -56,11 +56,17 @@ interactive = frame.url_widget(st.toggle, "neuron_plotly", "charts", qp.get("cha
 st.query_params["charts"] = "plotly" if interactive else "light"
 unit_body.unit_body("neuron", path, run, int(layer), int(unit), int(ctx), interactive=interactive)
 
-st.subheader("Custom text")
-text = st.text_area("Type text to see this neuron's activation on every token", qp.get("text", ""),
-                    key="neuron_text", max_chars=2000)
-if text:
-    st.query_params["text"] = text
-    unit_body.custom_text("neuron", run, int(layer), int(unit), 0.0, text)
-elif "text" in st.query_params:
-    del st.query_params["text"]
+@st.fragment
+def custom_text_section() -> None:
+    """A fragment: typing text re-runs only this part of the page (the URL still follows)."""
+    st.subheader("Custom text")
+    text = st.text_area("Type text to see this neuron's activation on every token", qp.get("text", ""),
+                        key="neuron_text", max_chars=2000)
+    if text:
+        st.query_params["text"] = text
+        unit_body.custom_text("neuron", run, int(layer), int(unit), 0.0, text)
+    elif "text" in st.query_params:
+        del st.query_params["text"]
+
+
+custom_text_section()

@@ -165,3 +165,22 @@ def test_run_without_stored_contexts_recomputes_live(monkeypatch, tiny_lm_dir, t
         shown[name] = [float(x) for x in re.findall(r"title=\"[^\"]*: (-?[\d.e+-]+)\">", block)]
     assert len(shown["ref"]) > 20
     np.testing.assert_allclose(shown["old"], shown["ref"], rtol=1e-3, atol=1e-4)
+
+
+def test_custom_text_shows_the_units_values(monkeypatch, unit_index, tiny_lm_dir):
+    """Typing text re-runs the custom-text fragment: every token with the unit's activation, as a plain pass gives
+    it, and the text in the URL."""
+    import re
+
+    from helpers.raw import neurons
+
+    from core.model.load import load_model
+
+    at = page(monkeypatch, unit_index, run="1", layer="2", unit="11")
+    at.text_area(key="neuron_text").set_value("Paris is the capital of France.").run()
+    assert not at.exception and "Paris is the capital" in qp(at, "text")
+    block = [h.proto.body for h in at.get("html") if "over" in h.proto.body and "nb-example" in h.proto.body][-1]
+    shown = [float(x) for x in re.findall(r"title=\"[^\"]*: (-?[\d.e+-]+)\">", block)]
+    lm = load_model(str(tiny_lm_dir))
+    want = neurons(lm, lm.tokenizer("Paris is the capital of France.")["input_ids"], 2)[:, 11].numpy()
+    np.testing.assert_allclose(shown, want, rtol=1e-3, atol=1e-4)
