@@ -1,5 +1,8 @@
-"""What `make demo` builds: an index of the demo corpus for each built-in model and their head scores, each job
-skipped when its result is already in the index (an interrupted extraction resumes)."""
+"""What `make demo` builds: an index of the demo corpus for each built-in model, then their head scores, as a list of
+jobs recorded in the index (Home shows their live progress while the dashboard is already serving). Each job is
+skipped when its result is already there; an interrupted extraction resumes. The first model's run publishes a
+preview of its results early, so its neuron pages open within a minute of the start.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +19,12 @@ class DemoConfig:
     """Demo-corpus tokens indexed per model."""
     models: list[str] = field(default_factory=lambda: ["smollm2-135m", "gemma3-270m"])
     """Models to index, in order (repeat the flag, or separate names by commas)."""
+    preview_tokens: int = 16_384
+    """The first model's run publishes its results after this many tokens, so its pages open early (0: off)."""
     ablation_tokens: int = 128
-    """Corpus tokens for each head's ablation effect (a small sample keeps the demo quick)."""
+    """Corpus tokens for each head's ablation effect (a small sample keeps the demo quick; 0: no ablation)."""
     serve: bool = True
-    """Serve the dashboard when the index is ready."""
+    """Serve the dashboard while the index is built (it fills in as jobs finish)."""
     port: int = 8501
     """TCP port of the dashboard."""
     host: str = "127.0.0.1"
@@ -29,56 +34,121 @@ class DemoConfig:
         self.models = [m.strip() for item in self.models for m in item.split(",") if m.strip()]
 
 
-def extract_jobs(cfg: DemoConfig) -> list[tuple[object, bool]]:
-    """(ExtractConfig, resume) for each model without a complete demo run in the index, in order."""
+@dataclass
+class Job:
+    name: str
+    """What Home shows, e.g. 'index smollm2-135m'."""
+    kind: str
+    """extract | heads"""
+    config: object
+    """ExtractConfig or HeadsConfig."""
+    resume: bool = False
+    job_id: int = 0
+
+
+def _same_run(run, ecfg) -> bool:
+    """A demo run of this model over the same tokens (settings that change no result, like the preview, aside)."""
+    want = ecfg.identity()
+    return run.model == ecfg.model and all(run.config.get(k) == want[k]
+                                           for k in ("corpus", "max_tokens", "context_len", "layers"))
+
+
+def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
+    """(the jobs still to do, in order: extractions then head scores; lines about what is already there)."""
+    from core.heads.score import HeadsConfig
     from core.index import queries
     from core.index.db import connect
+    from core.index.heads import head_sets
     from core.units.extract import ExtractConfig
 
     os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
-    runs = []
-    if os.path.exists(cfg.db):
-        con = connect(cfg.db)  # a writing open: brings an older index up to the current schema
-        try:
-            runs = queries.list_runs(con)
-        finally:
-            con.close()
-    jobs = []
+    con = connect(cfg.db)  # a writing open: creates the index or brings an older one up to the current schema
+    try:
+        runs, scored = queries.list_runs(con), {s.model for s in head_sets(con)}
+    finally:
+        con.close()
+    jobs, notes = [], []
+    for i, model in enumerate(cfg.models):
+        ecfg = ExtractConfig(model=model, db=cfg.db, corpus="demo", max_tokens=cfg.max_tokens,
+                             preview_tokens=cfg.preview_tokens if i == 0 else 0)
+        same = [r for r in runs if _same_run(r, ecfg)]
+        if any(r.status == "complete" for r in same):
+            notes.append(f"demo: {model} already indexed in {cfg.db}")
+            continue
+        resume = any(r.status == "running" and r.config == ecfg.identity() for r in same)
+        jobs.append(Job(f"index {model}", "extract", ecfg, resume))
     for model in cfg.models:
-        ecfg = ExtractConfig(model=model, db=cfg.db, corpus="demo", max_tokens=cfg.max_tokens)
-        same = [r for r in runs if r.model == model and r.config == ecfg.identity()]
-        if not any(r.status == "complete" for r in same):
-            jobs.append((ecfg, any(r.status == "running" for r in same)))
-    return jobs
+        if model in scored:
+            notes.append(f"demo: the heads of {model} are already scored")
+        else:
+            jobs.append(Job(f"score the heads of {model}", "heads",
+                            HeadsConfig(model=model, db=cfg.db, ablation_tokens=cfg.ablation_tokens)))
+    return jobs, notes
 
 
-def heads_jobs(cfg: DemoConfig) -> list[object]:
-    """A HeadsConfig for each demo model without head scores in the index."""
-    from core.heads.score import HeadsConfig
+def record(cfg: DemoConfig, jobs: list[Job]) -> None:
+    """The planned jobs into the index (waiting), replacing an earlier demo's list."""
+    from core.index import writer
     from core.index.db import connect
-    from core.index.heads import head_sets
+    from core.index.jobs import add_job, clear_jobs
 
     con = connect(cfg.db)
     try:
-        have = {s.model for s in head_sets(con)}
+        with writer.transaction(con):
+            clear_jobs(con)
+            for j in jobs:
+                unit = "tokens" if j.kind == "extract" else "passes"
+                total = j.config.max_tokens if j.kind == "extract" else None
+                j.job_id = add_job(con, j.name, j.kind, total=total, unit=unit)
     finally:
         con.close()
-    return [HeadsConfig(model=m, db=cfg.db, ablation_tokens=cfg.ablation_tokens) for m in cfg.models if m not in have]
 
 
 def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = None,
-          on_heads: Callable[[object], Callable] | None = None, say: Callable[[str], None] = lambda s: None) -> None:
-    """Run every missing demo job; `on_extract(ExtractConfig)` and `on_heads(HeadsConfig)` return the job's
-    progress callback, `say` gets one line per job."""
+          on_heads: Callable[[object], Callable] | None = None, say: Callable[[str], None] = lambda s: None
+          ) -> list[str]:
+    """Run every missing demo job in order, recording each one's progress in the index; returns the failures'
+    one-line reasons (a failed job does not stop the next). `on_extract(ExtractConfig)` / `on_heads(HeadsConfig)`
+    return a job's progress callback for the terminal; `say` gets one line per job."""
+    from core.errors import UserError
     from core.heads.score import score_heads
+    from core.index.jobs import Tracker
     from core.units.extract import extract
 
-    jobs = extract_jobs(cfg)
-    for model in [m for m in cfg.models if m not in {j.model for j, _ in jobs}]:
-        say(f"demo: {model} already indexed in {cfg.db}")
-    for ecfg, resume in jobs:
-        say(f"demo: indexing {cfg.max_tokens} tokens of the demo corpus with {ecfg.model}")
-        extract(ecfg, resume=resume, on_progress=on_extract(ecfg) if on_extract else None)
-    for hcfg in heads_jobs(cfg):
-        say(f"demo: scoring the attention heads of {hcfg.model}")
-        score_heads(hcfg, on_progress=on_heads(hcfg) if on_heads else None)
+    jobs, notes = plan(cfg)
+    for n in notes:
+        say(n)
+    record(cfg, jobs)
+    failures = []
+    for j in jobs:
+        say(f"demo: {j.name}")
+        track = Tracker(cfg.db, j.job_id)
+        track.start()
+        try:
+            if j.kind == "extract":
+                shown = on_extract(j.config) if on_extract else None
+
+                def progress(p, shown=shown, track=track):
+                    track.progress(p.tokens_done, p.tokens_target)
+                    if shown:
+                        shown(p)
+
+                extract(j.config, resume=j.resume, on_progress=progress)
+                track.finish(j.config.max_tokens)
+            else:
+                shown = on_heads(j.config) if on_heads else None
+
+                def stage(name, done, total, shown=shown, track=track):
+                    track.progress(done, total)
+                    if shown:
+                        shown(name, done, total)
+
+                score_heads(j.config, on_progress=stage)
+                track.finish()
+        except UserError as e:
+            track.fail(str(e))
+            failures.append(f"{j.name}: {e}")
+        except BaseException as e:  # Ctrl-C or a crash: say so in the index, then stop as asked
+            track.fail("interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}")
+            raise
+    return failures

@@ -233,11 +233,19 @@ def cmd_heads(a) -> int:
 
 
 def cmd_demo(a) -> int:
-    """Index every demo model that has no complete demo run yet (resuming an interrupted one), score the heads of
-    those without scores, then serve."""
-    from core.demo import build
+    """Serve the dashboard at once (unless --no-serve), then run the demo's jobs (index each model that has no
+    complete demo run, resuming an interrupted one; score the heads of those without scores) while it serves: Home
+    shows their progress and the pages fill in. Then keep serving until Ctrl-C."""
+    from core.cli import serve as dashboard
+    from core.demo import build, plan
 
     cfg = config_from(a, DemoConfig, serve=not a.no_serve)
+    proc = None
+    if cfg.serve:
+        plan(cfg)  # creates the index (or upgrades its schema) before the server opens it
+        proc = dashboard.start(cfg.db, host=cfg.host, port=cfg.port, models=cfg.models)
+        print(f"demo: the dashboard is at http://{cfg.host}:{cfg.port} and fills in as the jobs below finish",
+              file=sys.stderr)
     closers: list = []
 
     def on_extract(_ecfg):
@@ -251,13 +259,20 @@ def cmd_demo(a) -> int:
         return update
 
     try:
-        build(cfg, on_extract, on_heads, say=lambda s: print(s, file=sys.stderr))
+        failures = build(cfg, on_extract, on_heads, say=lambda s: print(s, file=sys.stderr))
+    except BaseException:
+        if proc is not None:
+            proc.terminate()
+        raise
     finally:
         for close in closers:
             close()
-    if not cfg.serve:
-        return 0
-    return cmd_serve(argparse.Namespace(db=[cfg.db], model=[], port=cfg.port, host=cfg.host))
+    for f in failures:
+        print(f"neuroboard: error: {f}", file=sys.stderr)
+    if proc is None:
+        return 2 if failures else 0
+    print(f"demo: done; serving http://{cfg.host}:{cfg.port} (Ctrl-C stops)", file=sys.stderr)
+    return dashboard.wait(proc)
 
 
 def cmd_serve(a) -> int:

@@ -76,11 +76,14 @@ def serve_env(db: str | Path | list, models: list[str] | None = None) -> dict[st
     return env
 
 
-def serve(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, headless: bool = True,
-          models: list[str] | None = None) -> int:
-    """Run the dashboard on `db` until it stops (Ctrl-C stops both); returns Streamlit's exit code."""
-    env = serve_env(db, models)
-    proc = subprocess.Popen(serve_command(db, host, port, headless), env=env)
+def start(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, headless: bool = True,
+          models: list[str] | None = None) -> subprocess.Popen:
+    """Start the dashboard on `db` in a child process and return it (it keeps running: `wait` for it)."""
+    return subprocess.Popen(serve_command(db, host, port, headless), env=serve_env(db, models))
+
+
+def wait(proc: subprocess.Popen) -> int:
+    """Wait for a started dashboard until it stops (Ctrl-C stops both); returns Streamlit's exit code."""
     try:
         return proc.wait()
     except KeyboardInterrupt:  # the terminal sent SIGINT to streamlit too; let it shut down cleanly
@@ -89,3 +92,9 @@ def serve(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, head
         except subprocess.TimeoutExpired:
             proc.kill()
             return proc.wait()
+
+
+def serve(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, headless: bool = True,
+          models: list[str] | None = None) -> int:
+    """Run the dashboard on `db` until it stops (Ctrl-C stops both); returns Streamlit's exit code."""
+    return wait(start(db, host, port, headless, models))

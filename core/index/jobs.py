@@ -56,3 +56,47 @@ def stale_jobs(con) -> None:
     """Jobs left 'running' or 'waiting' by a process that ended without finishing them: marked failed."""
     con.execute("UPDATE jobs SET status = 'failed', detail = coalesce(detail, 'interrupted') "
                 "WHERE status IN ('running', 'waiting')")
+
+
+def clear_jobs(con) -> None:
+    """Forget every job (a new `neuroboard demo` starts its list afresh)."""
+    con.execute("DELETE FROM jobs")
+
+
+class Tracker:
+    """A job's progress written to the index by the process doing it: in short transactions, at most every
+    `every_s` seconds, and skipped (not failed) when a reader holds the file at that moment, so progress never
+    stops the work. Status changes wait for the file like any write."""
+
+    def __init__(self, db: str, job_id: int, every_s: float = 1.0) -> None:
+        self.db, self.job_id, self.every_s = db, job_id, every_s
+        self._last = 0.0
+
+    def _write(self, wait_s: float, **kw) -> bool:
+        from core.index.db import IndexLockedError, connect
+
+        try:
+            con = connect(self.db, wait_s=wait_s)
+        except IndexLockedError:
+            return False
+        try:
+            update_job(con, self.job_id, **kw)
+        finally:
+            con.close()
+        return True
+
+    def start(self, total: float | None = None) -> None:
+        self._write(10.0, status="running", total=total)
+
+    def progress(self, done: float, total: float | None = None) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self._last >= self.every_s and self._write(0.2, done=done, total=total):
+            self._last = now
+
+    def finish(self, done: float | None = None) -> None:
+        self._write(10.0, status="done", done=done)
+
+    def fail(self, why: str) -> None:
+        self._write(10.0, status="failed", detail=why)
