@@ -106,3 +106,16 @@ def test_corpus_windows():
     assert wins[0] == first[:64] and wins[0][0] == lm.tokenizer.bos_token_id
 
 
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_batched_ablations_equal_one_at_a_time(arch, monkeypatch):
+    """Stacked copies, each with its own head ablated (in several passes when the budget is small), give the
+    losses of single ablated passes."""
+    lm = wrap(tiny_model(arch))
+    abl = HeadAblator(lm, windows_for(1))
+    variants = [(h, k) for h in range(abl.n_heads) for k in ("zero", "mean")]
+    monkeypatch.setattr(HeadAblator, "TOKENS_PER_PASS", 3 * abl.ids.numel())  # 3 copies a pass
+    got = abl.layer_losses(1, variants)
+    want = [abl.loss(1, [h], k) for h, k in variants]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
