@@ -13,6 +13,8 @@ contexts (an empty HTTP cache: every script bundle downloads and parses again) a
 context that has loaded the app before (a returning user), each from navigation to settled
 (dashboard.browser.wait_settled). Neuron pages are random units; trajectories the default prompt (cached after the
 first visit); heads random heads. Targets: returning p50 <= 2 s, fresh p50 <= 3 s, first after serve <= 5 s.
+What the light first paint bought is measured in the same run: the returning-tab visits again with `charts=plotly`
+(every chart drawn by Plotly on first paint, as pages did before), `<page>_bought_by_light_charts_s` the difference.
 
 --db defaults to the demo index (`make index`). --build makes a 1,048,576-token index of smollm2-135m, all layers, of
 Python's own documentation and standard-library sources at --db (data/bench-corpus.jsonl; offline, about 40 min on
@@ -173,6 +175,8 @@ SHOWN = {"home": ".nb-table", "neurons": ".nb-tok", "trajectories": '[data-testi
 COMPLETE = {"home": ".nb-table", "neurons": '.nb-table:has-text("promoted")', "trajectories": ".nb-grid",
             "heads": ".nb-chart svg"}
 """What each page shows once its model is loaded (its live parts)."""
+PLOTLY_PAGES = ("neurons", "trajectories", "heads")
+"""Pages whose charts are light inline SVG/HTML unless the URL asks for Plotly (`charts=plotly`): bench both."""
 
 
 def visit(browser, base: str, url: str, ctx=None, marks: dict[str, str] | None = None) -> float | dict:
@@ -222,6 +226,11 @@ def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -
                 ctx = new_page(b).context
                 visit(b, base, group[0], ctx=ctx)  # the app's scripts are now in this context's cache
                 ret = [visit(b, base, u, ctx=ctx) for u in group]
+                heavy = []  # the same visits with every chart drawn by Plotly on first paint (the old pattern)
+                if name in PLOTLY_PAGES:
+                    sep = "&" if "?" in group[0] else "?"
+                    visit(b, base, group[0] + sep + "charts=plotly", ctx=ctx)
+                    heavy = [visit(b, base, u + sep + "charts=plotly", ctx=ctx) for u in group]
                 ctx.close()
             finally:
                 import os
@@ -232,6 +241,9 @@ def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -
             out[f"{name}_fresh_p50_s"], out[f"{name}_fresh_p90_s"] = statistics.median(fresh), pct(fresh, 0.9)
             out[f"{name}_returning_p50_s"], out[f"{name}_returning_p90_s"] = statistics.median(ret), pct(ret, 0.9)
             out[f"{name}_visits"] = len(fresh)
+            if heavy:  # what drawing charts on demand bought, measured in this run
+                out[f"{name}_plotly_first_paint_returning_p50_s"] = statistics.median(heavy)
+                out[f"{name}_bought_by_light_charts_s"] = statistics.median(heavy) - statistics.median(ret)
             log(f"{name}: first {out[f'{name}_first_after_serve_s']} s, fresh p50 {statistics.median(fresh):.2f} s, "
                 f"returning p50 {statistics.median(ret):.2f} s")
         b.close()

@@ -9,6 +9,7 @@ Dequantizing a GGUF takes 15-35 s, so the converted weights are saved once as sa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -88,21 +89,45 @@ def _gguf_cache_key(path: Path) -> str:
 
 def _load_gguf(path: Path, dtype: torch.dtype, attn: str):
     """Dequantize once into a safetensors folder in the cache, then load from that folder."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     folder = cache_dir() / "models" / _gguf_cache_key(path)
     if not (folder / "neuroboard-complete").exists():
-        log.info("dequantizing %s once (cached in %s)", path.name, folder)
-        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
-        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _save_plain(model, tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "neuroboard-complete").write_text(str(path))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(folder.with_name(folder.name + ".lock")):  # a second process waits, then reads the cache
+            if not (folder / "neuroboard-complete").exists():
+                _dequantize(path, folder)
     return _load_folder(folder, dtype, attn, trust_remote_code=False)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path):
+    """An exclusive lock between processes (and threads) on `path` for the block (flock; no lock where the OS has
+    none): the dashboard and `neuroboard demo` dequantize the same GGUF at the same time otherwise."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _dequantize(path: Path, folder: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantizing %s once (cached in %s)", path.name, folder)
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _save_plain(model, tmp)
+    tok.save_pretrained(tmp)
+    (tmp / "neuroboard-complete").write_text(str(path))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
 
 
 def _save_plain(model, folder: Path) -> None:

@@ -68,3 +68,18 @@ def test_gemma3_builtin_loads():
     n = lm.parts.norms(3)  # Gemma 3 norms each sublayer's output before the residual add
     assert n.post_attn is lm.model.model.layers[3].post_attention_layernorm
     assert n.post_mlp is lm.model.model.layers[3].post_feedforward_layernorm
+
+
+def test_file_lock_serialises_processes(tmp_path):
+    """Two processes converting the same GGUF: the second waits for the first's lock (checked with two real
+    processes holding core.model.load.file_lock on one path, each writing its start and end times)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from pathlib import Path; from core.model.load import file_lock\n"
+            "with file_lock(Path(sys.argv[1])):\n"
+            "    t0 = time.time(); time.sleep(1.0); print(t0, time.time())\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "x.lock")], stdout=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
+    assert spans[1][0] >= spans[0][1] - 0.01  # the second began after the first let go

@@ -1,0 +1,315 @@
+"""Train a TopK SAE or transcoder on a model's activations, the method of Gao et al. (2024) as sparsify runs it.
+
+    pre = (x − b_dec) W_enc + b_enc        (a transcoder does not subtract b_dec)
+    f   = ReLU(top-k(pre))                 k latents per token
+    ŷ   = f W_dec + b_dec                  decoded sparsely (embedding_bag over the k latents)
+    loss = FVU + auxk_alpha · AuxK         FVU = Σ‖y − ŷ‖² / Σ‖y − ȳ‖² over the batch
+    AuxK = min(n_dead / k_aux, 1) · Σ‖e − ê‖² / Σ‖y − ȳ‖², e = y − ŷ (no gradient), ê = the error's reconstruction
+           from the top k_aux = d_out/2 ReLU'd pre-activations of dead latents only (no b_dec: it models the error)
+
+Decoder rows are unit norm at init and after every step, and the gradient's component parallel to each row is
+removed before the step. W_enc starts as W_decᵀ; b_dec starts at the mean of y over the first buffer (a transcoder's
+b_enc at −mean(x) W_enc, as sparsify). Adam with lr 2e-4/√(latents/2^14) unless given, linear warm-up over the first
+5% of steps and linear decay to 0 (sparsify's Adam schedule). A latent is dead when it has not fired in the last
+`dead_tokens` training tokens.
+
+Why AuxK is on by default (1/32, Gao et al.'s value) while sparsify now defaults to 0: runs here are short (hundreds
+of thousands of tokens, not billions), too short for dead latents to recover by themselves; AuxK gives them a
+gradient. `--auxk-alpha 0` turns it off.
+
+Activations stream from the model through a shuffling buffer (core.saes.acts.ShuffleBuffer, `buffer_tokens` rows:
+65,536 × d_in floats, 151 MB for smollm2's 576-wide residual stream); the model stays in evaluation mode under
+inference_mode. Quality is measured at the end on held-out windows (core.saes.quality).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from core.errors import UserError
+from core.model.load import load_model
+from core.saes import acts
+from core.saes.quality import evaluate
+from core.saes.sae import SAE, SAEError, check_for_model, site_width
+
+
+@dataclass
+class TrainSAEConfig:
+    model: str
+    """Built-in name, .gguf file, model folder or hub id."""
+    site: str
+    """Input site (resid_post.6, blocks.6.hook_resid_post, layers.6, mlp_in.6, z.3, ...)."""
+    out: str
+    """Folder the SAE is written to."""
+    corpus: str = "demo"
+    """'demo', a .txt/.jsonl/.csv/.parquet file, or a Hugging Face dataset name."""
+    tokens: int = 1_000_000
+    """Training tokens (the corpus is read again, reshuffled, when it has fewer)."""
+    latents: int = 0
+    """SAE width (0: --expansion × d_in)."""
+    expansion: int = 8
+    """Width as a multiple of d_in when --latents is 0."""
+    k: int = 32
+    """Active latents per token."""
+    transcode: bool = False
+    """Train a transcoder: read --site, predict --out-site (default: the MLP's output for mlp_in.L, the block's
+    output for resid_pre.L)."""
+    out_site: str | None = None
+    """A transcoder's output site."""
+    method: Literal["topk", "snmf"] = "topk"
+    """topk: a TopK SAE or transcoder; snmf: semi-NMF of a layer's MLP activations."""
+    lr: float | None = None
+    """Adam learning rate (default 2e-4 / sqrt(latents / 2^14))."""
+    auxk_alpha: float = 1 / 32
+    """AuxK loss coefficient for dead latents (0: off)."""
+    dead_tokens: int = 0
+    """A latent is dead after this many training tokens without firing (0: a quarter of --tokens, at most 10M)."""
+    batch: int = 4096
+    """Tokens per SAE step."""
+    buffer_tokens: int = 65_536
+    """Rows in the shuffling buffer (bounds memory)."""
+    context_len: int = 128
+    """Window length of the corpus."""
+    model_batch_tokens: int = 4096
+    """Padded tokens per model pass."""
+    eval_tokens: int = 16_384
+    """Held-out tokens for the quality numbers (at most)."""
+    format: Literal["saelens", "sparsify"] = "saelens"
+    """File format written to --out."""
+    seed: int = 0
+    """Seed of the initialisation and the shuffles."""
+    threads: int | None = None
+    """torch threads (default: torch's choice)."""
+    trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run."""
+
+
+class TrainError(UserError):
+    """Bad training input; one line."""
+
+
+@dataclass
+class Step:
+    tokens: int
+    target: int
+    fvu: float
+    l0: float
+    dead_frac: float
+    elapsed_s: float
+
+
+def default_lr(latents: int) -> float:
+    return 2e-4 / math.sqrt(latents / 2 ** 14)
+
+
+def out_site_for(site: str, transcode: bool, out_site: str | None) -> str | None:
+    from core.model.sites import Site
+
+    if not transcode:
+        return None
+    if out_site:
+        return str(Site.parse(out_site))
+    s = Site.parse(site)
+    kind = {"mlp_in": "mlp_out", "resid_pre": "resid_post"}.get(s.kind)
+    if kind is None:
+        raise TrainError(f"--transcode from {s}: give --out-site (defaults exist for mlp_in.L and resid_pre.L)")
+    return f"{kind}.{s.layer}"
+
+
+def check(cfg: TrainSAEConfig) -> None:
+    if cfg.tokens < 1:
+        raise TrainError("--tokens must be positive")
+    if cfg.k < 1 or cfg.batch < 1 or cfg.buffer_tokens < 2 * cfg.batch:
+        raise TrainError("--k and --batch must be positive and --buffer-tokens at least twice --batch")
+    if cfg.latents < 0 or cfg.expansion < 1:
+        raise TrainError("--latents must be >= 0 and --expansion >= 1")
+    if cfg.auxk_alpha < 0 or (cfg.lr is not None and cfg.lr <= 0):
+        raise TrainError("--auxk-alpha must be >= 0 and --lr positive")
+
+
+class TopKTrainer:
+    """The parameters and one optimisation step; `sae()` is the SAE as trained so far."""
+
+    def __init__(self, d_in: int, d_out: int, latents: int, k: int, transcoder: bool, lr: float, auxk_alpha: float,
+                 dead_tokens: int, total_steps: int, seed: int = 0) -> None:
+        if k > latents:
+            raise TrainError(f"--k {k} is more than the SAE's {latents} latents")
+        g = torch.Generator().manual_seed(seed)
+        W_dec = torch.randn(latents, d_out, generator=g)
+        W_dec /= W_dec.norm(dim=-1, keepdim=True)
+        self.W_enc = (W_dec.T.clone() if d_in == d_out else
+                      torch.randn(d_in, latents, generator=g) / math.sqrt(d_in)).requires_grad_()  # (d_in, latents)
+        self.W_dec = W_dec.requires_grad_()  # (latents, d_out)
+        self.b_enc = torch.zeros(latents, requires_grad=True)
+        self.b_dec = torch.zeros(d_out, requires_grad=True)
+        self.k, self.transcoder, self.alpha, self.dead_tokens = k, transcoder, auxk_alpha, dead_tokens
+        self.since = torch.zeros(latents, dtype=torch.long)  # training tokens since each latent last fired
+        self.opt = torch.optim.Adam([self.W_enc, self.b_enc, self.W_dec, self.b_dec], lr=lr)
+        warm = max(1, total_steps // 20)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min((s + 1) / warm, max(0.0, (total_steps - s) / max(1, total_steps - warm))))
+        self.started = False
+
+    def start(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """b_dec at the mean of y (and a transcoder's b_enc at −mean(x) W_enc), from the first buffer."""
+        with torch.no_grad():
+            self.b_dec.copy_(y.mean(0))
+            if self.transcoder:
+                self.b_enc.copy_(-(x.mean(0) @ self.W_enc))
+        self.started = True
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
+        """One Adam step on a batch x (B, d_in) -> y (B, d_out); returns (FVU, L0, dead share) of the batch."""
+        pre = (x if self.transcoder else x - self.b_dec) @ self.W_enc + self.b_enc  # (B, latents)
+        vals, idx = pre.topk(self.k, dim=-1, sorted=False)  # (B, k)
+        vals = vals.relu()
+        y_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec  # (B, d_out)
+        e = y - y_hat
+        total = ((y - y.mean(0)) ** 2).sum()
+        fvu = (e ** 2).sum() / total
+        dead = self.since > self.dead_tokens
+        loss = fvu
+        n_dead = int(dead.sum())
+        if self.alpha and n_dead:
+            k_aux = min(y.shape[1] // 2, n_dead)
+            av, ai = pre.masked_fill(~dead, -math.inf).topk(k_aux, dim=-1, sorted=False)  # (B, k_aux)
+            e_hat = F.embedding_bag(ai, self.W_dec, per_sample_weights=av.relu(), mode="sum")  # (B, d_out)
+            aux = min(n_dead / k_aux, 1.0) * ((e.detach() - e_hat) ** 2).sum() / total
+            loss = loss + self.alpha * aux
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            g, w = self.W_dec.grad, self.W_dec
+            g -= (g * w).sum(-1, keepdim=True) * w  # no change along each (unit) row
+        self.opt.step()
+        self.sched.step()
+        with torch.no_grad():
+            self.W_dec /= self.W_dec.norm(dim=-1, keepdim=True)
+            fired = torch.zeros_like(self.since, dtype=torch.bool)
+            fired[idx[vals > 0]] = True
+            self.since += len(x)
+            self.since[fired] = 0
+        return float(fvu.detach()), float((vals > 0).sum()) / len(x), n_dead / len(self.since)
+
+    def sae(self, **kw) -> SAE:
+        return SAE(self.W_enc.detach().clone(), self.b_enc.detach().clone(), self.W_dec.detach().clone(),
+                   self.b_dec.detach().clone(), activation="topk", k=self.k, b_dec_in=not self.transcoder, **kw)
+
+
+def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] | None = None) -> dict:
+    """Train, measure quality on held-out tokens, save; returns the report (what `train-sae --json` prints)."""
+    check(cfg)
+    if cfg.method == "snmf":
+        from core.saes.snmf import train_snmf
+
+        return train_snmf(cfg, lm=lm, on_step=on_step)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_site = out_site_for(cfg.site, cfg.transcode, cfg.out_site)
+    lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    from core.model.sites import Site
+
+    probe = SAE(torch.zeros(1, 1), torch.zeros(1), torch.zeros(1, 1), torch.zeros(1), b_dec_in=False)
+    s_in = Site.parse(cfg.site)
+    d_in = site_width(s_in, lm)
+    s_out = Site.parse(out_site) if out_site else s_in
+    d_out = site_width(s_out, lm)
+    latents = cfg.latents or cfg.expansion * d_in
+    if cfg.k > latents:
+        raise TrainError(f"--k {cfg.k} is more than the SAE's {latents} latents")
+    probe = SAE(torch.zeros(d_in, 1), torch.zeros(1), torch.zeros(1, d_out), torch.zeros(d_out), b_dec_in=False,
+                site=str(s_in), out_site=out_site)
+    s_in, s_out = check_for_model(probe, lm)
+    split = acts.split_corpus(cfg.corpus, lm.tokenizer, context_len=cfg.context_len,
+                              max_tokens=cfg.tokens + cfg.tokens // (acts.HOLDOUT_EVERY - 1) + cfg.eval_tokens * 2)
+    if not split.train or not split.held_out:
+        raise TrainError(f"corpus {cfg.corpus!r} is too small to hold out windows (it has "
+                         f"{split.train_tokens() + split.held_out_tokens()} tokens)")
+    steps = max(1, cfg.tokens // cfg.batch)
+    dead_tokens = cfg.dead_tokens or min(10_000_000, max(cfg.batch, cfg.tokens // 4))
+    lr = cfg.lr or default_lr(latents)
+    tr = TopKTrainer(d_in, d_out, latents, cfg.k, cfg.transcode, lr, cfg.auxk_alpha, dead_tokens, steps, cfg.seed)
+    buf = acts.ShuffleBuffer(cfg.buffer_tokens, d_in, d_out if cfg.transcode else 0, cfg.seed)
+    sites = [s_in, s_out] if cfg.transcode else [s_in]
+    t0, done, last = time.monotonic(), 0, (float("nan"), 0.0, 0.0)
+    windows = acts.epochs(split.train, cfg.seed)
+    target = steps * cfg.batch
+    while done < target:
+        chunk, n = [], 0
+        while n < cfg.model_batch_tokens * 4:  # a few model batches of windows at a time
+            w = next(windows)
+            chunk.append(w)
+            n += len(w.ids)
+        for got in acts.site_batches(lm, chunk, sites, batch_tokens=cfg.model_batch_tokens):
+            x_rows, y_rows = got[0], (got[1] if cfg.transcode else None)
+            while len(x_rows) and done < target:
+                took = buf.add(x_rows, y_rows)
+                x_rows, y_rows = x_rows[took:], None if y_rows is None else y_rows[took:]
+                if not buf.full:
+                    break
+                if not tr.started:
+                    tr.start(buf.x[: buf.n], buf.x[: buf.n] if buf.y is None else buf.y[: buf.n])
+                for x, y in list(buf.drain(cfg.batch)):  # the buffer is compacted once the batches are taken
+                    if done >= target:
+                        break
+                    last = tr.step(x, x if y is None else y)
+                    done += len(x)
+                    if on_step:
+                        on_step(Step(done, target, *last, time.monotonic() - t0))
+            if done >= target:
+                break
+    train_s = time.monotonic() - t0
+    sae = tr.sae(site=str(s_in), out_site=out_site, model=lm.name)
+    held = _take(split.held_out, cfg.eval_tokens)
+    q = evaluate(sae, lm, held, s_in, s_out)
+    acc_density = _density(sae, lm, held, s_in)
+    sae.density = acc_density
+    report = {"out": cfg.out, "model": lm.name, "site": str(s_in), "out_site": out_site, "method": "topk",
+              "latents": latents, "k": cfg.k, "tokens": done, "train_s": round(train_s, 1),
+              "tokens_per_s": round(done / train_s, 1), "train_fvu_last": last[0], "lr": lr,
+              "auxk_alpha": cfg.auxk_alpha, "dead_tokens": dead_tokens, "buffer_tokens": cfg.buffer_tokens,
+              "buffer_mb": round(cfg.buffer_tokens * (d_in + (d_out if cfg.transcode else 0)) * 4 / 2 ** 20, 1),
+              "held_out_tokens": q.tokens, "quality": q.as_dict(), "format": cfg.format}
+    sae.meta = {"neuroboard": {"trained": {k: v for k, v in asdict(cfg).items() if k not in ("out",)},
+                               "quality": q.as_dict(), "tokens": done}}
+    save(sae, cfg.out, cfg.format, report)
+    return report
+
+
+def _take(windows: list, n_tokens: int) -> list:
+    out, n = [], 0
+    for w in windows:
+        if n >= n_tokens:
+            break
+        out.append(w)
+        n += len(w.ids)
+    return out
+
+
+@torch.inference_mode()
+def _density(sae: SAE, lm, windows: list, site) -> torch.Tensor:
+    fired, n = torch.zeros(sae.d_sae), 0
+    for (x,) in acts.site_batches(lm, windows, [site]):
+        fired += (sae.encode(x) != 0).sum(0)
+        n += len(x)
+    return fired / max(n, 1)
+
+
+def save(sae: SAE, out: str, fmt: str, report: dict) -> Path:
+    from core.saes.formats import save_saelens, save_sparsify
+
+    try:
+        folder = save_saelens(sae, out) if fmt == "saelens" else save_sparsify(sae, out)
+    except OSError as e:
+        raise SAEError(f"cannot write {out}: {e.strerror or e}") from None
+    (Path(folder) / "quality.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return Path(folder)
