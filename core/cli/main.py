@@ -21,6 +21,8 @@ from core.errors import UserError
 from core.heads.score import HeadsConfig
 from core.lens.query import LensQuery
 from core.lens.tuned import TunedLensConfig
+from core.saes.query import FeaturesQuery, SaeEvalConfig
+from core.saes.train import TrainSAEConfig
 from core.units.extract import ExtractConfig
 
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -76,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("demo", DemoConfig, "build the demo index for the built-in models if missing, then serve it",
             skip=("serve",)).add_argument("--no-serve", action="store_true", help="build the index only")
     command("serve", ServeConfig, "serve the dashboard")
+    command("train-sae", TrainSAEConfig, "train a TopK SAE or transcoder on a model's activations",
+            json_help="print the report (quality on held-out tokens) as one JSON object", progress=True)
+    command("sae-eval", SaeEvalConfig, "an SAE's quality on a corpus: FVU, L0, dead latents, CE recovered, KL",
+            json_help="print the numbers as one JSON object")
+    command("features", FeaturesQuery, "an SAE's features on each token of a text",
+            json_help="print one JSON object per token")
     return ap
 
 
@@ -292,8 +300,54 @@ def cmd_serve(a) -> int:
     return serve(cfg.db, host=cfg.host, port=cfg.port, models=cfg.model)
 
 
+def cmd_train_sae(a) -> int:
+    from core.saes.train import train_sae
+
+    cfg = config_from(a, TrainSAEConfig)
+    bar = Bar(not a.no_progress, f"train {cfg.site}", unit="tok", unit_scale=True)
+    try:
+        report = train_sae(cfg, on_step=lambda s: bar.update(s.tokens, s.target, fvu=f"{s.fvu:.3f}",
+                                                             l0=f"{s.l0:.1f}", dead=f"{100 * s.dead_frac:.1f}%"))
+    finally:
+        bar.close()
+    if a.json:
+        print(json.dumps(report))
+    else:
+        q = report["quality"]
+        print(f"{report['latents']} latents, k={report['k']}, {report['tokens']} tokens at "
+              f"{report['tokens_per_s']:.0f} tok/s -> {report['out']}\n"
+              f"held-out ({q['tokens']} tokens): FVU {q['fvu']:.4f}, L0 {q['l0']:.1f}, dead {100 * q['dead_frac']:.1f}%, "
+              f"CE recovered {q['ce_recovered']:.3f}, KL {q['kl']:.4f}")
+    return 0
+
+
+def cmd_sae_eval(a) -> int:
+    from core.saes.query import sae_eval
+
+    out = sae_eval(config_from(a, SaeEvalConfig))
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()))
+    return 0
+
+
+def cmd_features(a) -> int:
+    from core.saes.query import features
+
+    rows = features(config_from(a, FeaturesQuery))
+    if a.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            top = ", ".join(f"{f['feature']}:{f['activation']:.3g}" for f in r["features"][:8])
+            print(f"{r['position']:4d} {r['token'].translate(_ESCAPES)!r:>16} {top}")
+    return 0
+
+
 COMMANDS = {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
-            "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads}
+            "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads, "train-sae": cmd_train_sae,
+            "sae-eval": cmd_sae_eval, "features": cmd_features}
 
 
 def main(argv: list[str] | None = None) -> int:

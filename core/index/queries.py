@@ -172,3 +172,52 @@ def vocab(con, model_id: int) -> list[str]:
     for i, d in rows:
         out[i] = d
     return out
+
+
+@dataclass
+class SaeInfo:
+    run_id: int
+    sae_id: int
+    name: str
+    path: str
+    site: str
+    out_site: str | None
+    d_in: int
+    d_sae: int
+    activation: str
+    k: int | None
+    format: str | None
+    quality: dict | None
+    has_umap: bool
+
+    @property
+    def group(self) -> int:
+        """The `layer` value of this SAE's features in the per-unit tables."""
+        return -self.sae_id
+
+
+def run_saes(con, run_id: int | None = None) -> list[SaeInfo]:
+    """The SAEs of one run (or of every run), by (run_id, sae_id)."""
+    rows = con.execute("SELECT run_id, sae_id, name, path, site, out_site, d_in, d_sae, activation, k, format, "
+                       "quality, umap IS NOT NULL FROM run_saes WHERE ? IS NULL OR run_id = ? ORDER BY 1, 2",
+                       [run_id, run_id]).fetchall()
+    return [SaeInfo(*r[:11], json.loads(r[11]) if r[11] else None, bool(r[12])) for r in rows]
+
+
+def sae_umap(con, run_id: int, sae_id: int) -> list[float] | None:
+    row = con.execute("SELECT umap FROM run_saes WHERE run_id = ? AND sae_id = ?", [run_id, sae_id]).fetchall()
+    return row[0][0] if row else None
+
+
+def check_feature(con, run_id: int, sae_id: int, feature: int) -> tuple[RunInfo, SaeInfo]:
+    """(run, SAE) if the run is readable and has this SAE and feature; QueryError otherwise."""
+    run = get_run(con, run_id)
+    if run.results_tokens is None:
+        raise QueryError(f"run {run_id} has no results yet (it is still extracting)")
+    saes = {s.sae_id: s for s in run_saes(con, run_id)}
+    if sae_id not in saes:
+        have = ", ".join(map(str, saes)) or "none"
+        raise QueryError(f"run {run_id} has no SAE {sae_id} (its SAEs: {have})")
+    if not 0 <= feature < saes[sae_id].d_sae:
+        raise QueryError(f"feature {feature} out of range: SAE {sae_id} has features 0-{saes[sae_id].d_sae - 1}")
+    return run, saes[sae_id]

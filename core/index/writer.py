@@ -91,6 +91,21 @@ def create_run(con, model_id: int, corpus_id: int, config: dict, layers: list[in
     return run_id
 
 
+def add_run_sae(con, run_id: int, sae_id: int, row: dict) -> None:
+    """One SAE of a run (migration 005): its features are the units of group layer = -sae_id."""
+    con.execute("INSERT INTO run_saes (run_id, sae_id, name, path, site, out_site, d_in, d_sae, activation, k, "
+                "format, quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, sae_id, row["name"], row["path"], row["site"], row["out_site"], row["d_in"], row["d_sae"],
+                 row["activation"], row["k"], row["format"],
+                 json.dumps(row["quality"]) if row.get("quality") else None])
+
+
+def set_sae_umap(con, run_id: int, sae_id: int, xy) -> None:
+    """The feature map's 2-D coordinates, x0, y0, x1, y1, ... (computed once per SAE)."""
+    con.execute("UPDATE run_saes SET umap = ? WHERE run_id = ? AND sae_id = ?",
+                [[float(v) for v in xy.reshape(-1)], run_id, sae_id])
+
+
 def truncate_run(con, run_id: int, from_doc: int, drop_results: bool = True) -> None:
     """Remove a run's per-token rows from document `from_doc` on (rows a killed chunk left behind) and, with
     `drop_results`, its per-unit results (before new ones are written)."""

@@ -65,8 +65,8 @@ class TrainSAEConfig:
     output for resid_pre.L)."""
     out_site: str | None = None
     """A transcoder's output site."""
-    method: Literal["topk", "snmf"] = "topk"
-    """topk: a TopK SAE or transcoder; snmf: semi-NMF of a layer's MLP activations."""
+    method: Literal["topk"] = "topk"
+    """topk: a TopK SAE or transcoder (semi-NMF is not built yet)."""
     lr: float | None = None
     """Adam learning rate (default 2e-4 / sqrt(latents / 2^14))."""
     auxk_alpha: float = 1 / 32
@@ -208,17 +208,12 @@ class TopKTrainer:
 def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] | None = None) -> dict:
     """Train, measure quality on held-out tokens, save; returns the report (what `train-sae --json` prints)."""
     check(cfg)
-    if cfg.method == "snmf":
-        from core.saes.snmf import train_snmf
-
-        return train_snmf(cfg, lm=lm, on_step=on_step)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_site = out_site_for(cfg.site, cfg.transcode, cfg.out_site)
     lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
     from core.model.sites import Site
 
-    probe = SAE(torch.zeros(1, 1), torch.zeros(1), torch.zeros(1, 1), torch.zeros(1), b_dec_in=False)
     s_in = Site.parse(cfg.site)
     d_in = site_width(s_in, lm)
     s_out = Site.parse(out_site) if out_site else s_in

@@ -71,6 +71,9 @@ class ExtractConfig:
     the pages open long before the run ends; 0: results only at the end."""
     include_special: bool = False
     """Count special tokens (BOS/EOS) in unit statistics; they always feed the model as context."""
+    sae: list[str] = field(default_factory=list)
+    """Also index the features of this SAE (a SAELens or sparsify folder, or a Gemma Scope params.npz), in the same
+    pass (repeatable)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
     threads: int | None = None
@@ -83,6 +86,10 @@ class ExtractConfig:
             d.pop(k)
         if not d["preview_tokens"]:  # runs made before the field existed match a config without a preview
             d.pop("preview_tokens")
+        if not d["sae"]:  # likewise for runs without SAEs
+            d.pop("sae")
+        else:
+            d["sae"] = [str(Path(p).expanduser().resolve()) for p in d["sae"]]
         return d
 
 
@@ -124,9 +131,12 @@ class _Run:
     layers: list[int]
     target: int
     reducers: dict[int, LayerReducer]
+    """Keyed by unit group: a layer's neurons (>= 0), SAE s's features (-s)."""
     docs_next: int = 0
     tokens_done: int = 0
     special: set[int] = field(default_factory=set)
+    saes: dict[int, tuple] = field(default_factory=dict)
+    """{-s: (SAE, input Site)}"""
 
 
 def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None = None,
@@ -148,7 +158,8 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
         raise ExtractError(str(e)) from None
     rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins,
                         ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
-    run = _open_run(cfg, corpus, lm, layers, rcfg, resume)
+    saes = _load_saes(cfg, lm)
+    run = _open_run(cfg, corpus, lm, layers, rcfg, resume, saes)
     t0 = time.monotonic()
     if on_progress:
         on_progress(Progress(run.tokens_done, run.target, run.docs_next, 0.0))
@@ -179,10 +190,24 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
     return run.run_id
 
 
+def _load_saes(cfg: ExtractConfig, lm: LoadedModel) -> list[tuple]:
+    """[(SAE, input Site)] for --sae, each checked against this model (SAEError, one line, before any write)."""
+    from core.saes.formats import load_sae
+    from core.saes.sae import check_for_model
+
+    out = []
+    for path in cfg.sae:
+        sae = load_sae(path)
+        out.append((sae, check_for_model(sae, lm)[0]))
+    return out
+
+
 def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[int], rcfg: ReduceConfig,
-              resume: bool) -> _Run:
+              resume: bool, saes: list[tuple] = ()) -> _Run:
     ident = cfg.identity()
     reducers = {layer: LayerReducer(lm.parts.d_mlp, layer, rcfg) for layer in layers}
+    reducers |= {-s: LayerReducer(sae.d_sae, -s, rcfg) for s, (sae, _) in enumerate(saes, 1)}
+    by_group = {-s: pair for s, pair in enumerate(saes, 1)}
     special = set() if cfg.include_special else set(lm.tokenizer.all_special_ids)
     con = connect(cfg.db)
     try:
@@ -190,7 +215,7 @@ def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[
             match = [r for r in writer.unfinished_runs(con, lm.name) if r[2] == ident]
             if not match:
                 raise ExtractError("--resume: no unfinished run with this model and configuration in the index")
-            run = _Run(match[0][0], match[0][1], layers, cfg.max_tokens, reducers, special=special)
+            run = _Run(match[0][0], match[0][1], layers, cfg.max_tokens, reducers, special=special, saes=by_group)
             _load_checkpoint(cfg.db, run)
             with writer.transaction(con):
                 writer.truncate_run(con, run.run_id, run.docs_next, drop_results=False)  # a preview stays valid
@@ -199,9 +224,19 @@ def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[
             model_id = writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer))
             corpus_id = writer.ensure_corpus(con, corpus.identity())
             run_id = writer.create_run(con, model_id, corpus_id, ident, layers, cfg.max_tokens)
-        return _Run(run_id, corpus_id, layers, cfg.max_tokens, reducers, special=special)
+            for s, (sae, site) in enumerate(saes, 1):
+                writer.add_run_sae(con, run_id, s, _sae_row(sae, site, cfg.sae[s - 1]))
+        return _Run(run_id, corpus_id, layers, cfg.max_tokens, reducers, special=special, saes=by_group)
     finally:
         con.close()
+
+
+def _sae_row(sae, site: Site, path: str) -> dict:
+    nb = sae.meta.get("neuroboard") or {}
+    name = Path(path).name if Path(path).name not in ("params.npz", "") else Path(path).parent.name
+    return {"name": name, "path": str(Path(path).expanduser().resolve()), "site": str(site),
+            "out_site": sae.out_site if sae.transcoder else None, "d_in": sae.d_in, "d_sae": sae.d_sae,
+            "activation": sae.activation, "k": sae.k, "format": sae.meta.get("format"), "quality": nb.get("quality")}
 
 
 def _run_docs(chunk: Chunk) -> dict:
@@ -245,8 +280,23 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
             norms[sel["dst"], j] = torch.linalg.vector_norm(h.float(), dim=-1).reshape(-1)[sel["valid"]].numpy()
         return fn
 
-    edits = {Site("neurons", layer): fold(layer) for layer in layers}
-    edits |= {Site("resid_post", layer): norm(j) for j, layer in enumerate(layers)}
+    def fold_sae(group: int) -> Edit:  # an SAE's input site (B, T, ...) -> its features (B*T, d_sae) -> reducer
+        sae = run.saes[group][0]
+
+        def fn(x: torch.Tensor) -> None:
+            f = sae.encode(x.reshape(-1, sae.d_in))  # (B*T, d_sae); padding rows are never selected
+            ctx = (f, sel["ctx"]) if "ctx" in sel else None
+            run.reducers[group].update(f if sel["all"] else f[sel["rows"]], sel["tok"], ctx)
+        return fn
+
+    edits: dict[Site, list[Edit]] = {}
+    for layer in layers:
+        edits.setdefault(Site("neurons", layer), []).append(fold(layer))
+    for j, layer in enumerate(layers):
+        edits.setdefault(Site("resid_post", layer), []).append(norm(j))
+    for group, (_, site) in run.saes.items():
+        edits.setdefault(site, []).append(fold_sae(group))
+    last = max(list(layers) + [site.layer for _, site in run.saes.values()])
     done = 0
     for batch in batches(chunk.windows, batch_tokens):
         ids, valid, counted, tok = _pack(batch, run.special, include_special)
@@ -257,7 +307,7 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
         sel["rows"], sel["tok"] = rows, tok.reshape(-1)[rows]
         if W is not None:
             sel["ctx"] = _context_rows(valid, rows, W)
-        forward_until(lm, ids, max(layers), edits=edits)  # no unembedding: it is not needed here
+        forward_until(lm, ids, last, edits=edits)  # no unembedding: it is not needed here
         done += int(valid.sum())
         if on_batch:
             on_batch(done)
@@ -325,8 +375,8 @@ def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
 
         with writer.transaction(con):
             writer.truncate_run(con, run.run_id, run.docs_next)
-            for layer in run.layers:
-                writer.write_layer(con, run.run_id, run.reducers[layer].finalize(), doc_of, cfg.hist_bins)
+            for group in run.reducers:  # neuron layers, then SAEs' features (group -s)
+                writer.write_layer(con, run.run_id, run.reducers[group].finalize(), doc_of, cfg.hist_bins)
             if complete:
                 writer.complete_run(con, run.run_id, run.tokens_done, run.docs_next)
             else:

@@ -182,8 +182,11 @@ class LayerReducer:
     def _grow_scale(self, absmax: torch.Tensor) -> None:
         _, e_new = torch.frexp(absmax)  # absmax < 2^e_new
         e_new = e_new.to(torch.int32)
-        fresh = self.exp == -1000
+        # a unit with no data yet, or with only zeros so far (an SAE feature that has not fired), takes this batch's
+        # scale outright: zeros sit at the centre edge, in bin F-1 at every scale, so nothing needs merging
+        fresh = (self.exp == -1000) | ((self.max == 0) & (self.min == 0) & (absmax > 0))
         self.exp[fresh] = e_new[fresh]
+        e_new = torch.where(absmax > 0, e_new, self.exp)  # a batch of zeros (frexp(0) = 0) never widens the bins
         while True:
             grow = e_new > self.exp
             if not grow.any():

@@ -18,7 +18,7 @@ def brute_force(A, tok, layer, K, S, F):
     n, d = A.shape
     out = {"count": (A > 0).sum(0), "max": A.max(0), "min": A.min(0), "mean": A.astype(np.float64).mean(0)}
     absmax = np.abs(A).max(0)
-    e = np.floor(np.log2(absmax)).astype(np.int64) + 1  # smallest e with 2^e > absmax
+    e = np.frexp(absmax)[1].astype(np.int64)  # smallest e with 2^e > absmax (0 for a unit that is always 0)
     hist = np.zeros((d, 2 * F), np.int64)
     for u in range(d):
         w = 2.0 ** e[u] / F
