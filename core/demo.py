@@ -1,4 +1,5 @@
-"""What `make demo` builds: an index of the demo corpus for each built-in model, then their head scores, as a list of
+"""What `make demo` builds: an index of the demo corpus for each built-in model, a small TopK SAE for the first model
+(trained on one middle layer's residual stream, then its features indexed), then the models' head scores, as a list of
 jobs recorded in the index (Home shows their live progress while the dashboard is already serving). Each job is
 skipped when its result is already there; an interrupted extraction resumes. The first model's run publishes a
 preview of its results early, so its neuron pages open within a minute of the start.
@@ -23,6 +24,14 @@ class DemoConfig:
     """The first model's run publishes its results after this many tokens, so its pages open early (0: off)."""
     ablation_tokens: int = 128
     """Corpus tokens for each head's ablation effect (a small sample keeps the demo quick; 0: no ablation)."""
+    sae_site: str = "resid_post.15"
+    """Site of the first model's demo SAE ('' : no SAE)."""
+    sae_tokens: int = 200_000
+    """Training tokens of the demo SAE (the demo corpus's training windows, read again as needed)."""
+    sae_latents: int = 4608
+    """Width of the demo SAE."""
+    sae_k: int = 32
+    """Active latents per token of the demo SAE."""
     serve: bool = True
     """Serve the dashboard while the index is built (it fills in as jobs finish)."""
     port: int = 8501
@@ -39,9 +48,9 @@ class Job:
     name: str
     """What Home shows, e.g. 'index smollm2-135m'."""
     kind: str
-    """extract | heads"""
+    """extract | heads | train-sae"""
     config: object
-    """ExtractConfig or HeadsConfig."""
+    """ExtractConfig, HeadsConfig or TrainSAEConfig."""
     resume: bool = False
     job_id: int = 0
 
@@ -49,8 +58,13 @@ class Job:
 def _same_run(run, ecfg) -> bool:
     """A demo run of this model over the same tokens (settings that change no result, like the preview, aside)."""
     want = ecfg.identity()
-    return run.model == ecfg.model and all(run.config.get(k) == want[k]
-                                           for k in ("corpus", "max_tokens", "context_len", "layers"))
+    return run.model == ecfg.model and all(run.config.get(k) == want.get(k)
+                                           for k in ("corpus", "max_tokens", "context_len", "layers", "sae"))
+
+
+def sae_dir(cfg: DemoConfig, model: str) -> str:
+    """Where the demo SAE of `model` is written (beside the index)."""
+    return os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "demo-sae", f"{model}-{cfg.sae_site}")
 
 
 def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
@@ -59,6 +73,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
     from core.index import queries
     from core.index.db import connect
     from core.index.heads import head_sets
+    from core.saes.train import TrainSAEConfig
     from core.units.extract import ExtractConfig
 
     os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
@@ -77,6 +92,8 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
             continue
         resume = any(r.status == "running" and r.config == ecfg.identity() for r in same)
         jobs.append(Job(f"index {model}", "extract", ecfg, resume))
+        if i == 0 and cfg.sae_site:
+            jobs += _sae_jobs(cfg, model, runs, TrainSAEConfig, ExtractConfig, notes)
     for model in cfg.models:
         if model in scored:
             notes.append(f"demo: the heads of {model} are already scored")
@@ -84,6 +101,26 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
             jobs.append(Job(f"score the heads of {model}", "heads",
                             HeadsConfig(model=model, db=cfg.db, ablation_tokens=cfg.ablation_tokens)))
     return jobs, notes
+
+
+def _sae_jobs(cfg: DemoConfig, model: str, runs, TrainSAEConfig, ExtractConfig, notes: list[str]) -> list[Job]:
+    """Train the demo SAE (unless its files exist), then index its features with that layer's neurons."""
+    out, jobs = sae_dir(cfg, model), []
+    if os.path.exists(os.path.join(out, "cfg.json")):
+        notes.append(f"demo: the SAE {out} is already trained")
+    else:
+        jobs.append(Job(f"train an SAE on {model} {cfg.sae_site}", "train-sae",
+                        TrainSAEConfig(model=model, site=cfg.sae_site, out=out, tokens=cfg.sae_tokens,
+                                       latents=cfg.sae_latents, k=cfg.sae_k, eval_tokens=8192)))
+    layer = cfg.sae_site.rsplit(".", 1)[-1]
+    ecfg = ExtractConfig(model=model, db=cfg.db, corpus="demo", max_tokens=cfg.max_tokens, layers=layer, sae=[out])
+    same = [r for r in runs if _same_run(r, ecfg)]
+    if any(r.status == "complete" for r in same):
+        notes.append(f"demo: the SAE's features are already indexed in {cfg.db}")
+    else:
+        resume = any(r.status == "running" and r.config == ecfg.identity() for r in same)
+        jobs.append(Job(f"index the SAE features of {model}", "extract", ecfg, resume))
+    return jobs
 
 
 def record(cfg: DemoConfig, jobs: list[Job]) -> None:
@@ -97,16 +134,17 @@ def record(cfg: DemoConfig, jobs: list[Job]) -> None:
         with writer.transaction(con):
             clear_jobs(con)
             for j in jobs:
-                unit = "tokens" if j.kind == "extract" else "passes"
-                total = j.config.max_tokens if j.kind == "extract" else None
+                unit = {"extract": "tokens", "train-sae": "tokens"}.get(j.kind, "passes")
+                total = {"extract": getattr(j.config, "max_tokens", None),
+                         "train-sae": getattr(j.config, "tokens", None)}.get(j.kind)
                 j.job_id = add_job(con, j.name, j.kind, total=total, unit=unit)
     finally:
         con.close()
 
 
 def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = None,
-          on_heads: Callable[[object], Callable] | None = None, say: Callable[[str], None] = lambda s: None
-          ) -> list[str]:
+          on_heads: Callable[[object], Callable] | None = None, say: Callable[[str], None] = lambda s: None,
+          on_train: Callable[[object], Callable] | None = None) -> list[str]:
     """Run every missing demo job in order, recording each one's progress in the index; returns the failures'
     one-line reasons (a failed job does not stop the next). `on_extract(ExtractConfig)` / `on_heads(HeadsConfig)`
     return a job's progress callback for the terminal; `say` gets one line per job."""
@@ -135,6 +173,18 @@ def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = Non
 
                 extract(j.config, resume=j.resume, on_progress=progress)
                 track.finish(j.config.max_tokens)
+            elif j.kind == "train-sae":
+                from core.saes.train import train_sae
+
+                shown = on_train(j.config) if on_train else None
+
+                def step(s, shown=shown, track=track):
+                    track.progress(s.tokens, s.target)
+                    if shown:
+                        shown(s)
+
+                train_sae(j.config, on_step=step)
+                track.finish(j.config.tokens)
             else:
                 shown = on_heads(j.config) if on_heads else None
 

@@ -17,6 +17,8 @@ st.set_page_config(page_title="neuroboard", page_icon=":material/neurology:", la
 
 nav = st.navigation([st.Page(PAGES / "home.py", title="Home", icon=":material/home:", default=True),
                      st.Page(PAGES / "neurons.py", title="Neurons", icon=":material/neurology:", url_path="neurons"),
+                     st.Page(PAGES / "features.py", title="SAE features", icon=":material/scatter_plot:",
+                             url_path="features"),
                      st.Page(PAGES / "trajectories.py", title="Trajectories", icon=":material/timeline:",
                              url_path="trajectories"),
                      st.Page(PAGES / "heads.py", title="Heads", icon=":material/grid_view:", url_path="heads")])

@@ -266,8 +266,13 @@ def cmd_demo(a) -> int:
         closers.append(close)
         return update
 
+    def on_train(tcfg):
+        bar = Bar(True, f"train {tcfg.site}", unit="tok", unit_scale=True)
+        closers.append(bar.close)
+        return lambda s: bar.update(s.tokens, s.target, fvu=f"{s.fvu:.3f}", dead=f"{100 * s.dead_frac:.1f}%")
+
     try:
-        failures = build(cfg, on_extract, on_heads, say=lambda s: print(s, file=sys.stderr))
+        failures = build(cfg, on_extract, on_heads, say=lambda s: print(s, file=sys.stderr), on_train=on_train)
     except BaseException:
         if proc is not None:
             proc.terminate()

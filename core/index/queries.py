@@ -221,3 +221,20 @@ def check_feature(con, run_id: int, sae_id: int, feature: int) -> tuple[RunInfo,
     if not 0 <= feature < saes[sae_id].d_sae:
         raise QueryError(f"feature {feature} out of range: SAE {sae_id} has features 0-{saes[sae_id].d_sae - 1}")
     return run, saes[sae_id]
+
+
+def feature_labels(con, run_id: int, sae_id: int, n: int = 3) -> dict[int, str]:
+    """{feature: its top `n` examples' tokens, 'a | b | c'} for the feature map's hover text."""
+    rows = con.execute(
+        "SELECT e.unit, string_agg(v.display, ' | ' ORDER BY e.rank) FROM top_examples e "
+        "JOIN tokens t ON t.run_id = e.run_id AND t.doc_id = e.doc_id AND t.position = e.position "
+        "JOIN runs r ON r.run_id = e.run_id JOIN vocab v ON v.model_id = r.model_id AND v.token_id = t.token_id "
+        "WHERE e.run_id = ? AND e.layer = ? AND e.rank < ? GROUP BY e.unit", [run_id, -sae_id, n]).fetchall()
+    return dict(rows)
+
+
+def group_density(con, run_id: int, group: int) -> list[float]:
+    """Each unit's density in a unit group (a layer, or -s for SAE s's features), by unit."""
+    rows = con.execute("SELECT density FROM unit_stats WHERE run_id = ? AND layer = ? ORDER BY unit",
+                       [run_id, group]).fetchall()
+    return [r[0] for r in rows]

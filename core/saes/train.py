@@ -136,6 +136,29 @@ def check(cfg: TrainSAEConfig) -> None:
         raise TrainError("--auxk-alpha must be >= 0 and --lr positive")
 
 
+class PickPre(torch.autograd.Function):
+    """Pre-activations at chosen latents (vals (N, j) at idx (N, j), computed outside autograd from the dense
+    x_in W_enc + b_enc) with sparse gradients: only the N·j chosen entries reach W_enc, b_enc and x_in, never a
+    dense (N, latents) gradient or a second dense matmul."""
+
+    @staticmethod
+    def forward(ctx, x_in, W_enc, b_enc, idx, vals):  # x_in (N, d_in), W_enc (d_in, M), b_enc (M,), idx/vals (N, j)
+        ctx.save_for_backward(x_in, W_enc, idx)
+        return vals.clone()
+
+    @staticmethod
+    def backward(ctx, g):  # g (N, j)
+        x_in, W_enc, idx = ctx.saved_tensors
+        N, M = x_in.shape[0], W_enc.shape[1]
+        flat_idx, flat_g = idx.reshape(-1), g.reshape(-1).contiguous()
+        rows = torch.arange(N).repeat_interleave(idx.shape[1])
+        G_t = torch.sparse_coo_tensor(torch.stack([flat_idx, rows]), flat_g, (M, N))  # (M, N) sparse
+        grad_W = torch.sparse.mm(G_t, x_in).T if ctx.needs_input_grad[1] else None  # (d_in, M)
+        grad_b = torch.zeros(M).index_add_(0, flat_idx, flat_g) if ctx.needs_input_grad[2] else None
+        grad_x = F.embedding_bag(idx, W_enc.T, per_sample_weights=g, mode="sum") if ctx.needs_input_grad[0] else None
+        return grad_x, grad_W, grad_b, None, None
+
+
 class TopKTrainer:
     """The parameters and one optimisation step; `sae()` is the SAE as trained so far."""
 
@@ -169,9 +192,11 @@ class TopKTrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
         """One Adam step on a batch x (B, d_in) -> y (B, d_out); returns (FVU, L0, dead share) of the batch."""
-        pre = (x if self.transcoder else x - self.b_dec) @ self.W_enc + self.b_enc  # (B, latents)
+        x_in = x if self.transcoder else x - self.b_dec  # (B, d_in)
+        with torch.no_grad():
+            pre = torch.addmm(self.b_enc, x_in, self.W_enc)  # (B, latents), the one dense product
         vals, idx = pre.topk(self.k, dim=-1, sorted=False)  # (B, k)
-        vals = vals.relu()
+        vals = PickPre.apply(x_in, self.W_enc, self.b_enc, idx, vals).relu()
         y_hat = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum") + self.b_dec  # (B, d_out)
         e = y - y_hat
         total = ((y - y.mean(0)) ** 2).sum()
@@ -182,7 +207,8 @@ class TopKTrainer:
         if self.alpha and n_dead:
             k_aux = min(y.shape[1] // 2, n_dead)
             av, ai = pre.masked_fill(~dead, -math.inf).topk(k_aux, dim=-1, sorted=False)  # (B, k_aux)
-            e_hat = F.embedding_bag(ai, self.W_dec, per_sample_weights=av.relu(), mode="sum")  # (B, d_out)
+            av = PickPre.apply(x_in, self.W_enc, self.b_enc, ai, av).relu()
+            e_hat = F.embedding_bag(ai, self.W_dec, per_sample_weights=av, mode="sum")  # (B, d_out)
             aux = min(n_dead / k_aux, 1.0) * ((e.detach() - e_hat) ** 2).sum() / total
             loss = loss + self.alpha * aux
         self.opt.zero_grad(set_to_none=True)

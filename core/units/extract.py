@@ -74,6 +74,8 @@ class ExtractConfig:
     sae: list[str] = field(default_factory=list)
     """Also index the features of this SAE (a SAELens or sparsify folder, or a Gemma Scope params.npz), in the same
     pass (repeatable)."""
+    sae_map: bool = True
+    """Compute each SAE's feature map (UMAP of decoder directions) when the run completes."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
     threads: int | None = None
@@ -82,7 +84,7 @@ class ExtractConfig:
     def identity(self) -> dict:
         """What must match for --resume to continue a run."""
         d = asdict(self)
-        for k in ("db", "threads", "trust_remote_code"):
+        for k in ("db", "threads", "trust_remote_code", "sae_map"):
             d.pop(k)
         if not d["preview_tokens"]:  # runs made before the field existed match a config without a preview
             d.pop("preview_tokens")
@@ -239,6 +241,20 @@ def _sae_row(sae, site: Site, path: str) -> dict:
             "activation": sae.activation, "k": sae.k, "format": sae.meta.get("format"), "quality": nb.get("quality")}
 
 
+def _feature_maps(cfg: ExtractConfig, run: _Run) -> None:
+    """Each SAE's feature map (core.saes.features.feature_map) into run_saes.umap, once, after the run completes."""
+    from core.saes.features import feature_map
+
+    maps = {-group: feature_map(sae) for group, (sae, _) in run.saes.items() if sae.d_sae >= 4}
+    con = connect(cfg.db)
+    try:
+        with writer.transaction(con):
+            for sae_id, xy in maps.items():
+                writer.set_sae_umap(con, run.run_id, sae_id, xy)
+    finally:
+        con.close()
+
+
 def _run_docs(chunk: Chunk) -> dict:
     starts = np.cumsum([0] + [len(ids) for _, _, ids in chunk.docs[:-1]]) + chunk.tok0
     return {"doc_id": np.array([d for d, _, _ in chunk.docs], np.int32), "tok0": starts.astype(np.int64),
@@ -385,6 +401,8 @@ def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
         con.close()
     if not complete:
         return
+    if cfg.sae_map and run.saes:
+        _feature_maps(cfg, run)
     ckpt = checkpoint_path(cfg.db, run.run_id)
     ckpt.unlink(missing_ok=True)
     try:

@@ -15,6 +15,7 @@ from dashboard.views import catalog
 
 REFRESH_S = 3.0
 NEURONS = Path(__file__).with_name("neurons.py")
+FEATURES = Path(__file__).with_name("features.py")
 RUN_COLUMNS = ["run", "model", "corpus", "status", "tokens", "target", "results", "layers", "units", "created"]
 
 
@@ -65,11 +66,20 @@ def show_index(path, db: int | None) -> bool:
         st.info("The index has no runs yet; `neuroboard extract` fills it.", icon=":material/info:")
         return busy
     st.caption(f"`{path}` · {catalog.file_size(path)} · {len(runs)} run{'s' * (len(runs) != 1)}")
-    for r in runs:  # the first of the two clicks from Home to a neuron's top examples
+    from dashboard.views.features import run_saes
+
+    saes = {}
+    for s in run_saes(path):
+        saes.setdefault(s.run_id, []).append(s)
+    for r in runs:  # the first of the two clicks from Home to a neuron's (or a feature's) top examples
         if r.has_results:
             params = {"run": str(r.run_id)} | ({"db": str(db)} if db is not None else {})
             label = f"Browse the neurons of run {r.run_id} ({r.model})" + (" — first results" if r.partial else "")
             st.page_link(NEURONS, label=label, icon=":material/neurology:", query_params=params)
+            for s in saes.get(r.run_id, []):
+                st.page_link(FEATURES, label=f"Browse the features of SAE {s.sae_id} of run {r.run_id} ({s.name}, "
+                             f"{s.site}, {s.d_sae:,} features)", icon=":material/scatter_plot:",
+                             query_params=params | {"sae": str(s.sae_id)})
     running = catalog.running_lines(runs)
     for frac, label in running:
         st.progress(frac, text=label)

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core.index.db import IndexLockedError
 from core.index.queries import QueryError, RunInfo
-from core.units.sources import SOURCES, UnitView
+from core.units.sources import UnitView, source
 from dashboard.cache.units import effects, view, vocab
 from dashboard.render import units as unit_charts
 from dashboard.render.tokens import example_html
@@ -17,10 +17,10 @@ from dashboard.shell.frame import light, loaded_model
 from dashboard.views import units as unit_views
 
 
-def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None) -> str:
+def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None, kind: str = "neuron") -> str:
     """All examples as one HTML block; live values (needs `lm`) only for examples the index has no context for."""
     need = [e for e in examples if e.context is None]
-    live = dict(zip(map(id, need), SOURCES["neuron"].activations(lm, v.layer, v.unit, [e.seq for e in need]),
+    live = dict(zip(map(id, need), source(kind).activations(lm, v.layer, v.unit, [e.seq for e in need]),
                     strict=True)) if need and lm is not None else {}
     vmax = float(v.stats["max"])
     return "".join(example_html([vocab_[t] for t in e.shown_ids()], unit_views.shown_values(e, ctx, live.get(id(e))),
@@ -28,30 +28,34 @@ def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None) 
                    for e in examples)
 
 
-def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, interactive: bool = False) -> None:
+def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, interactive: bool = False,
+              label: str = "Layer / unit", effects_caption: str | None = None) -> UnitView | None:
     """Index data at once (stats, histogram, examples, intervals); logit effects when the model is loaded.
-    `interactive`: Plotly charts instead of the light inline ones."""
+    `interactive`: Plotly charts instead of the light inline ones. Returns the unit's view (None if unreadable)."""
     try:
         v = view(str(path), kind, run, layer, unit, ctx)
     except QueryError as e:
         st.warning(str(e))
-        return
+        return None
     except IndexLockedError:
         st.warning("The index is updating; try again in a moment.")
-        return
+        return None
     voc = vocab(str(path), run.model_id)
     if run.partial:
         st.info(f"Results so far: the first {run.results_tokens:,} of {run.tokens_target or 0:,} tokens. The run is "
                 "still extracting; its final results replace these when it completes.", icon=":material/update:")
     s = v.stats
     m = st.columns(5)
-    m[0].metric("Layer / unit", f"{layer} / {unit}")
+    m[0].metric(label, f"{layer} / {unit}")
     m[1].metric("Density", f"{s['density']:.2%}", help=f"{s['count_active']:,} of {s['n_tokens']:,} tokens > 0")
     m[2].metric("Mean", f"{s['mean']:.4f}")
     m[3].metric("Max", f"{s['max']:.4f}")
     m[4].metric("Min", f"{s['min']:.4f}")
     if interactive:
         st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
+    elif kind.startswith("feature:"):  # features are mostly zero: the non-zero part, density in the title
+        light(unit_charts.activation_histogram_svg(s["hist"], s["hist_exp"], nonzero=True,
+                                                   title=f"non-zero activations · density {s['density']:.3%}"))
     else:
         light(unit_charts.activation_histogram_svg(s["hist"], s["hist_exp"]))
 
@@ -60,7 +64,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
     st.subheader("Top activating examples")
     st.caption("Background: activation as a share of the unit's max; hover a token for its value; the outlined token "
                "is the example. " + ("Values from the index." if stored else "Values recomputed live."))
-    st.html(examples_block(v, v.top, voc, ctx, lm))
+    st.html(examples_block(v, v.top, voc, ctx, lm, kind))
 
     st.subheader("Interval samples")
     st.caption("Uniform samples of the active tokens in each tenth of the range; each sample's own token is coloured "
@@ -72,14 +76,15 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
         if box.open:  # drawn only when opened: keeps the page light
             with box:
                 if iv["examples"]:
-                    st.html(examples_block(v, iv["examples"], voc, ctx))
+                    st.html(examples_block(v, iv["examples"], voc, ctx, kind=kind))
                 else:
                     st.caption("no tokens in this interval")
 
     st.subheader("Logit effects")
-    st.caption("The unit's output direction through the final norm's gain and the unembedding (direct effect).")
+    st.caption(effects_caption or "The unit's output direction through the final norm's gain and the unembedding "
+               "(direct effect).")
     if loaded_model(run.model, "logit effects") is None:
-        return
+        return v
     eff = effects(run.model, kind, layer, unit)
     if interactive:
         t1, t2 = st.columns(2)
@@ -91,6 +96,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
         st.plotly_chart(unit_charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
     else:
         light(unit_charts.logit_effects_html(eff, voc))
+    return v
 
 
 def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:
@@ -104,7 +110,7 @@ def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, tex
     if not ids:
         st.caption("No tokens.")
         return
-    (acts,) = SOURCES[kind].activations(lm, layer, unit, [ids])
+    (acts,) = source(kind).activations(lm, layer, unit, [ids])
     toks = token_texts(lm.tokenizer, ids)
     top = float(np.max(acts, initial=0.0))
     st.html(example_html(toks, acts, max(vmax, top), None, f"max {top:.3f} over {len(toks)} tokens"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.units.sources import SOURCES, UnitView
+from core.units.sources import UnitView, source
 from dashboard.views import units as unit_views
 
 
@@ -32,7 +32,7 @@ def effects(name: str, kind: str, layer: int, unit: int):
     from dashboard.cache.models import model
 
     lm = model(name)
-    return direction_effects(lm, SOURCES[kind].direction(lm, layer, unit), k=10)
+    return direction_effects(lm, source(kind).direction(lm, layer, unit), k=10)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

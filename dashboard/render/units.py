@@ -41,11 +41,15 @@ def logit_effect_histogram(values: np.ndarray, bins: int = 80) -> go.Figure:
 
 
 # ----------------------------------------------------------------------------- light versions (inline SVG / HTML)
-def activation_histogram_svg(hist: list[int] | np.ndarray, hist_exp: int, title: str | None = None) -> str:
-    """The exact activation histogram as inline SVG (render.svg.bars), empty tails trimmed, hover per bin."""
+def activation_histogram_svg(hist: list[int] | np.ndarray, hist_exp: int, title: str | None = None,
+                             nonzero: bool = False) -> str:
+    """The exact activation histogram as inline SVG (render.svg.bars), empty tails trimmed, hover per bin.
+    `nonzero`: leave out the bin (-w, 0] that holds the zeros (an SAE feature's non-zero activations)."""
     from dashboard.render import svg
 
-    counts = np.asarray(hist, dtype=np.int64)
+    counts = np.asarray(hist, dtype=np.int64).copy()
+    if nonzero:
+        counts[counts.size // 2 - 1] = 0
     edges = hist_edges(hist_exp, counts.size)
     nz = np.nonzero(counts)[0]
     lo, hi = (nz[0], nz[-1] + 1) if nz.size else (0, counts.size)

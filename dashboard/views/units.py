@@ -8,7 +8,7 @@ import numpy as np
 
 from core.index import queries
 from core.index.pool import reading
-from core.units.sources import SOURCES, Example, UnitView
+from core.units.sources import Example, UnitView, source
 
 LOCK_WAIT_S = 2.0
 
@@ -22,7 +22,7 @@ def _read(path, query, *args):
 
 def unit_view(path, kind: str, run_id: int, layer: int, unit: int, k: int = 10, window: int = 12) -> UnitView:
     """Raises queries.QueryError for an unknown run / layer / unit, IndexFileError subclasses for the file."""
-    return _read(path, SOURCES[kind].gather, run_id, layer, unit, k, window)
+    return _read(path, source(kind).gather, run_id, layer, unit, k, window)
 
 
 def vocab(path, model_id: int) -> list[str]:

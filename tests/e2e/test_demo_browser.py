@@ -25,7 +25,7 @@ def test_demo_serves_while_indexing(browser, tiny_lm_dir, tmp_path):
     # a tiny model first (indexed in seconds, with an early preview), then the real smollm2 (tens of seconds)
     proc = subprocess.Popen([str(exe), "demo", "--db", str(tmp_path / "demo.duckdb"), "--models",
                              f"{tiny_lm_dir},smollm2-135m", "--max-tokens", "16000", "--preview-tokens", "2000",
-                             "--ablation-tokens", "0", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                             "--ablation-tokens", "0", "--sae-site", "", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

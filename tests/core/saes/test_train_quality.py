@@ -142,3 +142,34 @@ def test_bad_training_input_one_line(tiny_lm, tmp_path, change, match):
     with pytest.raises((TrainError, ValueError), match=match):
         train_sae(TrainSAEConfig(**(cfg | change)), lm=tiny_lm)
     assert not (tmp_path / "o").exists()
+
+
+def test_sparse_gradients_equal_dense_autograd():
+    """PickPre's sparse gradients (W_enc, b_enc, and b_dec through the input) equal plain dense autograd."""
+    from core.saes.train import PickPre
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(50, 12, generator=g)
+    W = torch.randn(12, 40, generator=g, requires_grad=True)
+    b = torch.randn(40, generator=g, requires_grad=True)
+    b_dec = torch.randn(12, generator=g, requires_grad=True)
+    w_out = torch.randn(50, 5, generator=g)
+
+    def loss(sparse: bool):
+        x_in = x - b_dec
+        if sparse:
+            with torch.no_grad():
+                pre = x_in @ W + b
+            vals, idx = pre.topk(5, dim=-1)
+            vals = PickPre.apply(x_in, W, b, idx, vals)
+        else:
+            vals, idx = (x_in @ W + b).topk(5, dim=-1)
+        return (vals.relu() * w_out).sum()
+
+    grads = []
+    for sparse in (False, True):
+        W.grad = b.grad = b_dec.grad = None
+        loss(sparse).backward()
+        grads.append([W.grad.clone(), b.grad.clone(), b_dec.grad.clone()])
+    for dense, sp in zip(*grads, strict=True):
+        torch.testing.assert_close(sp, dense, rtol=1e-5, atol=1e-5)

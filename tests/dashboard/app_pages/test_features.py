@@ -1,0 +1,88 @@
+"""SAE feature page: AppTest smoke and interaction tests on a real (tiny-model) index with a trained SAE's features."""
+
+from pathlib import Path
+
+import pytest
+from helpers.tiny import write_corpus
+from streamlit.testing.v1 import AppTest
+
+from core.saes.train import TrainSAEConfig, train_sae
+from core.units.extract import ExtractConfig, extract
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def feature_index(tiny_lm_dir, tmp_path_factory):
+    from core.model.load import load_model
+
+    tmp = tmp_path_factory.mktemp("features")
+    corpus = tmp / "c.txt"
+    write_corpus(corpus, n_docs=30)
+    with corpus.open("a") as f:
+        f.write("\n\nA document with <script>alert(1)</script> and <b>x</b> in it.\n")
+    lm = load_model(str(tiny_lm_dir))
+    sae_dir = tmp / "sae"
+    train_sae(TrainSAEConfig(model=str(tiny_lm_dir), site="resid_post.1", out=str(sae_dir), corpus=str(corpus),
+                             tokens=3000, latents=64, k=4, batch=256, buffer_tokens=1024, context_len=32,
+                             eval_tokens=1000), lm=lm)
+    db = tmp / "i.duckdb"
+    extract(ExtractConfig(model=str(tiny_lm_dir), db=str(db), corpus=str(corpus), context_len=32, layers="0",
+                          sae=[str(sae_dir)]), lm=lm)
+    return db
+
+
+def page(monkeypatch, db, **params):
+    from core.index.db import connect
+    from dashboard.cache import models
+
+    con = connect(db, read_only=True)
+    names = [r[0] for r in con.execute("SELECT name FROM models").fetchall()]
+    con.close()
+    for name in names:
+        models.model(name)
+    monkeypatch.setenv("NEUROBOARD_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "dashboard/app_pages/features.py"), default_timeout=120)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def bodies(at):
+    return [h.proto.body for h in at.get("html")] + [m.value for m in at.markdown]
+
+
+def test_smoke_shows_feature(monkeypatch, feature_index):
+    at = page(monkeypatch, feature_index, run="1", sae="1", feature="3")
+    assert not at.exception
+    assert [m.label for m in at.metric][:2] == ["SAE / feature", "Density"]
+    b = bodies(at)
+    assert any("FVU" in x and "CE recovered" in x and "held-out tokens" in x for x in b)  # honest quality numbers
+    assert any("non-zero activations" in x for x in b)  # the histogram over non-zero activations, density in title
+    assert any("Nearest features" == s.value for s in at.subheader)
+    near = next(x for x in b if "cosine" in x)
+    assert near.count("features?") == 10 and "feature=3&" not in near  # ten other features, as links
+    assert any(">promoted<" in x for x in b)
+    assert not at.get("plotly_chart")
+
+
+def test_map_on_demand_and_click(monkeypatch, feature_index):
+    at = page(monkeypatch, feature_index, run="1", sae="1", feature="0", map="1")
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 and "scattergl" in charts[0].proto.spec
+
+
+def test_features_on_my_text_links(monkeypatch, feature_index):
+    at = page(monkeypatch, feature_index, run="1", sae="1", feature="0",
+              text="The cat <b>sat</b> on the mat.")
+    assert not at.exception
+    table = next(x for x in bodies(at) if "nb-featext" in x)
+    assert "&lt;" in table and "<b>" not in table  # token text escaped
+    assert "features?" in table and "text=" in table
+
+
+def test_bad_params(monkeypatch, feature_index):
+    at = page(monkeypatch, feature_index, run="1", sae="9", feature="99999")
+    assert not at.exception
+    assert len(at.warning) >= 1
