@@ -60,7 +60,7 @@ def test_feature_page_journey(browser, server):
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for(timeout=120_000)
     wait_settled(page, 120_000)
-    xy = page.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot'); const d = gd.data[0];
+    xy = page.evaluate("""() => { const gd = document.querySelector('.js-plotly-plot'); const d = gd._fullData[0];
         const L = gd._fullLayout; const r = gd.getBoundingClientRect(); const i = 7;
         return [r.left + L.xaxis._offset + L.xaxis.l2p(d.x[i]), r.top + L.yaxis._offset + L.yaxis.l2p(d.y[i])]; }""")
     page.mouse.click(xy[0], xy[1])
