@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DB     ?= data/demo.duckdb
-DEMO_TOKENS ?= 100000
+DEMO_TOKENS ?= 65536
 PORT   ?= 8501
 
 .PHONY: install browser demo index test check lint bench clean

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 class DemoConfig:
     db: str = "data/demo.duckdb"
     """The demo index (created if missing)."""
-    max_tokens: int = 100_000
+    max_tokens: int = 65_536
     """Demo-corpus tokens indexed per model."""
     models: list[str] = field(default_factory=lambda: ["smollm2-135m", "gemma3-270m"])
     """Models to index, in order (repeat the flag, or separate names by commas)."""
@@ -32,6 +32,10 @@ class DemoConfig:
     """Width of the demo SAE."""
     sae_k: int = 32
     """Active latents per token of the demo SAE."""
+    sae_batch: int = 1024
+    """Tokens per step of the demo SAE (a short run needs more, smaller steps)."""
+    sae_lr: float | None = None
+    """Learning rate of the demo SAE (default: train-sae's)."""
     serve: bool = True
     """Serve the dashboard while the index is built (it fills in as jobs finish)."""
     port: int = 8501
@@ -62,6 +66,11 @@ def _same_run(run, ecfg) -> bool:
                                            for k in ("corpus", "max_tokens", "context_len", "layers", "sae"))
 
 
+def acts_dir(cfg: DemoConfig, model: str) -> str:
+    """Where the first model's extraction caches the demo SAE's activations."""
+    return os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "demo-acts", f"{model}-{cfg.sae_site}")
+
+
 def sae_dir(cfg: DemoConfig, model: str) -> str:
     """Where the demo SAE of `model` is written (beside the index)."""
     return os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "demo-sae", f"{model}-{cfg.sae_site}")
@@ -86,6 +95,8 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
     for i, model in enumerate(cfg.models):
         ecfg = ExtractConfig(model=model, db=cfg.db, corpus="demo", max_tokens=cfg.max_tokens,
                              preview_tokens=cfg.preview_tokens if i == 0 else 0)
+        if i == 0 and cfg.sae_site:  # the demo SAE trains on activations cached in this same pass
+            ecfg.capture, ecfg.capture_dir = cfg.sae_site, acts_dir(cfg, model)
         same = [r for r in runs if _same_run(r, ecfg)]
         if any(r.status == "complete" for r in same):
             notes.append(f"demo: {model} already indexed in {cfg.db}")
@@ -93,7 +104,8 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
         resume = any(r.status == "running" and r.config == ecfg.identity() for r in same)
         jobs.append(Job(f"index {model}", "extract", ecfg, resume))
         if i == 0 and cfg.sae_site:
-            jobs += _sae_jobs(cfg, model, runs, TrainSAEConfig, ExtractConfig, notes)
+            cached = any(j.config is ecfg for j in jobs)  # this extraction will write the activation cache
+            jobs += _sae_jobs(cfg, model, runs, TrainSAEConfig, ExtractConfig, notes, cached)
     for model in cfg.models:
         if model in scored:
             notes.append(f"demo: the heads of {model} are already scored")
@@ -103,15 +115,22 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
     return jobs, notes
 
 
-def _sae_jobs(cfg: DemoConfig, model: str, runs, TrainSAEConfig, ExtractConfig, notes: list[str]) -> list[Job]:
-    """Train the demo SAE (unless its files exist), then index its features with that layer's neurons."""
+def _sae_jobs(cfg: DemoConfig, model: str, runs, TrainSAEConfig, ExtractConfig, notes: list[str],
+              cached: bool) -> list[Job]:
+    """Train the demo SAE (unless its files exist; from the activations the model's extraction caches, or streamed
+    from the model when that extraction ran before), then index its features with that layer's neurons."""
+    from core.saes.acts import cache_info
+
     out, jobs = sae_dir(cfg, model), []
     if os.path.exists(os.path.join(out, "cfg.json")):
         notes.append(f"demo: the SAE {out} is already trained")
     else:
         jobs.append(Job(f"train an SAE on {model} {cfg.sae_site}", "train-sae",
                         TrainSAEConfig(model=model, site=cfg.sae_site, out=out, tokens=cfg.sae_tokens,
-                                       latents=cfg.sae_latents, k=cfg.sae_k, eval_tokens=8192)))
+                                       latents=cfg.sae_latents, k=cfg.sae_k, eval_tokens=8192, batch=cfg.sae_batch,
+                                       lr=cfg.sae_lr,
+                                       acts=acts_dir(cfg, model) if cached or cache_info(acts_dir(cfg, model))
+                                       else "")))
     layer = cfg.sae_site.rsplit(".", 1)[-1]
     ecfg = ExtractConfig(model=model, db=cfg.db, corpus="demo", max_tokens=cfg.max_tokens, layers=layer, sae=[out])
     same = [r for r in runs if _same_run(r, ecfg)]

@@ -1,18 +1,22 @@
 """Activations for SAEs, streamed from the model: a site's activation on corpus tokens, a bounded shuffling buffer,
 and the held-out split.
 
-Split: the corpus is cut into windows by the one windowing rule (core.data.corpus.document_windows); every
-`HOLDOUT_EVERY`-th window is held out (quality numbers are measured there, never trained on), the rest are training
-windows, read again in a new order when a run asks for more tokens than the corpus has (an epoch). Special tokens
+Split: the corpus is cut into windows by the one windowing rule (core.data.corpus.document_windows); a window is held
+out when a hash of (doc_id, start) falls in one of `HOLDOUT_EVERY` buckets (`held_out`: about 1 in 16, the same
+windows whether the corpus is read here or during an extraction that caches activations; quality numbers are measured
+there, never trained on), the rest are training windows, read again in a new order when a run asks for more tokens than the corpus has (an epoch). Special tokens
 (BOS/EOS) feed the model as context but are never SAE inputs: their activations are outliers that no feature
 should spend capacity on (SAEDashboard #46).
 """
 
 from __future__ import annotations
 
+import json
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -36,14 +40,18 @@ class Split:
         return sum(len(w.ids) for w in self.held_out)
 
 
+def held_out(doc_id: int, start: int) -> bool:
+    """Whether the window of document `doc_id` starting at token `start` is held out (about 1 in HOLDOUT_EVERY)."""
+    return zlib.crc32(f"{doc_id}:{start}".encode()) % HOLDOUT_EVERY == 0
+
+
 def split_corpus(corpus: str, tokenizer, *, context_len: int, max_tokens: int | None = None) -> Split:
-    """The corpus's windows (the first `max_tokens` tokens, None: all), every HOLDOUT_EVERY-th held out."""
+    """The corpus's windows (the first `max_tokens` tokens, None: all), split by `held_out`."""
     c = Corpus(corpus)
     c.validate()
     wins = [w for *_, ws in document_windows(c.documents(), tokenizer, context_len=context_len,
                                              max_tokens=max_tokens) for w in ws]
-    return Split([w for i, w in enumerate(wins) if i % HOLDOUT_EVERY != HOLDOUT_EVERY - 1],
-                 [w for i, w in enumerate(wins) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1])
+    return Split([w for w in wins if not held_out(w.doc_id, w.start)], [w for w in wins if held_out(w.doc_id, w.start)])
 
 
 def flat(x: torch.Tensor) -> torch.Tensor:
@@ -117,3 +125,25 @@ class ShuffleBuffer:
         if self.y is not None:
             self.y[: len(rest)] = self.y[rest].clone()
         self.n = len(rest)
+
+
+# ---- an activation cache written during an extraction pass (extract --capture) -------------------------------------
+def cache_info(folder: str | Path) -> dict | None:
+    """The cache's description ({model, site, corpus, context_len, d}) if the cache is complete, else None."""
+    f = Path(folder) / "cache.json"
+    if not f.exists() or not (Path(folder) / "complete").exists():
+        return None
+    return json.loads(f.read_text(encoding="utf-8"))
+
+
+def load_cache(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training rows (n, d) float32, held-out rows (m, d) float32) of a complete cache."""
+    from safetensors.torch import load_file
+
+    xs, hs = [], []
+    for f in sorted(Path(folder).glob("tok*.safetensors")):
+        t = load_file(str(f))
+        held = t["held"].bool()
+        xs.append(t["x"][~held].float())
+        hs.append(t["x"][held].float())
+    return torch.cat(xs), torch.cat(hs)

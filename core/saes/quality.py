@@ -94,8 +94,9 @@ def _token_losses(lg: torch.Tensor, ids: torch.Tensor, pair: torch.Tensor) -> tu
 
 @torch.inference_mode()
 def evaluate(sae: SAE, lm, windows: list[Window], site_in: Site, site_out: Site, *, batch_tokens: int = 2048,
-             ce: bool = True) -> Quality:
-    """Every number above on `windows` (held-out windows of core.saes.acts.split_corpus)."""
+             ce: bool = True, density: dict | None = None) -> Quality:
+    """Every number above on `windows` (held-out windows of core.saes.acts.split_corpus); `density`, when given,
+    receives each latent's firing share there ("density": (d_sae,) tensor)."""
     special = set(lm.tokenizer.all_special_ids)
     acc = Accumulator(sae.d_sae, sae.d_out)
     sums = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
@@ -134,6 +135,8 @@ def evaluate(sae: SAE, lm, windows: list[Window], site_in: Site, site_out: Site,
         sums["kl"] += float((lp_c.exp() * (lp_c - lp_s)).sum(-1).double().sum())
         n_pairs += int(pair.sum())
     nums = acc.numbers()
+    if density is not None:
+        density["density"] = acc.fired.double().div(max(acc.n, 1)).float()
     m = {k: v / n_pairs for k, v in sums.items()} if n_pairs else {k: float("nan") for k in sums}
     return Quality(**nums, ce_clean=m["clean"], ce_sae=m["sae"], ce_zero=m["zero"],
                    ce_recovered=ce_recovered(m["clean"], m["sae"], m["zero"]), kl=m["kl"])

@@ -65,6 +65,9 @@ class TrainSAEConfig:
     output for resid_pre.L)."""
     out_site: str | None = None
     """A transcoder's output site."""
+    acts: str = ""
+    """Train from an activation cache written by `extract --capture` (no model passes for training; the held-out
+    windows still run through the model for CE recovered)."""
     method: Literal["topk"] = "topk"
     """topk: a TopK SAE or transcoder (semi-NMF is not built yet)."""
     lr: float | None = None
@@ -250,20 +253,76 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
     probe = SAE(torch.zeros(d_in, 1), torch.zeros(1), torch.zeros(1, d_out), torch.zeros(d_out), b_dec_in=False,
                 site=str(s_in), out_site=out_site)
     s_in, s_out = check_for_model(probe, lm)
-    split = acts.split_corpus(cfg.corpus, lm.tokenizer, context_len=cfg.context_len,
-                              max_tokens=cfg.tokens + cfg.tokens // (acts.HOLDOUT_EVERY - 1) + cfg.eval_tokens * 2)
-    if not split.train or not split.held_out:
-        raise TrainError(f"corpus {cfg.corpus!r} is too small to hold out windows (it has "
+    if cfg.acts:
+        info = acts.cache_info(cfg.acts)
+        if info is None:
+            raise TrainError(f"--acts {cfg.acts}: no complete activation cache there (extract --capture writes one)")
+        if info["site"] != str(s_in) or cfg.transcode:
+            raise TrainError(f"--acts {cfg.acts} caches {info['site']}, not {s_in} (and transcoders need two sites)")
+        corpus, context_len = info["corpus"], int(info["context_len"])
+    else:
+        corpus, context_len = cfg.corpus, cfg.context_len
+    split = acts.split_corpus(corpus, lm.tokenizer, context_len=context_len,
+                              max_tokens=None if cfg.acts else
+                              cfg.tokens + cfg.tokens // (acts.HOLDOUT_EVERY - 1) + cfg.eval_tokens * 2)
+    if not split.held_out or (not split.train and not cfg.acts):
+        raise TrainError(f"corpus {corpus!r} is too small to hold out windows (it has "
                          f"{split.train_tokens() + split.held_out_tokens()} tokens)")
     steps = max(1, cfg.tokens // cfg.batch)
     dead_tokens = cfg.dead_tokens or min(10_000_000, max(cfg.batch, cfg.tokens // 4))
     lr = cfg.lr or default_lr(latents)
     tr = TopKTrainer(d_in, d_out, latents, cfg.k, cfg.transcode, lr, cfg.auxk_alpha, dead_tokens, steps, cfg.seed)
+    target = steps * cfg.batch
+    batches = _cached_batches(cfg, tr, target) if cfg.acts else _streamed_batches(cfg, lm, tr, split, s_in, s_out,
+                                                                                  d_in, d_out, target)
+    t0, done, last = time.monotonic(), 0, (float("nan"), 0.0, 0.0)
+    for x, y in batches:
+        last = tr.step(x, y)
+        done += len(x)
+        if on_step:
+            on_step(Step(done, target, *last, time.monotonic() - t0))
+    train_s = time.monotonic() - t0
+    sae = tr.sae(site=str(s_in), out_site=out_site, model=lm.name)
+    held = _take(split.held_out, cfg.eval_tokens)
+    dens: dict = {}
+    q = evaluate(sae, lm, held, s_in, s_out, density=dens)
+    sae.density = dens["density"]
+    report = {"out": cfg.out, "model": lm.name, "site": str(s_in), "out_site": out_site, "method": "topk",
+              "latents": latents, "k": cfg.k, "tokens": done, "train_s": round(train_s, 1),
+              "tokens_per_s": round(done / train_s, 1), "train_fvu_last": last[0], "lr": lr,
+              "auxk_alpha": cfg.auxk_alpha, "dead_tokens": dead_tokens, "buffer_tokens": cfg.buffer_tokens,
+              "buffer_mb": round(cfg.buffer_tokens * (d_in + (d_out if cfg.transcode else 0)) * 4 / 2 ** 20, 1),
+              "source": f"activation cache {cfg.acts}" if cfg.acts else "streamed from the model",
+              "held_out_tokens": q.tokens, "quality": q.as_dict(), "format": cfg.format}
+    sae.meta = {"neuroboard": {"trained": {k: v for k, v in asdict(cfg).items() if k not in ("out",)},
+                               "quality": q.as_dict(), "tokens": done}}
+    save(sae, cfg.out, cfg.format, report)
+    return report
+
+
+def _cached_batches(cfg: TrainSAEConfig, tr: TopKTrainer, target: int):
+    """Batches from an activation cache: its training rows, reshuffled each epoch."""
+    X, _ = acts.load_cache(cfg.acts)  # (n, d) float32
+    if len(X) < cfg.batch:
+        raise TrainError(f"--acts {cfg.acts} holds {len(X)} training rows, fewer than --batch {cfg.batch}")
+    tr.start(X[: cfg.buffer_tokens], X[: cfg.buffer_tokens])
+    g, done = torch.Generator().manual_seed(cfg.seed), 0
+    while done < target:
+        perm = torch.randperm(len(X), generator=g)
+        for i in range(0, len(X) - cfg.batch + 1, cfg.batch):
+            if done >= target:
+                return
+            x = X[perm[i: i + cfg.batch]]
+            yield x, x
+            done += cfg.batch
+
+
+def _streamed_batches(cfg: TrainSAEConfig, lm, tr: TopKTrainer, split, s_in, s_out, d_in: int, d_out: int,
+                      target: int):
+    """Batches streamed from the model through the shuffling buffer."""
     buf = acts.ShuffleBuffer(cfg.buffer_tokens, d_in, d_out if cfg.transcode else 0, cfg.seed)
     sites = [s_in, s_out] if cfg.transcode else [s_in]
-    t0, done, last = time.monotonic(), 0, (float("nan"), 0.0, 0.0)
-    windows = acts.epochs(split.train, cfg.seed)
-    target = steps * cfg.batch
+    windows, done = acts.epochs(split.train, cfg.seed), 0
     while done < target:
         chunk, n = [], 0
         while n < cfg.model_batch_tokens * 4:  # a few model batches of windows at a time
@@ -281,29 +340,9 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
                     tr.start(buf.x[: buf.n], buf.x[: buf.n] if buf.y is None else buf.y[: buf.n])
                 for x, y in list(buf.drain(cfg.batch)):  # the buffer is compacted once the batches are taken
                     if done >= target:
-                        break
-                    last = tr.step(x, x if y is None else y)
+                        return
+                    yield x, x if y is None else y
                     done += len(x)
-                    if on_step:
-                        on_step(Step(done, target, *last, time.monotonic() - t0))
-            if done >= target:
-                break
-    train_s = time.monotonic() - t0
-    sae = tr.sae(site=str(s_in), out_site=out_site, model=lm.name)
-    held = _take(split.held_out, cfg.eval_tokens)
-    q = evaluate(sae, lm, held, s_in, s_out)
-    acc_density = _density(sae, lm, held, s_in)
-    sae.density = acc_density
-    report = {"out": cfg.out, "model": lm.name, "site": str(s_in), "out_site": out_site, "method": "topk",
-              "latents": latents, "k": cfg.k, "tokens": done, "train_s": round(train_s, 1),
-              "tokens_per_s": round(done / train_s, 1), "train_fvu_last": last[0], "lr": lr,
-              "auxk_alpha": cfg.auxk_alpha, "dead_tokens": dead_tokens, "buffer_tokens": cfg.buffer_tokens,
-              "buffer_mb": round(cfg.buffer_tokens * (d_in + (d_out if cfg.transcode else 0)) * 4 / 2 ** 20, 1),
-              "held_out_tokens": q.tokens, "quality": q.as_dict(), "format": cfg.format}
-    sae.meta = {"neuroboard": {"trained": {k: v for k, v in asdict(cfg).items() if k not in ("out",)},
-                               "quality": q.as_dict(), "tokens": done}}
-    save(sae, cfg.out, cfg.format, report)
-    return report
 
 
 def _take(windows: list, n_tokens: int) -> list:
@@ -314,15 +353,6 @@ def _take(windows: list, n_tokens: int) -> list:
         out.append(w)
         n += len(w.ids)
     return out
-
-
-@torch.inference_mode()
-def _density(sae: SAE, lm, windows: list, site) -> torch.Tensor:
-    fired, n = torch.zeros(sae.d_sae), 0
-    for (x,) in acts.site_batches(lm, windows, [site]):
-        fired += (sae.encode(x) != 0).sum(0)
-        n += len(x)
-    return fired / max(n, 1)
 
 
 def save(sae: SAE, out: str, fmt: str, report: dict) -> Path:

@@ -76,6 +76,11 @@ class ExtractConfig:
     pass (repeatable)."""
     sae_map: bool = True
     """Compute each SAE's feature map (UMAP of decoder directions) when the run completes."""
+    capture: str = ""
+    """Also cache this site's activations (e.g. resid_post.15) on the counted tokens, float16, for `train-sae
+    --acts` (an activation cache written in the same pass)."""
+    capture_dir: str = ""
+    """Folder of that cache (default: INDEX.acts/<model>-<site>)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
     threads: int | None = None
@@ -84,7 +89,7 @@ class ExtractConfig:
     def identity(self) -> dict:
         """What must match for --resume to continue a run."""
         d = asdict(self)
-        for k in ("db", "threads", "trust_remote_code", "sae_map"):
+        for k in ("db", "threads", "trust_remote_code", "sae_map", "capture", "capture_dir"):
             d.pop(k)
         if not d["preview_tokens"]:  # runs made before the field existed match a config without a preview
             d.pop("preview_tokens")
@@ -139,6 +144,10 @@ class _Run:
     special: set[int] = field(default_factory=set)
     saes: dict[int, tuple] = field(default_factory=dict)
     """{-s: (SAE, input Site)}"""
+    capture: tuple | None = None
+    """(Site, folder) of an activation cache written in the pass."""
+    cap_rows: list = field(default_factory=list)
+    """The current chunk's cached rows: [(x (n, d) float16, held (n,) uint8)]."""
 
 
 def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None = None,
@@ -161,7 +170,9 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
     rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins,
                         ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
     saes = _load_saes(cfg, lm)
+    cap = _capture_site(cfg, lm)
     run = _open_run(cfg, corpus, lm, layers, rcfg, resume, saes)
+    run.capture = cap
     t0 = time.monotonic()
     if on_progress:
         on_progress(Progress(run.tokens_done, run.target, run.docs_next, 0.0))
@@ -175,6 +186,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
                 on_progress(Progress(tok0 + n, run.target, run.docs_next, time.monotonic() - t0))
 
         tokens, norms = _forward_chunk(lm, chunk, run, cfg.batch_tokens, cfg.include_special, batch_done)
+        _write_capture(run, chunk)
         run.tokens_done, run.docs_next = chunk.tok0 + chunk.n_tokens, chunk.docs[-1][0] + 1
         con = connect(cfg.db)
         try:
@@ -189,7 +201,40 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
         if on_progress:
             on_progress(Progress(run.tokens_done, run.target, run.docs_next, time.monotonic() - t0))
     _publish(cfg, run, complete=True)
+    if run.capture:
+        (Path(run.capture[1]) / "complete").write_text(str(run.tokens_done))
     return run.run_id
+
+
+def _capture_site(cfg: ExtractConfig, lm: LoadedModel) -> tuple | None:
+    """(Site, folder) for --capture, checked against the model, the folder started with its description."""
+    if not cfg.capture:
+        return None
+    import json
+
+    from core.model.sites import check_site
+    from core.saes.sae import site_width
+
+    site = check_site(Site.parse(cfg.capture), lm.n_layers, lm.parts.heads[0])
+    folder = Path(cfg.capture_dir or f"{cfg.db}.acts/{lm.name}-{site}".replace("/", os.sep))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "complete").unlink(missing_ok=True)
+    (folder / "cache.json").write_text(json.dumps({"model": lm.name, "site": str(site), "corpus": cfg.corpus,
+                                                   "context_len": cfg.context_len, "d": site_width(site, lm)}))
+    return site, str(folder)
+
+
+def _write_capture(run: _Run, chunk: Chunk) -> None:
+    """The chunk's cached activations into one file named by its first token (a resumed run rewrites it)."""
+    if not run.capture:
+        return
+    rows, run.cap_rows = run.cap_rows, []
+    x = torch.cat([r[0] for r in rows]) if rows else torch.zeros(0)
+    held = torch.cat([r[1] for r in rows]) if rows else torch.zeros(0, dtype=torch.uint8)
+    path = Path(run.capture[1]) / f"tok{chunk.tok0:012d}.safetensors"
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({"x": x.contiguous(), "held": held.contiguous()}, str(tmp))
+    os.replace(tmp, path)
 
 
 def _load_saes(cfg: ExtractConfig, lm: LoadedModel) -> list[tuple]:
@@ -312,7 +357,20 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
         edits.setdefault(Site("resid_post", layer), []).append(norm(j))
     for group, (_, site) in run.saes.items():
         edits.setdefault(site, []).append(fold_sae(group))
-    last = max(list(layers) + [site.layer for _, site in run.saes.values()])
+    extra = [site.layer for _, site in run.saes.values()]
+    if run.capture:  # an activation cache: the counted tokens' rows (float16) and whether their window is held out
+        from core.saes.acts import held_out
+
+        cap_site = run.capture[0]
+        run.cap_rows = []
+
+        def keep(x: torch.Tensor) -> None:
+            a = x.reshape(x.shape[0] * x.shape[1], -1)[sel["rows"]].to(torch.float16)  # (n, d)
+            run.cap_rows.append((a, sel["held"][sel["rows"] // x.shape[1]]))
+
+        edits.setdefault(cap_site, []).append(keep)
+        extra.append(cap_site.layer)
+    last = max(list(layers) + extra)
     done = 0
     for batch in batches(chunk.windows, batch_tokens):
         ids, valid, counted, tok = _pack(batch, run.special, include_special)
@@ -321,6 +379,8 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
         rows = counted.reshape(-1).nonzero().squeeze(1)
         sel["all"] = rows.numel() == counted.numel()
         sel["rows"], sel["tok"] = rows, tok.reshape(-1)[rows]
+        if run.capture:
+            sel["held"] = torch.tensor([held_out(w.doc_id, w.start) for w in batch], dtype=torch.uint8)
         if W is not None:
             sel["ctx"] = _context_rows(valid, rows, W)
         forward_until(lm, ids, last, edits=edits)  # no unembedding: it is not needed here

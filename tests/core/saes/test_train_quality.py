@@ -173,3 +173,41 @@ def test_sparse_gradients_equal_dense_autograd():
         grads.append([W.grad.clone(), b.grad.clone(), b_dec.grad.clone()])
     for dense, sp in zip(*grads, strict=True):
         torch.testing.assert_close(sp, dense, rtol=1e-5, atol=1e-5)
+
+
+def test_activation_cache_from_extraction_then_training(tiny_lm, tiny_lm_dir, tmp_path):
+    """extract --capture caches the counted tokens' activations (float16) with their held-out flags; the rows equal
+    the model's own hidden states; train-sae --acts trains from them without streaming."""
+    from core.data.corpus import Corpus, tokenize
+    from core.units.extract import ExtractConfig, extract
+
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=30)
+    cache = tmp_path / "acts"
+    extract(ExtractConfig(model=str(tiny_lm_dir), db=str(tmp_path / "i.duckdb"), corpus=corpus, context_len=32,
+                          layers="0", capture="resid_post.1", capture_dir=str(cache), chunk_tokens=500), lm=tiny_lm)
+    assert acts.cache_info(cache)["site"] == "resid_post.1"
+    X, H = acts.load_cache(cache)
+    special = set(tiny_lm.tokenizer.all_special_ids)
+    want_x, want_h = [], []
+    for doc_id, text in enumerate(Corpus(corpus).documents()):
+        ids = tokenize(tiny_lm.tokenizer, text)
+        for s in range(0, len(ids), 32):
+            w = ids[s: s + 32]
+            with torch.inference_mode():
+                h = tiny_lm.model(torch.tensor([w]), output_hidden_states=True).hidden_states[2][0]
+            rows = h[[t not in special for t in w]]
+            (want_h if acts.held_out(doc_id, s) else want_x).append(rows)
+    assert len(H) > 0
+    # the cache keeps the extraction's batch order: every row has its twin (to float16 and batching noise)
+    for got, want in ((X, torch.cat(want_x)), (H, torch.cat(want_h))):
+        assert got.shape == want.shape
+        d = torch.cdist(got.double(), want.double())
+        scale = want.norm(dim=1).max()
+        assert d.min(1).values.max() < 2e-3 * scale and d.min(0).values.max() < 2e-3 * scale
+    report = train_sae(TrainSAEConfig(model="tiny", site="resid_post.1", out=str(tmp_path / "sae"), acts=str(cache),
+                                      tokens=2048, latents=64, k=4, batch=256, buffer_tokens=1024, eval_tokens=800),
+                       lm=tiny_lm)
+    assert report["source"].startswith("activation cache") and report["tokens"] == 2048
+    with pytest.raises(TrainError, match="caches resid_post.1"):
+        train_sae(TrainSAEConfig(model="tiny", site="resid_post.2", out=str(tmp_path / "x"), acts=str(cache)),
+                  lm=tiny_lm)
