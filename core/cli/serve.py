@@ -61,7 +61,10 @@ def serve_command(db: str | Path | list, host: str = "127.0.0.1", port: int = 85
             "--server.headless", str(headless).lower(),
             "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
             "--browser.gatherUsageStats", "false", "--global.developmentMode", "false",
-            "--client.toolbarMode", "minimal"]
+            "--client.toolbarMode", "minimal",
+            # no source watching: Streamlit otherwise walks every loaded module (torch, transformers: thousands)
+            # after each script run, a fifth of the server's CPU while `make demo` indexes beside it
+            "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
 
 
 def serve_env(db: str | Path | list, models: list[str] | None = None) -> dict[str, str]:
