@@ -67,7 +67,10 @@ def train_ours(X, order, latents, k, batch, lr, dead_tokens):
 
 
 def train_peer(X, order, latents, k, batch, lr, dead_tokens):
-    from sparsify import SparseCoder, SparseCoderConfig
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # sparsify prints a line on import; stdout carries the JSON only
+        from sparsify import SparseCoder, SparseCoderConfig
 
     coder = SparseCoder(X.shape[1], SparseCoderConfig(num_latents=latents, k=k), device="cpu", dtype=torch.float32)
     steps = len(order)
