@@ -8,6 +8,7 @@ preview of its results early, so its neuron pages open within a minute of the st
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -66,14 +67,19 @@ def _same_run(run, ecfg) -> bool:
                                            for k in ("corpus", "max_tokens", "context_len", "layers", "sae"))
 
 
+def _safe(model: str) -> str:
+    """A model name (a built-in name, or a path or hub id) as one folder name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_.")[-80:] or "model"
+
+
 def acts_dir(cfg: DemoConfig, model: str) -> str:
     """Where the first model's extraction caches the demo SAE's activations."""
-    return os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "demo-acts", f"{model}-{cfg.sae_site}")
+    return os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "demo-acts", f"{_safe(model)}-{cfg.sae_site}")
 
 
 def sae_dir(cfg: DemoConfig, model: str) -> str:
     """Where the demo SAE of `model` is written (beside the index)."""
-    return os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "demo-sae", f"{model}-{cfg.sae_site}")
+    return os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "demo-sae", f"{_safe(model)}-{cfg.sae_site}")
 
 
 def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
@@ -100,9 +106,9 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
         same = [r for r in runs if _same_run(r, ecfg)]
         if any(r.status == "complete" for r in same):
             notes.append(f"demo: {model} already indexed in {cfg.db}")
-            continue
-        resume = any(r.status == "running" and r.config == ecfg.identity() for r in same)
-        jobs.append(Job(f"index {model}", "extract", ecfg, resume))
+        else:
+            resume = any(r.status == "running" and r.config == ecfg.identity() for r in same)
+            jobs.append(Job(f"index {model}", "extract", ecfg, resume))
         if i == 0 and cfg.sae_site:
             cached = any(j.config is ecfg for j in jobs)  # this extraction will write the activation cache
             jobs += _sae_jobs(cfg, model, runs, TrainSAEConfig, ExtractConfig, notes, cached)

@@ -55,7 +55,7 @@ def test_heads_bad_input_is_one_line(tiny_lm_dir, tmp_path, capsys):
 def test_demo_scores_heads_once(tiny_lm_dir, tmp_path, capsys):
     """`neuroboard demo --no-serve` indexes the model and scores its heads; a second demo does neither again."""
     db = tmp_path / "demo.duckdb"
-    args = ["demo", "--db", str(db), "--models", str(tiny_lm_dir), "--max-tokens", "300", "--no-serve"]
+    args = ["demo", "--db", str(db), "--models", str(tiny_lm_dir), "--max-tokens", "300", "--sae-site", "", "--no-serve"]
     assert main(args) == 0
     con = connect(db, read_only=True)
     (hs,) = head_sets(con)

@@ -1,0 +1,26 @@
+"""`neuroboard demo` with its SAE jobs: the first model's extraction caches the SAE site, the SAE trains from that
+cache, its features are indexed, and a second demo finds everything done."""
+
+from core.cli import main
+from core.index import queries
+from core.index.db import connect
+
+
+def test_demo_trains_and_indexes_an_sae(tiny_lm_dir, tmp_path, capsys):
+    db = tmp_path / "demo.duckdb"
+    args = ["demo", "--db", str(db), "--models", str(tiny_lm_dir), "--max-tokens", "3000", "--ablation-tokens", "0",
+            "--sae-site", "resid_post.1", "--sae-tokens", "2048", "--sae-latents", "64", "--sae-k", "4",
+            "--sae-batch", "256", "--no-serve"]
+    assert main(args) == 0
+    con = connect(db, read_only=True)
+    saes = queries.run_saes(con)
+    runs = queries.list_runs(con)
+    con.close()
+    assert [(s.site, s.d_sae, s.k) for s in saes] == [("resid_post.1", 64, 4)]
+    assert saes[0].quality and 0 <= saes[0].quality["dead_frac"] <= 1 and saes[0].has_umap
+    assert [r.status for r in runs] == ["complete", "complete"] and runs[1].layers == [1]
+    assert (tmp_path / "demo-acts").is_dir() and (tmp_path / "demo-sae").is_dir()
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "already trained" in err and "features are already indexed" in err
