@@ -27,7 +27,7 @@ from core.model.sites import Site
 from core.saes.acts import flat
 from core.saes.formats import load_sae
 from core.saes.sae import SAE
-from core.units.sources import UnitView, _contexts
+from core.units.sources import UnitView, unit_view
 
 
 @lru_cache(maxsize=8)
@@ -37,10 +37,9 @@ def _cached(path: str, mtime: float) -> SAE:
 
 def sae_at(path: str) -> SAE:
     """The SAE in `path`, loaded once per file version."""
-    p = path if os.path.isdir(path) else path
     try:
-        mtime = max(os.path.getmtime(os.path.join(p, f)) for f in os.listdir(p)) if os.path.isdir(p) \
-            else os.path.getmtime(p)
+        mtime = max(os.path.getmtime(os.path.join(path, f)) for f in os.listdir(path)) if os.path.isdir(path) \
+            else os.path.getmtime(path)
     except (OSError, ValueError):
         mtime = 0.0
     return _cached(path, mtime)
@@ -60,14 +59,7 @@ class FeatureSource:
     def gather(self, con, run_id: int, layer: int, unit: int, k: int = 10, window: int = 12) -> UnitView:
         """`layer`: the SAE's number in the run; `unit`: the feature. QueryError for anything unknown."""
         run, _ = queries.check_feature(con, run_id, layer, unit)
-        stats, rows, ivs = queries.unit_record(con, run_id, -layer, unit, k)
-        examples = _contexts(con, run, [r[2:] for r in rows], window)
-        by: dict[int, list] = {}
-        for (i, *_), ex in zip(rows, examples, strict=True):
-            by.setdefault(i, []).append(ex)
-        intervals = [{"interval": i, "lo": lo, "hi": hi, "frac_est": f, "exact": ex, "examples": by.get(i, [])}
-                     for i, lo, hi, f, ex in ivs]
-        return UnitView(run=run, layer=layer, unit=unit, stats=stats, top=by.get(-1, []), intervals=intervals)
+        return unit_view(con, run, layer, unit, -layer, k, window)
 
     def _site(self, sae: SAE) -> Site:
         return Site.parse(self.site or sae.site)

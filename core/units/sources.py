@@ -78,6 +78,19 @@ def _contexts(con, run: queries.RunInfo, picks: list[tuple], window: int) -> lis
     return out
 
 
+def unit_view(con, run: queries.RunInfo, layer: int, unit: int, group: int, k: int, window: int) -> UnitView:
+    """A checked unit's view: its record from the index (unit group `group`: a layer, or -s for SAE s) with the
+    examples' token windows; `layer` is what the view reports (the layer, or the SAE's number)."""
+    stats, rows, ivs = queries.unit_record(con, run.run_id, group, unit, k)
+    examples = _contexts(con, run, [r[2:] for r in rows], window)
+    by: dict[int, list[Example]] = {}
+    for (i, *_), ex in zip(rows, examples, strict=True):
+        by.setdefault(i, []).append(ex)
+    intervals = [{"interval": i, "lo": lo, "hi": hi, "frac_est": f, "exact": ex, "examples": by.get(i, [])}
+                 for i, lo, hi, f, ex in ivs]
+    return UnitView(run=run, layer=layer, unit=unit, stats=stats, top=by.get(-1, []), intervals=intervals)
+
+
 @dataclass
 class NeuronSource:
     """MLP neurons: the input of each block's down projection, as indexed by core.units.extract."""
@@ -87,14 +100,7 @@ class NeuronSource:
     def gather(self, con, run_id: int, layer: int, unit: int, k: int = 10, window: int = 12) -> UnitView:
         """Raises queries.QueryError for an unknown run / layer / unit or a run not complete."""
         run = queries.check_unit(con, run_id, layer, unit)
-        stats, rows, ivs = queries.unit_record(con, run_id, layer, unit, k)
-        examples = _contexts(con, run, [r[2:] for r in rows], window)
-        by: dict[int, list[Example]] = {}
-        for (i, *_), ex in zip(rows, examples, strict=True):
-            by.setdefault(i, []).append(ex)
-        intervals = [{"interval": i, "lo": lo, "hi": hi, "frac_est": f, "exact": ex, "examples": by.get(i, [])}
-                     for i, lo, hi, f, ex in ivs]
-        return UnitView(run=run, layer=layer, unit=unit, stats=stats, top=by.get(-1, []), intervals=intervals)
+        return unit_view(con, run, layer, unit, layer, k, window)
 
     def activations(self, lm, layer: int, unit: int, seqs: list[list[int]]) -> list[np.ndarray]:
         from core.units.live import unit_activations
