@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     command("demo", DemoConfig, "build the demo index for the built-in models if missing, then serve it",
             skip=("serve",)).add_argument("--no-serve", action="store_true", help="build the index only")
     command("serve", ServeConfig, "serve the dashboard")
-    command("train-sae", TrainSAEConfig, "train a TopK SAE or transcoder on a model's activations",
+    command("train-sae", TrainSAEConfig, "train a TopK SAE or transcoder, or a semi-NMF, on a model's activations",
             json_help="print the report (quality on held-out tokens) as one JSON object", progress=True)
     command("sae-eval", SaeEvalConfig, "an SAE's quality on a corpus: FVU, L0, dead latents, CE recovered, KL",
             json_help="print the numbers as one JSON object")
@@ -309,7 +309,8 @@ def cmd_train_sae(a) -> int:
     from core.saes.train import train_sae
 
     cfg = config_from(a, TrainSAEConfig)
-    bar = Bar(not a.no_progress, f"train {cfg.site}", unit="tok", unit_scale=True)
+    bar = Bar(not a.no_progress, f"{cfg.method} {cfg.site}", unit="it" if cfg.method == "snmf" else "tok",
+              unit_scale=cfg.method != "snmf")
     try:
         report = train_sae(cfg, on_step=lambda s: bar.update(s.tokens, s.target, fvu=f"{s.fvu:.3f}",
                                                              l0=f"{s.l0:.1f}", dead=f"{100 * s.dead_frac:.1f}%"))
@@ -319,7 +320,9 @@ def cmd_train_sae(a) -> int:
         print(json.dumps(report))
     else:
         q = report["quality"]
-        print(f"{report['latents']} latents, k={report['k']}, {report['tokens']} tokens at "
+        shape = (f"{report['latents']} latents, k={report['k']}" if report["method"] == "topk" else
+                 f"semi-NMF, {report['latents']} factors of {report['neurons_per_factor']} units")
+        print(f"{shape}, {report['tokens']} tokens at "
               f"{report['tokens_per_s']:.0f} tok/s -> {report['out']}\n"
               f"held-out ({q['tokens']} tokens): FVU {q['fvu']:.4f}, L0 {q['l0']:.1f}, dead {100 * q['dead_frac']:.1f}%, "
               f"CE recovered {q['ce_recovered']:.3f}, KL {q['kl']:.4f}")

@@ -7,7 +7,10 @@
                                                                   activation_fn_kwargs.k); architectures standard,
                                                                   topk, jumprelu (BatchTopK is saved by SAELens as
                                                                   jumprelu); TopK's rescale_acts_by_decoder_norm and
-                                                                  v5's finetuning_scaling_factor folded into weights
+                                                                  v5's finetuning_scaling_factor folded into weights;
+                                                                  our semi-NMF factors as architecture "snmf" (W_enc
+                                                                  = W_decᵀ, zero biases; SAELens has no such
+                                                                  architecture, so only neuroboard reads those)
   sparsify    DIR/cfg.json + sae.safetensors (one hookpoint),      encoder.weight (d_sae, d_in) transposed, encoder.bias,
               or a run folder with one such folder per            W_dec (d_sae, d_in), b_dec; TopK; b_dec subtracted
               hookpoint (layers.6, layers.6.mlp)                  from the input of an SAE, never of a transcoder
@@ -98,9 +101,11 @@ def load_saelens(folder: Path) -> SAE:
     kwargs = cfg.get("activation_fn_kwargs") or {}
     if not v6 and act_fn == "topk":
         arch = "topk"
-    activation = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk"}.get(arch)
+    activation = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "batchtopk",
+                  "snmf": "nnls"}.get(arch)
     if activation is None:
-        raise SAEError(f"{folder}: SAE architecture {arch!r} is not supported (standard, topk, jumprelu, batchtopk)")
+        raise SAEError(f"{folder}: SAE architecture {arch!r} is not supported (standard, topk, jumprelu, batchtopk, "
+                       f"snmf)")
     if activation == "relu" and act_fn not in ("relu", "topk"):
         raise SAEError(f"{folder}: activation function {act_fn!r} is not supported (relu, topk)")
     _need(t, ("W_enc", "W_dec", "b_enc", "b_dec") + (("threshold",) if activation == "jumprelu" else ()),
@@ -145,7 +150,8 @@ def save_saelens(sae: SAE, folder: str | Path) -> Path:
     sae = sae.folded()
     if sae.activation == "batchtopk" and sae.threshold is None:
         raise SAEError("a BatchTopK SAE is saved in SAELens's format as JumpReLU, which needs its threshold")
-    arch = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}[sae.activation]
+    arch = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu",
+            "nnls": "snmf"}[sae.activation]
     site = Site.parse(sae.site) if sae.site else None
     md = {"sae_lens_version": SAELENS_VERSION, "sae_lens_training_version": SAELENS_VERSION,
           "model_name": sae.model, "hook_name": site.tl_name() if site else None,

@@ -15,6 +15,8 @@ Math (x: one token's activation at `site`, flattened to d_in; every format's loa
                                  jumprelu: relu(pre)·[pre > threshold] (strict >)
                                  batchtopk: with a threshold (inference), as jumprelu; without, the k·n largest
                                        ReLU'd pre-activations over the n tokens of the call
+                                 nnls: a semi-NMF's factors (core.saes.snmf): W_enc = W_decᵀ, b_enc = 0, and
+                                       f = argmin_{f ≥ 0} ‖x' − f W_dec‖², non-negative least squares from pre
     x̂ = (f W_dec + b_dec)        W_dec (d_sae, d_out), rows are the features' output directions
     x̂ = x̂ / scale, then norm⁻¹   the inverse of the input normalisation, with that token's own factors
 
@@ -31,7 +33,7 @@ import torch
 from core.errors import UserError
 from core.model.sites import Site
 
-ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu")
+ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu", "nnls")
 NORMS = ("none", "constant_norm_rescale", "layer_norm")
 
 
@@ -46,7 +48,7 @@ class SAE:
     W_dec: torch.Tensor  # (d_sae, d_out)
     b_dec: torch.Tensor  # (d_out,)
     activation: str = "relu"
-    """relu | topk | batchtopk | jumprelu"""
+    """relu | topk | batchtopk | jumprelu | nnls"""
     k: int | None = None
     """Active latents per token (topk) or on average (batchtopk without a threshold)."""
     threshold: torch.Tensor | None = None  # (d_sae,) jumprelu, and batchtopk at inference
@@ -114,6 +116,9 @@ class SAE:
                 raise SAEError(f"k={self.k}: a {self.activation} SAE needs 1 <= k <= {d_sae} (its latents)")
         if self.activation == "jumprelu" and self.threshold is None:
             raise SAEError("a jumprelu SAE needs a threshold for each latent")
+        if self.activation == "nnls" and (self.d_in != self.d_out or self.b_enc.abs().amax() > 0 or
+                                          not torch.allclose(self.W_enc, self.W_dec.T, rtol=1e-5, atol=1e-6)):
+            raise SAEError("a semi-NMF (nnls) needs W_enc = W_decᵀ and b_enc = 0 (its encoding is least squares)")
         if self.b_dec_in and self.d_in != self.d_out:
             raise SAEError(f"b_dec ({self.d_out}) cannot be subtracted from a {self.d_in}-wide input")
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
@@ -159,6 +164,14 @@ class SAE:
         """(..., d_sae) pre-activations -> (..., d_sae) latent activations."""
         if self.activation == "relu":
             return pre.relu()
+        if self.activation == "nnls":
+            from core.saes.snmf import nnls
+
+            if "_gram" not in self.__dict__:
+                gram = self.W_dec @ self.W_dec.T
+                self.__dict__["_gram"] = (gram, float(torch.linalg.eigvalsh(gram.double())[-1]))
+            gram, L = self.__dict__["_gram"]
+            return nnls(pre, gram, lipschitz=L)
         if self.activation == "jumprelu" or (self.activation == "batchtopk" and self.threshold is not None):
             return pre.relu() * (pre > self.threshold)
         if self.activation == "topk":
@@ -207,7 +220,7 @@ class SAE:
         return self.W_dec.norm(dim=-1)
 
     def describe(self) -> str:
-        kind = "transcoder" if self.transcoder else "SAE"
+        kind = "transcoder" if self.transcoder else "semi-NMF" if self.activation == "nnls" else "SAE"
         k = f", k={self.k}" if self.k else ""
         where = f" {self.site}" + (f" -> {self.out_site}" if self.transcoder else "") if self.site else ""
         return f"{self.activation} {kind}{where}: {self.d_in} -> {self.d_sae} latents{k}"

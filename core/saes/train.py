@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -55,7 +56,7 @@ class TrainSAEConfig:
     tokens: int = 1_000_000
     """Training tokens (the corpus is read again, reshuffled, when it has fewer)."""
     latents: int = 0
-    """SAE width (0: --expansion × d_in)."""
+    """SAE width (0: --expansion × d_in; 512 factors for --method snmf)."""
     expansion: int = 8
     """Width as a multiple of d_in when --latents is 0."""
     k: int = 32
@@ -68,8 +69,14 @@ class TrainSAEConfig:
     acts: str = ""
     """Train from an activation cache written by `extract --capture` (no model passes for training; the held-out
     windows still run through the model for CE recovered)."""
-    method: Literal["topk"] = "topk"
-    """topk: a TopK SAE or transcoder (semi-NMF is not built yet)."""
+    method: Literal["topk", "snmf"] = "topk"
+    """topk: a TopK SAE or transcoder; snmf: a semi-nonnegative matrix factorisation of the site's activations
+    (meant for a layer's MLP activations, --site neurons.L; core.saes.snmf), full batch over --tokens tokens held in
+    memory (tokens × d_in × 4 bytes)."""
+    snmf_sparsity: float = 0.05
+    """semi-NMF: the share of the site's units (neurons) each factor keeps (winner-take-all; 1: dense)."""
+    snmf_iters: int = 100
+    """semi-NMF: alternating iterations (each a least-squares F step and a multiplicative G step)."""
     lr: float | None = None
     """Adam learning rate (default 2e-4 / sqrt(latents / 2^14))."""
     auxk_alpha: float = 1 / 32
@@ -137,6 +144,14 @@ def check(cfg: TrainSAEConfig) -> None:
         raise TrainError("--latents must be >= 0 and --expansion >= 1")
     if cfg.auxk_alpha < 0 or (cfg.lr is not None and cfg.lr <= 0):
         raise TrainError("--auxk-alpha must be >= 0 and --lr positive")
+    if cfg.method == "snmf":
+        if cfg.transcode:
+            raise TrainError("--method snmf factorises one site's activations; it cannot --transcode")
+        if cfg.format != "saelens":
+            raise TrainError("--method snmf is saved in SAELens's layout (architecture snmf); sparsify has no "
+                             "such format")
+        if not 0 < cfg.snmf_sparsity <= 1 or cfg.snmf_iters < 1:
+            raise TrainError("--snmf-sparsity must be in (0, 1] and --snmf-iters positive")
 
 
 class PickPre(torch.autograd.Function):
@@ -247,8 +262,8 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
     d_in = site_width(s_in, lm)
     s_out = Site.parse(out_site) if out_site else s_in
     d_out = site_width(s_out, lm)
-    latents = cfg.latents or cfg.expansion * d_in
-    if cfg.k > latents:
+    latents = cfg.latents or (512 if cfg.method == "snmf" else cfg.expansion * d_in)
+    if cfg.method == "topk" and cfg.k > latents:
         raise TrainError(f"--k {cfg.k} is more than the SAE's {latents} latents")
     probe = SAE(torch.zeros(d_in, 1), torch.zeros(1), torch.zeros(1, d_out), torch.zeros(d_out), b_dec_in=False,
                 site=str(s_in), out_site=out_site)
@@ -268,6 +283,8 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
     if not split.held_out or (not split.train and not cfg.acts):
         raise TrainError(f"corpus {corpus!r} is too small to hold out windows (it has "
                          f"{split.train_tokens() + split.held_out_tokens()} tokens)")
+    if cfg.method == "snmf":
+        return _train_snmf(cfg, lm, split, s_in, d_in, latents, on_step)
     steps = max(1, cfg.tokens // cfg.batch)
     dead_tokens = cfg.dead_tokens or min(10_000_000, max(cfg.batch, cfg.tokens // 4))
     lr = cfg.lr or default_lr(latents)
@@ -298,6 +315,59 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
                                "quality": q.as_dict(), "tokens": done}}
     save(sae, cfg.out, cfg.format, report)
     return report
+
+
+def _train_snmf(cfg: TrainSAEConfig, lm, split, s_in, d_in: int, latents: int,
+                on_step: Callable[[Step], None] | None) -> dict:
+    """Semi-NMF: gather --tokens training rows, factorise them (core.saes.snmf.fit), measure and save as an SAE whose
+    encoding is non-negative least squares."""
+    from core.saes import snmf
+
+    X = _rows(cfg, lm, split, s_in, d_in)  # (n, d_in)
+    if len(X) < latents:
+        raise TrainError(f"--method snmf with {latents} factors needs at least as many training tokens "
+                         f"(got {len(X)})")
+    t0 = time.monotonic()
+
+    def progress(it: int, fvu: float, l0: float, dead: float) -> None:
+        if on_step:
+            on_step(Step(it, cfg.snmf_iters, fvu, l0, dead, time.monotonic() - t0))
+
+    fit = snmf.fit(X, latents, sparsity=cfg.snmf_sparsity, iters=cfg.snmf_iters, seed=cfg.seed, on_iter=progress)
+    train_s = time.monotonic() - t0
+    sae = SAE(fit.F.T.clone(), torch.zeros(latents), fit.F, torch.zeros(d_in), activation="nnls", b_dec_in=False,
+              site=str(s_in), model=lm.name)
+    dens: dict = {}
+    q = evaluate(sae, lm, _take(split.held_out, cfg.eval_tokens), s_in, s_in, density=dens)
+    sae.density = dens["density"]
+    report = {"out": cfg.out, "model": lm.name, "site": str(s_in), "out_site": None, "method": "snmf",
+              "latents": latents, "k": None, "tokens": len(X), "train_s": round(train_s, 1),
+              "tokens_per_s": round(len(X) * cfg.snmf_iters / train_s, 1), "train_fvu_last": fit.fvu[-1],
+              "snmf_sparsity": cfg.snmf_sparsity, "neurons_per_factor": int((fit.F[0] != 0).sum()),
+              "snmf_iters": cfg.snmf_iters, "rows_mb": round(X.numel() * 4 / 2 ** 20, 1),
+              "source": f"activation cache {cfg.acts}" if cfg.acts else "streamed from the model",
+              "held_out_tokens": q.tokens, "quality": q.as_dict(), "format": cfg.format}
+    sae.meta = {"neuroboard": {"trained": {k: v for k, v in asdict(cfg).items() if k not in ("out",)},
+                               "method": "snmf", "quality": q.as_dict(), "tokens": len(X)}}
+    save(sae, cfg.out, cfg.format, report)
+    return report
+
+
+def _rows(cfg: TrainSAEConfig, lm, split, s_in, d_in: int) -> torch.Tensor:
+    """The first --tokens training rows at s_in (float32): from the activation cache, or streamed from the model."""
+    if cfg.acts:
+        X, _ = acts.load_cache(cfg.acts)
+        return X[torch.randperm(len(X), generator=torch.Generator().manual_seed(cfg.seed))[: cfg.tokens]]
+    out, n = torch.empty(cfg.tokens, d_in), 0
+    order = list(split.train)
+    random.Random(cfg.seed).shuffle(order)
+    for got in acts.site_batches(lm, order, [s_in], batch_tokens=cfg.model_batch_tokens):
+        take = min(len(got[0]), cfg.tokens - n)
+        out[n: n + take] = got[0][:take]
+        n += take
+        if n >= cfg.tokens:
+            break
+    return out[:n]
 
 
 def _cached_batches(cfg: TrainSAEConfig, tr: TopKTrainer, target: int):

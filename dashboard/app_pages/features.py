@@ -53,7 +53,7 @@ def link(f: int, **extra) -> str:
 c1, c2, c3 = st.columns([2, 1, 2])
 sae_id = frame.url_widget(c1.selectbox, "feature_sae", "sae", sae_id, label="SAE", options=list(by_id),
                           format_func=lambda s: f"{s} · {by_id[s].name} · {by_id[s].site} · {by_id[s].d_sae:,} "
-                                                f"{by_id[s].activation}")
+                                                f"{'semi-NMF' if by_id[s].activation == 'nnls' else by_id[s].activation}")
 info = by_id[sae_id]
 feature = frame.url_widget(c2.number_input, "feature_id", "feature", min(feature, info.d_sae - 1), label="Feature",
                            min_value=0, max_value=info.d_sae - 1, step=1)
@@ -64,12 +64,15 @@ frame.light(fr.quality_html(info.quality))
 interactive = frame.url_widget(st.toggle, "feature_plotly", "charts", qp.get("charts") == "plotly",
                                label="Interactive charts (Plotly: zoom and pan; slower to load)")
 st.query_params["charts"] = "plotly" if interactive else "light"
-out = "the decoder row at " + (info.out_site or info.site)
+out = "the decoder row at " + (info.out_site or info.site) + (
+    ", a combination of neurons through the MLP's down projection" if info.site.startswith("neurons.") else "")
 v = unit_body.unit_body(kind, path, run, int(sae_id), int(feature), int(ctx), interactive=interactive,
                         label="SAE / feature", effects_caption=f"The feature's output direction ({out}, written into "
                         "the residual stream) through the final norm's gain and the unembedding (direct effect)."
                         + (" A transcoder: examples are on its input site, effects from its output."
-                           if info.out_site else ""))
+                           if info.out_site else "")
+                        + (" A semi-NMF: each token's factor activations are its non-negative least-squares code "
+                           "(exact zeros where a factor is not used)." if info.activation == "nnls" else ""))
 
 
 def sae_weights():

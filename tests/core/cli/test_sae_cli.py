@@ -65,11 +65,44 @@ def test_sae_eval_json(trained, tiny_lm_dir, capsys):
     assert 0 < got["l0"] <= 6 and got["tokens"] > 0
 
 
+def test_train_snmf_json_then_features(trained, tiny_lm_dir, tmp_path, capsys):
+    """train-sae --method snmf prints its report; `features` on its factors equals SciPy's NNLS of the model's MLP
+    activations (plain hooks)."""
+    from helpers.raw import neurons
+    from scipy.optimize import nnls
+
+    from core.data.corpus import tokenize
+
+    _, corpus = trained
+    out = tmp_path / "snmf"
+    rc = main(["train-sae", "--model", str(tiny_lm_dir), "--site", "blocks.1.mlp.hook_post", "--out", str(out),
+               "--corpus", corpus, "--tokens", "2000", "--latents", "16", "--method", "snmf", "--snmf-iters", "15",
+               "--context-len", "32", "--eval-tokens", "500", "--json", "--no-progress"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["method"] == "snmf" and report["site"] == "neurons.1" and report["latents"] == 16
+    text = "the quick brown fox"
+    rc = main(["features", "--model", str(tiny_lm_dir), "--sae", str(out), "--text", text, "--json"])
+    rows = json.loads(capsys.readouterr().out)
+    lm = load_model(str(tiny_lm_dir))
+    ids = tokenize(lm.tokenizer, text)
+    A = neurons(lm, ids, 1).double().numpy()
+    F = load_sae(out).W_dec.double().numpy()
+    assert rc == 0 and len(rows) == len(ids)
+    for r in rows:
+        want, _ = nnls(F.T, A[r["position"]])
+        got = np.zeros(16)
+        for f in r["features"]:
+            got[f["feature"]] = f["activation"]
+        np.testing.assert_allclose(got, want, atol=2e-3 * max(want.max(), 1e-6))
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--site", "resid_post.1", "--k", "500", "--latents", "64"], "--k 500"),
     (["--site", "resid_post.1", "--tokens", "0"], "--tokens"),
     (["--site", "resid_post.7"], "layers 0-2"),
     (["--site", "blocks.1.hook_nothing"], "unknown site"),
+    (["--site", "neurons.1", "--method", "snmf", "--transcode"], "cannot --transcode"),
+    (["--site", "neurons.1", "--method", "snmf", "--snmf-sparsity", "2"], "--snmf-sparsity"),
 ])
 def test_train_sae_bad_input(tiny_lm_dir, tmp_path, capsys, args, needle):
     out = tmp_path / "o"

@@ -26,9 +26,16 @@ def feature_index(tiny_lm_dir, tmp_path_factory):
     train_sae(TrainSAEConfig(model=str(tiny_lm_dir), site="resid_post.1", out=str(sae_dir), corpus=str(corpus),
                              tokens=3000, latents=64, k=4, batch=256, buffer_tokens=1024, context_len=32,
                              eval_tokens=1000), lm=lm)
+    # SAE 2: a semi-NMF of layer 1's MLP activations; SAE 3: a transcoder mlp_in.1 -> mlp_out.1
+    train_sae(TrainSAEConfig(model=str(tiny_lm_dir), site="neurons.1", out=str(tmp / "snmf"), corpus=str(corpus),
+                             tokens=2000, latents=16, method="snmf", snmf_iters=20, context_len=32,
+                             eval_tokens=500), lm=lm)
+    train_sae(TrainSAEConfig(model=str(tiny_lm_dir), site="mlp_in.1", out=str(tmp / "tc"), corpus=str(corpus),
+                             tokens=2048, latents=32, k=4, batch=256, buffer_tokens=1024, context_len=32,
+                             transcode=True, eval_tokens=500), lm=lm)
     db = tmp / "i.duckdb"
     extract(ExtractConfig(model=str(tiny_lm_dir), db=str(db), corpus=str(corpus), context_len=32, layers="0",
-                          sae=[str(sae_dir)]), lm=lm)
+                          sae=[str(sae_dir), str(tmp / "snmf"), str(tmp / "tc")]), lm=lm)
     return db
 
 
@@ -86,3 +93,42 @@ def test_bad_params(monkeypatch, feature_index):
     at = page(monkeypatch, feature_index, run="1", sae="9", feature="99999")
     assert not at.exception
     assert len(at.warning) >= 1
+
+
+def top_effect_by_hand(db, sae_dir: str, feature: int, through_down: int | None) -> str:
+    """The largest logit effect of a feature's output direction, computed here from the HF modules: the decoder row
+    (through layer L's down projection for a factor over neurons) times the final norm's weight, times the
+    unembedding; formatted as the page's tables format numbers."""
+    import torch
+
+    from core.index.db import connect
+    from core.saes.formats import load_sae
+    from dashboard.cache import models
+    from dashboard.render.svg import fmt
+
+    con = connect(db, read_only=True)
+    name = con.execute("SELECT name FROM models").fetchone()[0]
+    con.close()
+    hf = models.model(name).model
+    row = load_sae(sae_dir).W_dec[feature]
+    if through_down is not None:
+        row = hf.model.layers[through_down].mlp.down_proj.weight.float() @ row  # (d_model, d_mlp) @ (d_mlp,)
+    vals = hf.lm_head.weight.float() @ (hf.model.norm.weight.float() * row)
+    return fmt(float(vals.max()))
+
+
+@pytest.mark.parametrize("sae, sub, through_down, words", [
+    ("2", "snmf", 1, ("semi-NMF", "non-negative least-squares code", "down projection")),
+    ("3", "tc", None, ("transcoder", "examples are on its input site", "mlp_out.1"))])
+def test_snmf_and_transcoder_pages(monkeypatch, feature_index, sae, sub, through_down, words):
+    """A semi-NMF's factor and a transcoder's feature open like SAE features; their logit effects are the output
+    side's (the transcoder's decoder row at mlp_out.1; the factor through the down projection), checked by hand."""
+    at = page(monkeypatch, feature_index, run="1", sae=sae, feature="2", text="The cat sat on the mat.")
+    assert not at.exception
+    b = bodies(at)
+    captions = " ".join([c.value for c in at.caption] + b)
+    assert all(w in captions or w in at.selectbox[0].format_func(int(sae)) for w in words)
+    want = top_effect_by_hand(feature_index, str(feature_index.parent / sub), 2, through_down)
+    promoted = next(x for x in b if ">promoted<" in x)
+    assert f">{want}<" in promoted  # the page's largest effect, as computed by hand
+    assert any("nb-featext" in x for x in b)  # features on my text work for it too
