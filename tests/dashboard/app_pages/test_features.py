@@ -99,7 +99,6 @@ def top_effect_by_hand(db, sae_dir: str, feature: int, through_down: int | None)
     """The largest logit effect of a feature's output direction, computed here from the HF modules: the decoder row
     (through layer L's down projection for a factor over neurons) times the final norm's weight, times the
     unembedding; formatted as the page's tables format numbers."""
-    import torch
 
     from core.index.db import connect
     from core.saes.formats import load_sae
