@@ -1,5 +1,5 @@
-"""Page speed: the server-side gather of a neuron page, and every page (Home, Neurons, Trajectories, Heads) timed in
-Chromium from navigation to settled: the first page after `serve` starts, fresh contexts and returning tabs.
+"""Page speed: the server-side gather of a neuron page, and every page (Home, Neurons, Trajectories, Heads, and SAE
+features where the index has an SAE) timed in Chromium from navigation to settled: the first page after `serve` starts, fresh contexts and returning tabs.
 
     .venv/bin/python bench/pages.py --json [--db data/demo.duckdb] [--build] [--units 200] [--pages 6]
 
@@ -12,7 +12,7 @@ server starts (serve start to healthy, plus navigation to settled: the models lo
 contexts (an empty HTTP cache: every script bundle downloads and parses again) and `--pages` in new tabs of a
 context that has loaded the app before (a returning user), each from navigation to settled
 (dashboard.browser.wait_settled). Neuron pages are random units; trajectories the default prompt (cached after the
-first visit); heads random heads. Targets: returning p50 <= 2 s, fresh p50 <= 3 s, first after serve <= 5 s.
+first visit); heads random heads; feature pages random features of the index's first SAE. Targets: returning p50 <= 2 s, fresh p50 <= 3 s, first after serve <= 5 s.
 What the light first paint bought is measured in the same run: the returning-tab visits again with `charts=plotly`
 (every chart drawn by Plotly on first paint, as pages did before), `<page>_bought_by_light_charts_s` the difference.
 
@@ -43,7 +43,7 @@ from dashboard.views.units import unit_view
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"gather_p50_ms": 50.0}
-PAGES = ("home", "neurons", "trajectories", "heads")
+PAGES = ("home", "neurons", "trajectories", "heads", "features")
 PAGE_TARGETS = {"returning_p50_s": 2.0, "fresh_p50_s": 3.0, "first_after_serve_s": 5.0}
 BUILD_TOKENS = 1_048_576
 
@@ -128,6 +128,16 @@ def server_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) ->
         eff.append((time.perf_counter() - t) * 1e3)
     out["logit_effects_p50_ms"] = statistics.median(eff)
     out["page_server_p50_ms"] = out["gather_p50_ms"] + out["logit_effects_p50_ms"]
+    sae = first_sae(db)
+    if sae:  # the feature page's gather on this index (bench/features_scale.py: on >= 16k features, >= 1M tokens)
+        rng, ft = random.Random(3), []
+        for _ in range(len(units)):
+            t = time.perf_counter()
+            load_runs(db)
+            unit_view(db, f"feature:{sae.path}", sae.run_id, sae.sae_id, rng.randrange(sae.d_sae), 10, 12)
+            ft.append((time.perf_counter() - t) * 1e3)
+        out["feature_gather_p50_ms"], out["feature_gather_p90_ms"] = statistics.median(ft), pct(ft, 0.9)
+        out["feature_gather_sae_latents"] = sae.d_sae
     return out
 
 
@@ -147,7 +157,26 @@ def page_urls(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -> d
         rng = random.Random(1)
         out["heads"] = [f"/heads?model={sets[0].model}&layer={rng.randrange(sets[0].n_layers)}"
                         f"&head={rng.randrange(sets[0].n_heads)}" for _ in units]
+    sae = first_sae(db)
+    if sae:
+        rng = random.Random(2)
+        out["features"] = [f"/features?run={sae.run_id}&sae={sae.sae_id}&feature={rng.randrange(sae.d_sae)}"
+                           for _ in units]
     return out
+
+
+def first_sae(db: Path):
+    """The first SAE indexed in a complete run (queries.SaeInfo), or None."""
+    con = connect(db, read_only=True)
+    try:
+        for r in queries.list_runs(con):
+            if r.status == "complete":
+                saes = queries.run_saes(con, r.run_id)
+                if saes:
+                    return saes[0]
+    finally:
+        con.close()
+    return None
 
 
 def serve(db: Path):
@@ -170,12 +199,12 @@ def serve(db: Path):
 
 
 SHOWN = {"home": ".nb-table", "neurons": ".nb-tok", "trajectories": '[data-testid="stTextInput"]',
-         "heads": ".nb-grid"}
+         "heads": ".nb-grid", "features": ".nb-tok"}
 """What each page shows from the index alone (before any model is loaded)."""
 COMPLETE = {"home": ".nb-table", "neurons": '.nb-table:has-text("promoted")', "trajectories": ".nb-grid",
-            "heads": ".nb-chart svg"}
+            "heads": ".nb-chart svg", "features": '.nb-table:has-text("promoted")'}
 """What each page shows once its model is loaded (its live parts)."""
-PLOTLY_PAGES = ("neurons", "trajectories", "heads")
+PLOTLY_PAGES = ("neurons", "trajectories", "heads", "features")
 """Pages whose charts are light inline SVG/HTML unless the URL asks for Plotly (`charts=plotly`): bench both."""
 
 
