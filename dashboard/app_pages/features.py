@@ -69,7 +69,7 @@ out = "the decoder row at " + (info.out_site or info.site) + (
 v = unit_body.unit_body(kind, path, run, int(sae_id), int(feature), int(ctx), interactive=interactive,
                         label="SAE / feature", effects_caption=f"The feature's output direction ({out}, written into "
                         "the residual stream) through the final norm's gain and the unembedding (direct effect)."
-                        + (" A transcoder: examples are on its input site, effects from its output."
+                        + (f" A transcoder: examples are on its input site ({info.site}), effects from its output ({info.out_site})."
                            if info.out_site else "")
                         + (" A semi-NMF: each token's factor activations are its non-negative least-squares code "
                            "(exact zeros where a factor is not used)." if info.activation == "nnls" else ""))

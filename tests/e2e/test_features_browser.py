@@ -24,13 +24,16 @@ def server(tmp_path_factory):
     sae = tmp / "sae"
     train_sae(TrainSAEConfig(model="smollm2-135m", site="resid_post.3", out=str(sae), tokens=8192, latents=512, k=8,
                              batch=1024, buffer_tokens=4096, eval_tokens=2048), lm=lm)
+    tc = tmp / "tc"  # SAE 2: a transcoder from layer 3's MLP input to its output
+    train_sae(TrainSAEConfig(model="smollm2-135m", site="mlp_in.3", transcode=True, out=str(tc), tokens=4096,
+                             latents=256, k=8, batch=1024, buffer_tokens=2048, eval_tokens=1024), lm=lm)
     corpus = tmp / "c.txt"
     corpus.write_text("\n\n".join(DOCS) + "\n", encoding="utf-8")
     db = tmp / "real.duckdb"
     extract(ExtractConfig(model="smollm2-135m", db=str(db), corpus=str(corpus), context_len=64, layers="3",
-                          sae=[str(sae)]), lm=lm)
+                          sae=[str(sae), str(tc)]), lm=lm)
     with served(db, tmp / "streamlit.log") as url:
-        yield url
+        yield url, db, lm, tc
 
 
 def feature_of(page) -> int:
@@ -40,6 +43,7 @@ def feature_of(page) -> int:
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_feature_page_journey(browser, server):
+    server = server[0]
     page = new_page(browser)
     page.goto(f"{server}/features?run=1&sae=1&feature=5")
     page.locator(".nb-example").first.wait_for(timeout=120_000)
@@ -78,3 +82,34 @@ def test_feature_page_journey(browser, server):
     page.wait_for_url(f"**feature={want}&**", timeout=60_000)
     wait_settled(page, 120_000)
     assert feature_of(page) == want and page.get_by_test_id("stException").count() == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_transcoder_page(browser, server):
+    """A transcoder's feature: examples from its input site (mlp_in.3), logit effects from its output side: the
+    largest equals its decoder row at mlp_out.3 times the final norm's weight, through the unembedding, computed here
+    from the HF modules."""
+    import duckdb
+
+    from core.saes.formats import load_sae
+    from dashboard.render.svg import fmt
+
+    url, db, lm, tc = server
+    con = duckdb.connect(str(db), read_only=True)
+    f = con.execute("SELECT unit FROM unit_stats WHERE run_id = 1 AND layer = -2 AND count_active > 0 "
+                    "ORDER BY count_active DESC LIMIT 1").fetchone()[0]
+    con.close()
+    row = load_sae(tc).W_dec[f]
+    hf = lm.model
+    want = fmt(float((hf.lm_head.weight.float() @ (hf.model.norm.weight.float() * row)).max()))
+    page = new_page(browser)
+    page.goto(f"{url}/features?run=1&sae=2&feature={f}")
+    page.locator(".nb-example").first.wait_for(timeout=120_000)
+    page.locator('.nb-table:has-text("promoted")').first.wait_for(timeout=180_000)
+    wait_settled(page, 120_000)
+    assert page.get_by_test_id("stException").count() == 0
+    body = page.inner_text("body")
+    assert "A transcoder: examples are on its input site (mlp_in.3), effects from its output (mlp_out.3)." in body
+    promoted = page.locator('.nb-table:has-text("promoted")').first.inner_text()
+    assert want in promoted.split()
