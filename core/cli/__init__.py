@@ -6,6 +6,7 @@ commands parse, call core/, and print. Every core.errors.UserError prints as one
   progress  tqdm progress bars on stderr
   lens      `neuroboard lens`
   heads     `neuroboard heads`
+  interventions  `neuroboard steer`, `patch`, `backpatch`
   serve     `neuroboard serve`: Streamlit in a child process on 127.0.0.1 with XSRF protection on
 """
 

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from core.cli.args import add_config, config_from
+from core.cli.interventions import COMMANDS as INTERVENTION_COMMANDS
+from core.cli.interventions import PARSERS as INTERVENTION_PARSERS
 from core.cli.progress import Bar
 from core.cli.serve import ServeConfig
 from core.demo import DemoConfig
@@ -50,8 +52,16 @@ class RunsQuery:
     """DuckDB index file."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments (a missing flag, `--alpha abc`) as one line, like every other error: the usage is --help's."""
+
+    def error(self, message: str):
+        print(f"neuroboard: error: {self.prog.removeprefix('neuroboard ')}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="neuroboard", description="Index and browse the neurons of language models.")
+    ap = _Parser(prog="neuroboard", description="Index and browse the neurons of language models.")
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -84,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
             json_help="print the numbers as one JSON object")
     command("features", FeaturesQuery, "an SAE's features on each token of a text",
             json_help="print one JSON object per token")
+    for name, cls, help_, json_help, progress in INTERVENTION_PARSERS:
+        command(name, cls, help_, json_help=json_help, progress=progress)
     return ap
 
 
@@ -356,10 +368,14 @@ def cmd_features(a) -> int:
 COMMANDS = {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
             "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads, "train-sae": cmd_train_sae,
             "sae-eval": cmd_sae_eval, "features": cmd_features}
+COMMANDS |= INTERVENTION_COMMANDS
 
 
 def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
+    try:
+        a = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or bad arguments already reported in one line
+        return int(e.code or 0)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s")
     if not a.verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -1,0 +1,67 @@
+"""The intervention commands: steer, patch, backpatch (printing only; core.interventions computes)."""
+
+from __future__ import annotations
+
+import json
+
+from core.cli.args import config_from
+from core.cli.progress import Bar
+from core.interventions.query import BackpatchQuery, PatchQuery, SteerQuery
+
+PARSERS = [("steer", SteerQuery, "a prompt's continuation with a direction added after a block, beside the default",
+            "print the result as one JSON object", False),
+           ("patch", PatchQuery, "activation patching: resid/attn/mlp layer x position and heads layer x head grids",
+            "print the grids as one JSON object", True),
+           ("backpatch", BackpatchQuery, "a later block's last-position output written into an earlier block",
+            "print the source x target grids as one JSON object", True)]
+
+
+def cmd_steer(a) -> int:
+    from core.interventions.query import steer_json
+
+    out = steer_json(config_from(a, SteerQuery))
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    q = out["direction"]["quality"]
+    print(f"layer {out['layer']}, alpha {out['alpha']} x stream norm {out['stream_norm']:.4g}"
+          + (f"; direction separation {q['separation']:.3f}, pair cosine {q['pair_cosine']:.3f}" if q else ""))
+    print(f"default: {out['default']!r}\nsteered: {out['steered']!r}")
+    print(f"sampled default: {out['sampled_default']!r}\nsampled steered: {out['sampled_steered']!r}")
+    print(f"next-token KL {out['next_token_kl']:.4g}; gained: "
+          + ", ".join(f"{t!r} {p0:.3f}->{p1:.3f}" for t, p0, p1 in out["gained"][:5]))
+    return 0
+
+
+def _grid_cmd(a, cls, fn, label: str) -> int:
+    bar = Bar(not a.no_progress, label, unit="layer")
+    try:
+        out = fn(config_from(a, cls), on_layer=lambda d, t: bar.update(d, t))
+    finally:
+        bar.close()
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    for k, v in out.items():
+        if isinstance(v, list) and v and isinstance(v[0], list):
+            print(f"{k}:")
+            for i, row in enumerate(v):
+                print(f"  {i:3d} " + " ".join(f"{x:7.3f}" if isinstance(x, float) else f"{x:7d}" for x in row))
+        else:
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_patch(a) -> int:
+    from core.interventions.query import patch_json
+
+    return _grid_cmd(a, PatchQuery, patch_json, "patch")
+
+
+def cmd_backpatch(a) -> int:
+    from core.interventions.query import backpatch_json
+
+    return _grid_cmd(a, BackpatchQuery, backpatch_json, "backpatch")
+
+
+COMMANDS = {"steer": cmd_steer, "patch": cmd_patch, "backpatch": cmd_backpatch}

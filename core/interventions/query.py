@@ -1,0 +1,84 @@
+"""What `neuroboard steer`, `patch` and `backpatch` compute, one config dataclass each (the config is the CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.model.load import load_model
+
+
+@dataclass
+class SteerQuery:
+    model: str
+    """Built-in name, .gguf file, model folder or hub id."""
+    layer: int
+    """Steer after this block (resid_post.L); a feature's or neuron's direction is still added here."""
+    direction: str
+    """diffmeans:SET | pca:SET | probe:SET (SET: truth, sentiment or a text,label[,group] CSV) | feature:SAE:F |
+    neuron:L:U | file:PATH.safetensors."""
+    alpha: float
+    """Strength in units of the stream's typical norm at the layer (the median ‖resid_post.L‖ over demo tokens)."""
+    prompt: str
+    """The prompt to continue."""
+    tokens: int = 32
+    """Tokens to generate."""
+    start: int | None = None
+    """Steer prompt positions from this one on (default: every position); generated tokens are always steered."""
+    positive: str | None = None
+    """The positive label of a prompt set (default: its first label)."""
+    seed: int = 0
+    """Seed of the sampled continuations."""
+    trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run."""
+
+
+@dataclass
+class PatchQuery:
+    model: str
+    """Built-in name, .gguf file, model folder or hub id."""
+    clean: str
+    """The clean prompt."""
+    corrupted: str
+    """The corrupted prompt (the same number of tokens)."""
+    answer: str
+    """The answer token (one token, e.g. ' Paris' with its leading space)."""
+    foil: str
+    """The foil token the corrupted prompt favours."""
+    trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run."""
+
+
+@dataclass
+class BackpatchQuery:
+    model: str
+    """Built-in name, .gguf file, model folder or hub id."""
+    prompt: str
+    """The prompt."""
+    answer: str
+    """The answer token (one token)."""
+    trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run."""
+
+
+def steer_json(q: SteerQuery, lm=None) -> dict:
+    from core.interventions.directions import from_spec
+    from core.interventions.steer import steer
+
+    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code)
+    d = from_spec(lm, q.direction, q.layer, q.positive)
+    out = steer(lm, q.prompt, q.layer, d.vector, q.alpha, q.tokens, q.start, q.seed).as_dict()
+    return out | {"direction": d.describe()}
+
+
+def patch_json(q: PatchQuery, lm=None, on_layer=None) -> dict:
+    from core.interventions.patching import patch_grid
+
+    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code)
+    return patch_grid(lm, q.clean, q.corrupted, q.answer, q.foil, on_layer=on_layer).as_dict()
+
+
+def backpatch_json(q: BackpatchQuery, lm=None, on_layer=None) -> dict:
+    from core.interventions.patching import backpatch
+
+    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code)
+    return backpatch(lm, q.prompt, q.answer, on_layer=on_layer).as_dict()

@@ -1,0 +1,73 @@
+"""steer, patch and backpatch from the command line: --json outputs checked against the model's own logits, and
+bad input gives one line (exit 2)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from core.cli import main
+from core.model.load import load_model
+
+CLEAN, CORRUPT = "The cat sat on the mat and", "The cat sat in the mat and"
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_lm_dir):
+    return load_model(str(tiny_lm_dir))
+
+
+def _last_logits(lm, text):
+    with torch.inference_mode():
+        return lm.model(torch.tensor([lm.tokenizer(text)["input_ids"]])).logits[0, -1]
+
+
+def test_patch_json(tiny_lm_dir, lm, capsys):
+    rc = main(["patch", "--model", str(tiny_lm_dir), "--clean", CLEAN, "--corrupted", CORRUPT, "--answer", " the",
+               "--foil", " a", "--json", "--no-progress"])
+    out = json.loads(capsys.readouterr().out)
+    a, f = (lm.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in (" the", " a"))
+    c, x = _last_logits(lm, CLEAN), _last_logits(lm, CORRUPT)
+    assert rc == 0 and out["clean_diff"] == pytest.approx(float(c[a] - c[f]), abs=1e-4)
+    assert out["corrupted_diff"] == pytest.approx(float(x[a] - x[f]), abs=1e-4)
+    T = len(lm.tokenizer(CLEAN)["input_ids"])
+    assert np.array(out["resid"]).shape == np.array(out["attn"]).shape == np.array(out["mlp"]).shape == (3, T)
+    assert np.array(out["heads"]).shape == (3, 4) and len(out["tokens"]) == T
+
+
+def test_backpatch_json(tiny_lm_dir, lm, capsys):
+    rc = main(["backpatch", "--model", str(tiny_lm_dir), "--prompt", CLEAN, "--answer", " the", "--json",
+               "--no-progress"])
+    out = json.loads(capsys.readouterr().out)
+    p = _last_logits(lm, CLEAN).softmax(-1)[lm.tokenizer(" the", add_special_tokens=False)["input_ids"][0]]
+    assert rc == 0 and out["base_prob"] == pytest.approx(float(p), rel=1e-4)
+    np.testing.assert_allclose(np.diag(out["prob"]), out["base_prob"], rtol=1e-4)
+
+
+def test_steer_json(tiny_lm_dir, tmp_path, capsys):
+    csv = tmp_path / "s.csv"
+    csv.write_text("text,label\nThe cat sat.,a\nThe cat ran.,a\nThe dog sat.,b\nThe dog ran.,b\n", encoding="utf-8")
+    base = ["steer", "--model", str(tiny_lm_dir), "--layer", "1", "--direction", f"diffmeans:{csv}", "--prompt",
+            "The cat", "--tokens", "4", "--json"]
+    assert main(base + ["--alpha", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["default"] == out["steered"] and out["diverge"] == -1 and out["next_token_kl"] == pytest.approx(0)
+    assert out["direction"]["made"] == {"method": "diffmeans", "set": str(csv), "position": "last", "positive": "a"}
+    assert main(base + ["--alpha", "4"]) == 0
+    assert json.loads(capsys.readouterr().out)["next_token_kl"] > 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["patch", "--clean", CLEAN, "--corrupted", "The cat", "--answer", " the", "--foil", " a"], "is 14 tokens"),
+    (["patch", "--clean", CLEAN, "--corrupted", CORRUPT, "--answer", " Paris", "--foil", " a"], "exactly one"),
+    (["backpatch", "--prompt", "   ", "--answer", " the"], "must not be empty"),
+    (["steer", "--layer", "1", "--direction", "neuron:1:2", "--alpha", "abc", "--prompt", "x"], "invalid float"),
+    (["steer", "--layer", "7", "--direction", "neuron:1:2", "--alpha", "1", "--prompt", "x"], "out of range"),
+    (["steer", "--layer", "1", "--direction", "pca:truth", "--alpha", "1", "--prompt", "x", "--positive", "maybe"],
+     "not in prompt set"),
+])
+def test_bad_input_one_line(tiny_lm_dir, capsys, args, needle):
+    rc = main([args[0], "--model", str(tiny_lm_dir)] + args[1:])
+    err = capsys.readouterr().err
+    assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
