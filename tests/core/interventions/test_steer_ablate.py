@@ -156,7 +156,7 @@ def test_directional_ablation_equals_weight_orthogonalisation(arch):
     torch.testing.assert_close(by_acts, by_weights, atol=1e-4, rtol=0)
     assert (by_acts - plain).abs().max() > 1e-3  # it did something
     u = r / r.norm()
-    for L, h in got.items():  # the stream holds nothing along r̂ anywhere
+    for h in got.values():  # the stream holds nothing along r̂ anywhere
         assert float((h @ u).abs().max()) < 1e-4 * float(h.norm(dim=-1).max())
     with torch.inference_mode():  # the original model is untouched
         torch.testing.assert_close(lm.model(ids).logits, plain)
