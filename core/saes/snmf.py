@@ -6,13 +6,18 @@ are sparse combinations of co-firing neurons, browsed (and steered) like SAE fea
                    G (n, m) ≥ 0: how strongly each token expresses each feature
                    F (m, d_mlp): the features, each a sparse signed combination of neurons, rows at unit norm
 
-Training (`fit`), full batch over the training tokens, alternating as Ding, Li & Jordan (2010) whose updates the
-paper uses:
+Training (`fit`), full batch over the training tokens, alternating as in Ding, Li & Jordan's (2010) semi-NMF, which
+the paper uses:
 
     F ← (GᵀG + εI)⁻¹ GᵀX                        least squares for F with G fixed
     F ← WTA(F)                                  winner-take-all: each row keeps its ⌈ρ·d_mlp⌉ entries of largest |·|
     F ← F / ‖F_i‖,  G ← G·‖F_i‖                 unit-norm rows (the product GF unchanged)
-    G ← G ⊙ √( ([XFᵀ]⁺ + G[FFᵀ]⁻) / ([XFᵀ]⁻ + G[FFᵀ]⁺) )     multiplicative update, [A]⁺ = (|A|+A)/2, [A]⁻ = (|A|−A)/2
+    G step, the non-negative least squares for G with F fixed, by either
+      'nnls' (default): `g_updates` (5) projected accelerated gradient steps, warm-started from the previous G
+      'mu': Ding et al.'s multiplicative update G ← G ⊙ √(([XFᵀ]⁺ + G[FFᵀ]⁻)/([XFᵀ]⁻ + G[FFᵀ]⁺)),
+            [A]⁺ = (|A|+A)/2, [A]⁻ = (|A|−A)/2, which never raises the loss but converges slowly: on 16,384 tokens of
+            smollm2's layer-15 MLP (512 factors, 40 iterations) its training FVU was 2.27 with one update per
+            iteration and 0.52 with five, against 0.40 with three gradient steps and 0.36 with ten
 
 It starts from F = m distinct training rows (unit norm) and G = ReLU(XFᵀ) + δ (the multiplicative update needs G > 0).
 
@@ -138,10 +143,10 @@ class Fit:
     fvu: list[float]  # training FVU after each iteration
 
 
-def fit(X: torch.Tensor, m: int, *, sparsity: float = 0.05, iters: int = 100, g_updates: int = 1, seed: int = 0,
-        g_solver: str = "mu", on_iter: Callable[[int, float, float, float], None] | None = None) -> Fit:
+def fit(X: torch.Tensor, m: int, *, sparsity: float = 0.05, iters: int = 100, g_updates: int = 5, seed: int = 0,
+        g_solver: str = "nnls", on_iter: Callable[[int, float, float, float], None] | None = None) -> Fit:
     """Semi-NMF of X (n, d) into m factors; `sparsity`: the share ρ of neurons each factor keeps (1: dense);
-    `g_updates` multiplicative G updates per F update. on_iter(iteration, fvu, l0, dead share) after each iteration,
+    `g_updates` G steps ('nnls' gradient steps or 'mu' multiplicative updates) per F update. on_iter(iteration, fvu, l0, dead share) after each iteration,
     counting a coefficient above 1% of its token's largest as active (the quality pass's L0 is exact)."""
     X = X.float()
     n, d = X.shape
