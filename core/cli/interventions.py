@@ -7,11 +7,14 @@ import json
 from core.cli.args import config_from
 from core.cli.progress import Bar
 from core.interventions.query import BackpatchQuery, PatchQuery, SteerQuery
+from core.interventions.sweep import SweepConfig
 
 PARSERS = [("steer", SteerQuery, "a prompt's continuation with a direction added after a block, beside the default",
             "print the result as one JSON object", False),
            ("patch", PatchQuery, "activation patching: resid/attn/mlp layer x position and heads layer x head grids",
             "print the grids as one JSON object", True),
+           ("sweep", SweepConfig, "a layer x alpha steering grid over held-out prompts: behaviour, side effects, "
+            "fluency; stored in --db for the steering page", "print the grids as one JSON object", True),
            ("backpatch", BackpatchQuery, "a later block's last-position output written into an earlier block",
             "print the source x target grids as one JSON object", True)]
 
@@ -64,4 +67,25 @@ def cmd_backpatch(a) -> int:
     return _grid_cmd(a, BackpatchQuery, backpatch_json, "backpatch")
 
 
-COMMANDS = {"steer": cmd_steer, "patch": cmd_patch, "backpatch": cmd_backpatch}
+def cmd_sweep(a) -> int:
+    from core.interventions.sweep import run_sweep
+
+    bar = Bar(not a.no_progress, "sweep", unit="cell")
+    try:
+        out = run_sweep(config_from(a, SweepConfig), on_cell=lambda d, t: bar.update(d, t))
+    finally:
+        bar.close()
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    print(f"layers {out['layers']}, alphas {out['alphas']}, {len(out['prompts'])} prompts, {out['seconds']} s"
+          + (f" -> sweep {out['sweep_id']}" if "sweep_id" in out else ""))
+    for name in ("score", "kl", "ppl"):
+        print(f"{name} (layer x alpha):")
+        for L, row in zip(out["layers"], out[name], strict=True):
+            print(f"  {L:3d} " + " ".join(f"{x:8.3f}" for x in row))
+    print("anti-steerable share per layer: " + " ".join(f"{x:.2f}" for x in out["anti_steerable"]))
+    return 0
+
+
+COMMANDS = {"steer": cmd_steer, "patch": cmd_patch, "backpatch": cmd_backpatch, "sweep": cmd_sweep}
