@@ -21,7 +21,10 @@ nav = st.navigation([st.Page(PAGES / "home.py", title="Home", icon=":material/ho
                              url_path="features"),
                      st.Page(PAGES / "trajectories.py", title="Trajectories", icon=":material/timeline:",
                              url_path="trajectories"),
-                     st.Page(PAGES / "heads.py", title="Heads", icon=":material/grid_view:", url_path="heads")])
+                     st.Page(PAGES / "heads.py", title="Heads", icon=":material/grid_view:", url_path="heads"),
+                     st.Page(PAGES / "steering.py", title="Steering", icon=":material/tune:", url_path="steering"),
+                     st.Page(PAGES / "patching.py", title="Patching", icon=":material/swap_horiz:",
+                             url_path="patching")])
 
 try:
     nav.run()

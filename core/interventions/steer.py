@@ -87,7 +87,8 @@ class SteerResult:
 
     def as_dict(self) -> dict:
         return {"prompt": self.prompt, "layer": self.layer, "alpha": self.alpha, "stream_norm": self.norm,
-                "default": self.greedy[0], "steered": self.greedy[1], "sampled_default": self.sampled[0],
+                "default": self.greedy[0], "steered": self.greedy[1], "default_tokens": self.greedy_tokens[0],
+                "steered_tokens": self.greedy_tokens[1], "sampled_default": self.sampled[0],
                 "sampled_steered": self.sampled[1], "diverge": self.diverge, "next_token_kl": self.kl,
                 "gained": [list(g) for g in self.gained], "lost": [list(g) for g in self.lost]}
 

@@ -1,0 +1,61 @@
+"""What the steering and patching pages compute or read: live interventions on a loaded model (cached per input,
+so a copied link redraws without recomputing) and stored sweeps from the index (shared read-only connection)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.index.pool import reading
+from dashboard.cache.models import model
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def patch_result(name: str, clean: str, corrupted: str, answer: str, foil: str) -> dict:
+    """core.interventions.patching.patch_grid as a dict; PatchError (one line) for unusable input."""
+    from core.interventions.patching import patch_grid
+
+    return patch_grid(model(name), clean, corrupted, answer, foil).as_dict()
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def backpatch_result(name: str, prompt: str, answer: str) -> dict:
+    from core.interventions.patching import backpatch
+
+    return backpatch(model(name), prompt, answer).as_dict()
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def direction(name: str, spec: str, layer: int):
+    """core.interventions.directions.Direction; DirectionError (one line) when it cannot be made."""
+    from core.interventions.directions import from_spec
+
+    return from_spec(model(name), spec, layer)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def steer_result(name: str, spec: str, layer: int, alpha: float, prompt: str, tokens: int) -> dict:
+    from core.interventions.steer import steer
+
+    d = direction(name, spec, layer)
+    return steer(model(name), prompt, layer, d.vector, alpha, tokens).as_dict()
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def sweeps(path: str, name: str) -> list:
+    import duckdb
+
+    from core.index.sweeps import list_sweeps
+
+    try:
+        with reading(path) as cur:
+            return list_sweeps(cur, name)
+    except duckdb.CatalogException:  # an index of an older schema, opened read-only: no sweeps yet
+        return []
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def sweep(path: str, sweep_id: int) -> dict | None:
+    from core.index.sweeps import sweep_result
+
+    with reading(path) as cur:
+        return sweep_result(cur, sweep_id)
