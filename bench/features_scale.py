@@ -96,12 +96,12 @@ def build_features(db: Path, model: str) -> None:
         t = time.perf_counter()
         subprocess.run([str(exe), "train-sae", "--model", model, "--site", "resid_post.0", "--out", str(sae),
                         "--corpus", str(corpus), "--tokens", str(SAE_TRAIN_TOKENS), "--latents",
-                        str(GATHER_LATENTS), "--k", "32", "--batch", "4096", "--no-progress"], check=True)
+                        str(GATHER_LATENTS), "--k", "32", "--batch", "4096", "--no-progress"], check=True, stdout=sys.stderr)
         log(f"trained the SAE in {time.perf_counter() - t:.0f} s")
     t = time.perf_counter()
     subprocess.run([str(exe), "extract", "--model", model, "--corpus", str(corpus), "--max-tokens",
                     str(GATHER_TOKENS), "--layers", "0", "--sae", str(sae), "--db", str(db), "--no-progress"],
-                   check=True)
+                   check=True, stdout=sys.stderr)
     log(f"indexed in {time.perf_counter() - t:.0f} s")
 
 

@@ -29,7 +29,7 @@ import torch
 
 from core.errors import UserError
 from core.model.intervene import store
-from core.model.run import check_length, logits
+from core.model.run import check_length, forward_until, logits
 from core.model.tokens import tokenize
 
 
@@ -74,9 +74,23 @@ def prompt_pair(lm, clean: str, corrupted: str) -> tuple[torch.Tensor, torch.Ten
 
 
 def _diff(out: torch.Tensor, answer: int, foil: int) -> torch.Tensor:
-    """(B,) logit difference at the last position of logits (B, T, V)."""
-    last = out[:, -1].float()
+    """(B,) logit difference at the last position of logits (B, T, V) or last-position logits (B, V)."""
+    last = (out[:, -1] if out.ndim == 3 else out).float()
     return last[:, answer] - last[:, foil]
+
+
+def last_logits(lm, ids: torch.Tensor, edits: dict | None = None, replay=None) -> torch.Tensor:
+    """(B, V) the logits at the last position only, with `edits`: the blocks run, then only the last position is
+    unembedded (final norm, output embedding, soft-capping: core.lens.logit.unembed), not all T."""
+    from core.lens.logit import unembed
+
+    got: dict = {}
+    n = lm.n_layers
+    edits = dict(edits or {})
+    key = f"resid_post.{n - 1}"
+    edits[key] = [*([edits[key]] if key in edits and callable(edits[key]) else edits.get(key, [])), store(got, 0)]
+    forward_until(lm, ids, n - 1, edits=edits, replay=replay)
+    return unembed(lm, got[0][:, -1])
 
 
 def _cells(src: torch.Tensor, pos: torch.Tensor):
@@ -113,8 +127,10 @@ def _replay(corrupt: dict, L: int, B: int):
 
 
 @torch.inference_mode()
-def patch_grid(lm, clean: str, corrupted: str, answer: str, foil: str, on_layer=None) -> PatchResult:
-    """Every cell of the resid, attn, mlp (layer × position) and heads (layer × head) grids, normalised."""
+def patch_grid(lm, clean: str, corrupted: str, answer: str, foil: str, on_layer=None,
+               kinds: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out", "heads")) -> PatchResult:
+    """Every cell of the resid, attn, mlp (layer × position) and heads (layer × head) grids, normalised (grids not
+    in `kinds` are left at zero)."""
     c_ids, x_ids = prompt_pair(lm, clean, corrupted)
     a, f = one_token(lm, answer, "answer"), one_token(lm, foil, "foil")
     c_out, c_act = capture(lm, c_ids, ("resid_pre", "attn_out", "mlp_out", "z"))
@@ -125,15 +141,17 @@ def patch_grid(lm, clean: str, corrupted: str, answer: str, foil: str, on_layer=
                          "to restore")
     T, H = c_ids.shape[1], lm.parts.heads[0]
     grids = {k: np.zeros((lm.n_layers, T)) for k in ("resid_pre", "attn_out", "mlp_out")}
+    todo = [k for k in grids if k in kinds]
     heads = np.zeros((lm.n_layers, H))
     pos = torch.arange(T)
     for L in range(lm.n_layers):
-        for kind, grid in grids.items():
-            ids = x_ids.expand(T, -1)
-            out = logits(lm, ids, edits={f"{kind}.{L}": _cells(c_act[(kind, L)], pos)}, replay=_replay(x_act, L, T))
+        for kind in todo:
+            grid, ids = grids[kind], x_ids.expand(T, -1)
+            out = last_logits(lm, ids, {f"{kind}.{L}": _cells(c_act[(kind, L)], pos)}, _replay(x_act, L, T))
             grid[L] = ((_diff(out, a, f) - m_x) / (m_c - m_x)).numpy()
-        out = logits(lm, x_ids.expand(H, -1), edits={f"z.{L}": _heads(c_act[("z", L)])}, replay=_replay(x_act, L, H))
-        heads[L] = ((_diff(out, a, f) - m_x) / (m_c - m_x)).numpy()
+        if "heads" in kinds:
+            out = last_logits(lm, x_ids.expand(H, -1), {f"z.{L}": _heads(c_act[("z", L)])}, _replay(x_act, L, H))
+            heads[L] = ((_diff(out, a, f) - m_x) / (m_c - m_x)).numpy()
         if on_layer:
             on_layer(L + 1, lm.n_layers)
     from core.model.tokens import token_texts
@@ -164,7 +182,7 @@ def direction_patch(lm, clean: str, corrupted: str, answer: str, foil: str, site
         delta = ((src.float() - x.float()) * U[:, None, :]).sum(-1, keepdim=True)  # (B, T, 1)
         return (x.float() + delta * U[:, None, :]).to(x.dtype)
 
-    out = logits(lm, x_ids.expand(len(U), -1), edits={site: along})
+    out = last_logits(lm, x_ids.expand(len(U), -1), {site: along})
     eff = ((_diff(out, a, f) - m_x) / (m_c - m_x)).tolist()
     return {"site": site, "effect": eff[0], "controls": eff[1:], "control_mean": float(np.mean(eff[1:])),
             "control_max": float(np.max(np.abs(eff[1:]))), "clean_diff": m_c, "corrupted_diff": m_x}
@@ -204,7 +222,7 @@ def backpatch(lm, prompt: str, answer: str, on_layer=None) -> BackPatch:
         return y
 
     for t in range(n):
-        o = logits(lm, ids.expand(n, -1), edits={f"resid_post.{t}": write}, replay=_replay(act, t, n))[:, -1].float()
+        o = last_logits(lm, ids.expand(n, -1), {f"resid_post.{t}": write}, _replay(act, t, n))
         prob[:, t], rank[:, t] = _prob_rank(o, a)
         if on_layer:
             on_layer(t + 1, n)
