@@ -117,7 +117,7 @@ def main() -> None:
     prompt = "I watched the film last night and"
     stream_norm(lm, 15)
     ids = torch.tensor([lm.tokenizer(prompt)["input_ids"]])
-    vec = 4.0 * stream_norm(lm, 15) * d.unit
+    vec = 0.5 * stream_norm(lm, 15) * d.unit
     from core.interventions.steer import _generate
 
     edit = ("resid_post.15", steer_edit(vec, torch.tensor([1]), None, ids.shape[1]))
@@ -125,7 +125,7 @@ def main() -> None:
         _, out["steer_greedy_32_s"] = timed(lambda: _generate(lm, ids.expand(2, -1), edit, 32, False, 0))
         _, out["steer_greedy_loop_s"] = timed(lambda: loop_generate(lm, ids, vec, 15, 32))
     out["steer_speedup_vs_loop"] = out["steer_greedy_loop_s"] / out["steer_greedy_32_s"]
-    _, out["steer_call_32_s"] = timed(lambda: steer(lm, prompt, 15, d.vector, 4.0, 32))
+    _, out["steer_call_32_s"] = timed(lambda: steer(lm, prompt, 15, d.vector, 0.5, 32))
     log(f"steer: {out['steer_greedy_32_s']:.2f} s (call {out['steer_call_32_s']:.2f} s) vs loop "
         f"{out['steer_greedy_loop_s']:.2f} s")
     if not a.skip_sweep:
@@ -134,7 +134,7 @@ def main() -> None:
 
         texts = load_prompt_set("sentiment").texts[-a.sweep_prompts:]
         r, out["sweep_7x30_s"] = timed(lambda: sweep(lm, d, texts, list(range(lm.n_layers)),
-                                                     [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0], tokens=12))
+                                                     [-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0], tokens=12))
         out["sweep_prompts"], out["sweep_tokens"] = len(texts), 12
         log(f"sweep: {out['sweep_7x30_s']:.0f} s")
     del res

@@ -2,7 +2,9 @@
 
 Convention for α: d̂ is the direction at unit norm and ν_L the typical norm of that stream, the median ‖resid_post.L‖
 over the first `NORM_TOKENS` tokens of the demo corpus (special tokens left out); α = 1 adds a vector as long as a
-typical token's whole stream at that layer, α = 0 changes nothing, negative α steers away.
+typical token's whole stream at that layer, α = 0 changes nothing, negative α steers away. That norm includes the
+few massive dimensions some models carry (smollm2's is ~170, mostly one dimension), so useful strengths are below 1:
+on smollm2 with the sentiment direction, α = 0.25-0.5 steers while the continuation stays fluent, α >= 1 breaks it.
 
 Positions: every position (`start=None`), or the prompt's positions from `start` on; generated tokens are always
 steered. Default and steered run side by side as one batch of two rows (row 1 steered), so they share every other

@@ -45,9 +45,10 @@ class SweepConfig:
     """Index to store the sweep in (the steering page reads it); '' : print only."""
     layers: str = "all"
     """Blocks to steer after: 'all', '3,6,9' or '0-10'."""
-    alphas: str = "-8,-4,-2,0,2,4,8"
+    alphas: str = "-1,-0.5,-0.25,0,0.25,0.5,1"
     """Strengths, in units of the stream's typical norm at each layer, comma-separated (with a leading negative
-    strength write --alphas=-4,4)."""
+    strength write --alphas=-0.5,0.5). On smollm2, |α| >= 1 already breaks fluency (perplexity in the hundreds);
+    0.25-0.5 steers while staying fluent."""
     prompts: str = ""
     """Prompts to continue: a prompt set (its texts; default: the direction's own set, else 'sentiment')."""
     n_prompts: int = 32

@@ -100,12 +100,12 @@ layer = frame.url_widget(d1.number_input, "steer_layer", "layer", frame.param_in
                          label="Layer (steer after this block; the direction is made here)", min_value=0,
                          max_value=200, step=1)
 try:
-    alpha0 = float(qp.get("alpha", "4"))
+    alpha0 = float(qp.get("alpha", "0.5"))
 except ValueError:
-    alpha0 = 4.0
-    st.warning(f"alpha={qp.get('alpha')!r} is not a number; showing α = 4.")
+    alpha0 = 0.5
+    st.warning(f"alpha={qp.get('alpha')!r} is not a number; showing α = 0.5.")
 alpha = frame.url_widget(d2.number_input, "steer_alpha", "alpha", alpha0, label="α (in stream norms; negative "
-                         "steers away)", min_value=-100.0, max_value=100.0, step=0.5)
+                         "steers away)", min_value=-100.0, max_value=100.0, step=0.05)
 tokens = frame.url_widget(d3.number_input, "steer_tokens", "tokens", frame.param_int("tokens", 24, 1, 128),
                           label="Tokens to generate", min_value=1, max_value=128, step=1)
 path = frame.choose_index()
