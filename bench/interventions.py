@@ -120,7 +120,7 @@ def main() -> None:
     vec = 0.5 * stream_norm(lm, 15) * d.unit
     from core.interventions.steer import _generate
 
-    edit = ("resid_post.15", steer_edit(vec, torch.tensor([1]), None, ids.shape[1]))
+    edit = {"resid_post.15": steer_edit(vec, torch.tensor([1]), None, ids.shape[1])}
     with torch.inference_mode():
         _, out["steer_greedy_32_s"] = timed(lambda: _generate(lm, ids.expand(2, -1), edit, 32, False, 0))
         _, out["steer_greedy_loop_s"] = timed(lambda: loop_generate(lm, ids, vec, 15, 32))

@@ -40,6 +40,9 @@ class DemoConfig:
     smollm2's residual stream (norm ~170, one dimension holding 98% of the variance) moves too slowly at the default
     for a 200k-token run: on the demo's own activation cache, held-out dead share 78% -> 13% and FVU 0.010 -> 0.0024
     (1x, 4x, 8x and 16x the default tried; 16x: dead 17%)."""
+    sweep: str = "diffmeans:sentiment"
+    """Direction of the first model's demo steering sweep ('' : no sweep), made at its middle block and swept over
+    every third block at α -0.5..0.5 on 16 held-out prompts, 8 tokens each."""
     serve: bool = True
     """Serve the dashboard while the index is built (it fills in as jobs finish)."""
     port: int = 8501
@@ -121,7 +124,30 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
         else:
             jobs.append(Job(f"score the heads of {model}", "heads",
                             HeadsConfig(model=model, db=cfg.db, ablation_tokens=cfg.ablation_tokens)))
+    if cfg.sweep and cfg.models:
+        jobs += _sweep_jobs(cfg, notes)
     return jobs, notes
+
+
+def _sweep_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
+    """The first model's steering sweep (direction made at the middle block; every third block swept)."""
+    from core.index.db import connect
+    from core.index.sweeps import list_sweeps
+    from core.interventions.sweep import SweepConfig
+
+    model, name = cfg.models[0], f"demo: {cfg.sweep}"
+    con = connect(cfg.db, read_only=True)
+    try:
+        done = any(s.name == name for s in list_sweeps(con, model))
+    finally:
+        con.close()
+    if done:
+        notes.append(f"demo: the steering sweep of {model} is already stored")
+        return []
+    return [Job(f"steering sweep of {model} ({cfg.sweep})", "sweep",
+                SweepConfig(model=model, direction=cfg.sweep, db=cfg.db, layers="every:3",
+                            alphas="-0.5,-0.25,0,0.25,0.5",
+                            n_prompts=16, tokens=8, neutral_tokens=256, name=name))]
 
 
 def _sae_jobs(cfg: DemoConfig, model: str, runs, TrainSAEConfig, ExtractConfig, notes: list[str],
@@ -162,7 +188,7 @@ def record(cfg: DemoConfig, jobs: list[Job]) -> None:
         with writer.transaction(con):
             clear_jobs(con)
             for j in jobs:
-                unit = {"extract": "tokens", "train-sae": "tokens"}.get(j.kind, "passes")
+                unit = {"extract": "tokens", "train-sae": "tokens", "sweep": "cells"}.get(j.kind, "passes")
                 total = {"extract": getattr(j.config, "max_tokens", None),
                          "train-sae": getattr(j.config, "tokens", None)}.get(j.kind)
                 j.job_id = add_job(con, j.name, j.kind, total=total, unit=unit)
@@ -213,6 +239,11 @@ def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = Non
 
                 train_sae(j.config, on_step=step)
                 track.finish(j.config.tokens)
+            elif j.kind == "sweep":
+                from core.interventions.sweep import run_sweep
+
+                run_sweep(j.config, on_cell=lambda d, t, track=track: track.progress(d, t))
+                track.finish()
             else:
                 shown = on_heads(j.config) if on_heads else None
 

@@ -27,9 +27,10 @@ def cmd_steer(a) -> int:
         print(json.dumps(out))
         return 0
     q = out["direction"]["quality"]
-    print(f"layer {out['layer']}, alpha {out['alpha']} x stream norm {out['stream_norm']:.4g}"
+    print(("directional ablation at every layer and position" if out["mode"] == "ablate" else
+           f"layer {out['layer']}, alpha {out['alpha']} x stream norm {out['stream_norm']:.4g}")
           + (f"; direction separation {q['separation']:.3f}, pair cosine {q['pair_cosine']:.3f}" if q else ""))
-    print(f"default: {out['default']!r}\nsteered: {out['steered']!r}")
+    print(f"default: {out['default']!r}\n{out['mode']}ed: {out['steered']!r}")
     print(f"sampled default: {out['sampled_default']!r}\nsampled steered: {out['sampled_steered']!r}")
     print(f"next-token KL {out['next_token_kl']:.4g}; gained: "
           + ", ".join(f"{t!r} {p0:.3f}->{p1:.3f}" for t, p0, p1 in out["gained"][:5]))

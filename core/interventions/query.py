@@ -28,6 +28,9 @@ class SteerQuery:
     """The positive label of a prompt set (default: its first label)."""
     seed: int = 0
     """Seed of the sampled continuations."""
+    ablate: bool = False
+    """Directional ablation instead of steering: the direction removed from every write into the stream, at every
+    layer and position (--alpha is then unused; --layer still says where a prompt-set direction is made)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
 
@@ -66,7 +69,12 @@ def steer_json(q: SteerQuery, lm=None) -> dict:
 
     lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code)
     d = from_spec(lm, q.direction, q.layer, q.positive)
-    out = steer(lm, q.prompt, q.layer, d.vector, q.alpha, q.tokens, q.start, q.seed).as_dict()
+    if q.ablate:
+        from core.interventions.steer import ablate
+
+        out = ablate(lm, q.prompt, d.vector, q.tokens, q.seed).as_dict() | {"mode": "ablate"}
+    else:
+        out = steer(lm, q.prompt, q.layer, d.vector, q.alpha, q.tokens, q.start, q.seed).as_dict() | {"mode": "steer"}
     return out | {"direction": d.describe()}
 
 

@@ -95,43 +95,76 @@ class SteerResult:
                 "gained": [list(g) for g in self.gained], "lost": [list(g) for g in self.lost]}
 
 
-def _generate(lm, ids: torch.Tensor, edit, tokens: int, sample: bool, seed: int) -> torch.Tensor:
+def _generate(lm, ids: torch.Tensor, edits: dict | None, tokens: int, sample: bool, seed: int
+              ) -> torch.Tensor:
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
     kw = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
-    with intervene(lm, {edit[0]: edit[1]} if edit else None):
+    with intervene(lm, edits):
         if sample:
             torch.manual_seed(seed)
         return lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
                                  min_new_tokens=tokens, pad_token_id=pad, **kw)[:, ids.shape[1]:]
 
 
-@torch.inference_mode()
-def steer(lm, prompt: str, layer: int, direction: torch.Tensor, alpha: float, tokens: int = 32,
-          start: int | None = None, seed: int = 0, k: int = 8) -> SteerResult:
-    """Default and steered continuations of `prompt` and the next-token shift (module docstring)."""
+def _check(lm, prompt: str, direction: torch.Tensor, tokens: int) -> torch.Tensor:
     if not prompt.strip():
         raise SteerError("the prompt must not be empty")
-    if not 0 <= layer < lm.n_layers:
-        raise SteerError(f"layer {layer} is out of range for {lm.name} (layers 0-{lm.n_layers - 1})")
-    if not np.isfinite(alpha):
-        raise SteerError(f"alpha must be a finite number, got {alpha}")
     if direction.numel() != lm.parts.d_model:
         raise SteerError(f"the direction is {direction.numel()} wide but {lm.name}'s stream is {lm.parts.d_model}")
     if tokens < 1:
         raise SteerError("--tokens must be positive")
     ids = torch.tensor([tokenize(lm.tokenizer, prompt)])
-    T = ids.shape[1]
-    check_length(lm.model, T + tokens)
+    check_length(lm.model, ids.shape[1] + tokens)
+    return ids
+
+
+@torch.inference_mode()
+def steer(lm, prompt: str, layer: int, direction: torch.Tensor, alpha: float, tokens: int = 32,
+          start: int | None = None, seed: int = 0, k: int = 8) -> SteerResult:
+    """Default and steered continuations of `prompt` and the next-token shift (module docstring)."""
+    if not 0 <= layer < lm.n_layers:
+        raise SteerError(f"layer {layer} is out of range for {lm.name} (layers 0-{lm.n_layers - 1})")
+    if not np.isfinite(alpha):
+        raise SteerError(f"alpha must be a finite number, got {alpha}")
+    ids = _check(lm, prompt, direction, tokens)
     nu = stream_norm(lm, layer)
     vec = alpha * nu * direction.float() / direction.float().norm()
-    site = f"resid_post.{layer}"
+    T = ids.shape[1]
+    return _side_by_side(lm, prompt, ids, lambda rows: {f"resid_post.{layer}": steer_edit(vec, rows, start, T)},
+                         tokens, seed, k, (layer, float(alpha), nu))
+
+
+@torch.inference_mode()
+def ablate(lm, prompt: str, direction: torch.Tensor, tokens: int = 32, seed: int = 0, k: int = 8) -> SteerResult:
+    """Default and directionally ablated continuations (core.interventions.ablate, activation form: the direction
+    removed from every write into the stream, at every layer and position) and the next-token shift."""
+    from core.interventions.ablate import ablation_edits
+
+    ids = _check(lm, prompt, direction, tokens)
+    base = ablation_edits(lm, direction)
+    return _side_by_side(lm, prompt, ids, lambda rows: {s: only_rows(fn, rows) for s, fn in base.items()}, tokens,
+                         seed, k, (-1, 0.0, 0.0))
+
+
+def only_rows(fn, rows: torch.Tensor):
+    """An edit applied to the given batch rows only."""
+    def g(x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        y[rows] = fn(x[rows])
+        return y
+    return g
+
+
+def _side_by_side(lm, prompt: str, ids: torch.Tensor, make_edits, tokens: int, seed: int, k: int,
+                  where: tuple[int, float, float]) -> SteerResult:
+    """Row 0 as is, row 1 edited (make_edits(rows) -> {site: edit} for those rows): next-token shift, greedy
+    continuations in one batch, sampled ones one row at a time with the same seed."""
     both = ids.expand(2, -1)
-    edit = (site, steer_edit(vec, torch.tensor([1]), start, T))
-    with intervene(lm, {edit[0]: edit[1]}):
+    with intervene(lm, make_edits(torch.tensor([1]))):
         last = lm.model(both).logits[:, -1].float()  # (2, V)
-    greedy = _generate(lm, both, edit, tokens, False, seed)  # (2, tokens)
-    one = (site, steer_edit(vec, torch.tensor([0]), start, T))
-    sampled = [_generate(lm, ids, None, tokens, True, seed)[0], _generate(lm, ids, one, tokens, True, seed)[0]]
+    greedy = _generate(lm, both, make_edits(torch.tensor([1])), tokens, False, seed)  # (2, tokens)
+    sampled = [_generate(lm, ids, None, tokens, True, seed)[0],
+               _generate(lm, ids, make_edits(torch.tensor([0])), tokens, True, seed)[0]]
     p = last.softmax(-1)
     logp = last.log_softmax(-1)
     kl = float((p[0] * (logp[0] - logp[1])).sum())
@@ -144,6 +177,6 @@ def steer(lm, prompt: str, layer: int, direction: torch.Tensor, alpha: float, to
     g0, g1 = greedy[0].tolist(), greedy[1].tolist()
     diverge = next((i for i, (a, b) in enumerate(zip(g0, g1, strict=True)) if a != b), -1)
     dec = lm.tokenizer.decode
-    return SteerResult(prompt, layer, float(alpha), nu, (dec(g0), dec(g1)), (dec(sampled[0]), dec(sampled[1])),
+    return SteerResult(prompt, where[0], where[1], where[2], (dec(g0), dec(g1)), (dec(sampled[0]), dec(sampled[1])),
                        (token_texts(lm.tokenizer, g0), token_texts(lm.tokenizer, g1)), diverge,
                        rows(order[::-1][:k], voc[:k]), rows(order[:k], voc[k:]), kl)

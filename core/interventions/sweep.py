@@ -39,12 +39,13 @@ class SweepConfig:
     """Built-in name, .gguf file, model folder or hub id."""
     direction: str
     """diffmeans:SET | pca:SET | probe:SET | feature:SAE:F | neuron:L:U | file:PATH.safetensors."""
-    layer: int
-    """The layer a prompt-set or file direction is made at / lives in (L_d: the score reads it there)."""
+    layer: int | None = None
+    """The layer a prompt-set or file direction is made at / lives in (L_d: the score reads it there; default:
+    the middle block)."""
     db: str = ""
     """Index to store the sweep in (the steering page reads it); '' : print only."""
     layers: str = "all"
-    """Blocks to steer after: 'all', '3,6,9' or '0-10'."""
+    """Blocks to steer after: 'all', '3,6,9', '0-10', or 'every:K' (every K-th block, the direction's among them)."""
     alphas: str = "-1,-0.5,-0.25,0,0.25,0.5,1"
     """Strengths, in units of the stream's typical norm at each layer, comma-separated (with a leading negative
     strength write --alphas=-0.5,0.5). On smollm2, |α| >= 1 already breaks fluency (perplexity in the hundreds);
@@ -178,11 +179,20 @@ def run_sweep(cfg: SweepConfig, lm=None, on_cell=None) -> dict:
 
         connect(cfg.db).close()  # usable (not locked, not too new) before any model work
     lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    layer = lm.n_layers // 2 if cfg.layer is None else cfg.layer
     try:
-        layers = parse_layers(cfg.layers, lm.n_layers)
+        if cfg.layers.startswith("every:"):
+            k = int(cfg.layers.removeprefix("every:"))
+            if k < 1:
+                raise ValueError
+            layers = list(range(layer % k, lm.n_layers, k))
+        else:
+            layers = parse_layers(cfg.layers, lm.n_layers)
     except ExtractError as e:
         raise SweepError(str(e)) from None
-    d = from_spec(lm, cfg.direction, cfg.layer, cfg.positive)
+    except ValueError:
+        raise SweepError(f"--layers {cfg.layers!r}: 'every:K' needs a positive integer K") from None
+    d = from_spec(lm, cfg.direction, layer, cfg.positive)
     spec = cfg.prompts or (d.made.get("set") if d.made.get("method") in ("diffmeans", "pca", "probe") else "sentiment")
     try:
         texts = load_prompt_set(spec).texts[-cfg.n_prompts:]

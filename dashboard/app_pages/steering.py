@@ -1,9 +1,10 @@
 """Steering: /steering?model=<m>&compare=<m2|none>&direction=<spec>&layer=<L>&alpha=<a>&prompt=<text>&tokens=<n>
-&sweep=<id>.
+&mode=<steer|ablate>&sweep=<id>.
 
 A direction (from a built-in or CSV prompt set by difference of means, paired-difference PCA or a probe; an SAE
 feature; a neuron; a file) with its quality (held-out separation, pair cosine), the default and steered continuations
-of a prompt side by side with where they diverge, the next-token distribution shift, and the layer × α sweeps stored
+of a prompt side by side with where they diverge (or, with mode=ablate, the directionally ablated model's), the
+next-token distribution shift, and the layer × α sweeps stored
 by `neuroboard sweep` (behaviour, side effects, fluency, anti-steerable share). A second model beside the first when
 the direction can be made for it. All state in the URL.
 """
@@ -20,14 +21,16 @@ DEFAULT_PROMPT = "I watched the film last night and"
 DEFAULT_DIRECTION = "diffmeans:sentiment"
 
 
-def steer_view(name: str, spec: str, layer: int, alpha: float, prompt: str, tokens: int, where) -> None:
+def steer_view(name: str, spec: str, layer: int, alpha: float, prompt: str, tokens: int, where,
+               ablating: bool = False) -> None:
     from core.errors import UserError
     from dashboard.cache import interventions as ci
 
     try:
-        with st.spinner(f"Steering {name}…"):
+        with st.spinner(f"{'Ablating' if ablating else 'Steering'} {name}…"):
             d = ci.direction(name, spec, layer)
-            res = ci.steer_result(name, spec, layer, alpha, prompt, tokens)
+            res = (ci.ablate_result(name, spec, layer, prompt, tokens) if ablating else
+                   ci.steer_result(name, spec, layer, alpha, prompt, tokens))
     except (UserError, ValueError) as e:
         where.warning(f"{name}: {e}")
         return
@@ -36,9 +39,12 @@ def steer_view(name: str, spec: str, layer: int, alpha: float, prompt: str, toke
     where.caption(f"{name}: direction ({made})" + (
         f"; held-out separation (AUC) **{q.separation:.3f}** on {q.held_out} prompts; mean cosine between the "
         f"{q.pairs} training pairs' differences **{q.pair_cosine:.3f}** (low: the pairs disagree, steering is "
-        "likely unreliable)" if q else "") + f". Added after block {layer}: α × {res['stream_norm']:.3g} (the "
-        "median norm of that stream over demo-corpus tokens) along the unit direction.")
-    frame.light(ri.continuation_html(prompt, *steered_tokens(res)), where)
+        "likely unreliable)" if q else "") + (
+        ". Directional ablation: the direction removed from every write into the residual stream (embeddings, every "
+        "attention and MLP output), at every layer and position; the lower line is the ablated model."
+        if ablating else f". Added after block {layer}: α × {res['stream_norm']:.3g} (the median norm of that "
+        "stream over demo-corpus tokens) along the unit direction."))
+    frame.light(ri.continuation_html(prompt, *steered_tokens(res), label="ablated" if ablating else "steered"), where)
     where.caption(f"Sampled (temperature 1, seed 0) — default: {res['sampled_default']!r}; steered: "
                   f"{res['sampled_steered']!r}")
     frame.light(ri.shift_html(res["gained"][:6], res["lost"][:6]), where)
@@ -108,6 +114,9 @@ alpha = frame.url_widget(d2.number_input, "steer_alpha", "alpha", alpha0, label=
                          "steers away)", min_value=-100.0, max_value=100.0, step=0.05)
 tokens = frame.url_widget(d3.number_input, "steer_tokens", "tokens", frame.param_int("tokens", 24, 1, 128),
                           label="Tokens to generate", min_value=1, max_value=128, step=1)
+ablating = frame.url_widget(st.toggle, "steer_ablate", "mode", qp.get("mode") == "ablate",
+                            label="Directional ablation instead of steering (the direction removed everywhere)")
+st.query_params["mode"] = "ablate" if ablating else "steer"
 path = frame.choose_index()
 models = [model] + ([compare] if compare != NONE else [])
 if [m for m in models if frame.loaded_model(m, "steered continuations") is None]:
@@ -118,5 +127,5 @@ for col, name in zip(cols, models, strict=True):
     if not 0 <= int(layer) < n_layers:
         col.warning(f"{name} has layers 0-{n_layers - 1}; layer {layer} is out of range.")
         continue
-    steer_view(name, spec, int(layer), float(alpha), prompt, int(tokens), col)
+    steer_view(name, spec, int(layer), float(alpha), prompt, int(tokens), col, ablating)
 sweeps_view(path, model)

@@ -40,6 +40,14 @@ def steer_result(name: str, spec: str, layer: int, alpha: float, prompt: str, to
     return steer(model(name), prompt, layer, d.vector, alpha, tokens).as_dict()
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def ablate_result(name: str, spec: str, layer: int, prompt: str, tokens: int) -> dict:
+    from core.interventions.steer import ablate
+
+    d = direction(name, spec, layer)
+    return ablate(model(name), prompt, d.vector, tokens).as_dict()
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def sweeps(path: str, name: str) -> list:
     import duckdb

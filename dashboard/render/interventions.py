@@ -45,7 +45,8 @@ def backpatch_html(bp: dict) -> str:
                     f"cell text: rank (unpatched p={bp['base_prob']:.3f}, rank {bp['base_rank']})", cell=20)
 
 
-def continuation_html(prompt: str, default: Sequence[str], steered: Sequence[str], diverge: int) -> str:
+def continuation_html(prompt: str, default: Sequence[str], steered: Sequence[str], diverge: int,
+                      label: str = "steered") -> str:
     """Default and steered continuations one above the other; tokens from the first difference on are marked."""
     def line(label: str, toks: Sequence[str], colour: str) -> str:
         spans = "".join(f'<span style="background:{colour if diverge >= 0 and i >= diverge else "transparent"}">'
@@ -54,7 +55,7 @@ def continuation_html(prompt: str, default: Sequence[str], steered: Sequence[str
                 f'<span style="color:#888">{svg.esc(prompt)}</span>{spans}</div>')
     note = f"they differ from generated token {diverge} on" if diverge >= 0 else "identical"
     return (f'<div class="nb-steer" style="font-family:monospace;font-size:0.9em">{line("default", default, "#fde2c8")}'
-            f'{line("steered", steered, "#cfe3f7")}<div style="color:#666;font-size:0.85em">{note}</div></div>')
+            f'{line(label, steered, "#cfe3f7")}<div style="color:#666;font-size:0.85em">{note}</div></div>')
 
 
 def shift_html(gained: Sequence, lost: Sequence) -> str:

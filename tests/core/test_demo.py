@@ -1,5 +1,5 @@
-"""`neuroboard demo` with its SAE jobs: the first model's extraction caches the SAE site, the SAE trains from that
-cache, its features are indexed, and a second demo finds everything done."""
+"""`neuroboard demo` with its SAE and sweep jobs: the first model's extraction caches the SAE site, the SAE trains from
+that cache, its features are indexed, a steering sweep is stored, and a second demo finds everything done."""
 
 from core.cli import main
 from core.index import queries
@@ -20,7 +20,15 @@ def test_demo_trains_and_indexes_an_sae(tiny_lm_dir, tmp_path, capsys):
     assert saes[0].quality and 0 <= saes[0].quality["dead_frac"] <= 1 and saes[0].has_umap
     assert [r.status for r in runs] == ["complete", "complete"] and runs[1].layers == [1]
     assert (tmp_path / "demo-acts").is_dir() and (tmp_path / "demo-sae").is_dir()
+    from core.index.sweeps import list_sweeps, sweep_result
+
+    con = connect(db, read_only=True)
+    (sw,) = list_sweeps(con)
+    res = sweep_result(con, sw.sweep_id)
+    con.close()
+    assert sw.name == "demo: diffmeans:sentiment" and res["layers"] == [1] and len(res["alphas"]) == 5
+    assert len(res["prompts"]) == 16 and res["direction"]["made"]["set"] == "sentiment"
     capsys.readouterr()
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "already trained" in err and "features are already indexed" in err
+    assert "already trained" in err and "features are already indexed" in err and "sweep" in err

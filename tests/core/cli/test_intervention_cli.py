@@ -56,6 +56,9 @@ def test_steer_json(tiny_lm_dir, tmp_path, capsys):
     assert out["direction"]["made"] == {"method": "diffmeans", "set": str(csv), "position": "last", "positive": "a"}
     assert main(base + ["--alpha", "4"]) == 0
     assert json.loads(capsys.readouterr().out)["next_token_kl"] > 0
+    assert main(base + ["--alpha", "0", "--ablate"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "ablate" and out["next_token_kl"] > 0
 
 
 @pytest.mark.parametrize("args, needle", [

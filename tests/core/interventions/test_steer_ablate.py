@@ -192,3 +192,24 @@ def test_bad_input_one_line(prompt_csv, tmp_path):
             from_spec(lm, spec, layer)
     with pytest.raises(AblateError, match="7 wide"):
         ablation_edits(lm, torch.randn(7))
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_ablated_continuation_equals_the_orthogonalised_model(arch):
+    """`ablate` (row 1 of a batch edited through the intervention layer) continues exactly as the weight-edited copy
+    does, greedily, and its next-token distribution is that copy's."""
+    from core.interventions.steer import ablate
+
+    lm = _lm(arch)
+    r = torch.randn(lm.parts.d_model)
+    res = ablate(lm, "The cat sat on the", r, tokens=6)
+    ortho = orthogonalized(lm, r)
+    ids = tokenize(lm.tokenizer, "The cat sat on the")
+    seq = list(ids)
+    with torch.inference_mode():
+        first = ortho.model(torch.tensor([seq])).logits[0, -1].softmax(-1)
+        for _ in range(6):
+            seq.append(int(ortho.model(torch.tensor([seq])).logits[0, -1].argmax()))
+    assert res.greedy[1] == lm.tokenizer.decode(seq[len(ids):])
+    tok, _, p_abl = res.gained[0]
+    assert p_abl == pytest.approx(float(first[_id_of(lm, tok)]), abs=1e-5)

@@ -64,6 +64,16 @@ def test_steering_page(monkeypatch, swept):
     assert at.query_params["sweep"] in ("1", ["1"])
 
 
+def test_ablation_mode(monkeypatch, swept):
+    db, model, csv = swept
+    at = page(monkeypatch, db, model, "steering.py", direction=f"diffmeans:{csv}", layer="1", mode="ablate",
+              prompt="The cat", tokens="4")
+    assert not at.exception
+    steer = next(x for x in bodies(at) if "nb-steer" in x)
+    assert "ablated" in steer and any("Directional ablation" in c.value for c in at.caption)
+    assert at.query_params["mode"] in ("ablate", ["ablate"])
+
+
 def test_steering_bad_input(monkeypatch, swept):
     db, model, csv = swept
     at = page(monkeypatch, db, model, "steering.py", direction="pca:nope.csv", layer="1", alpha="abc")
