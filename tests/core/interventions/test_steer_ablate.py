@@ -213,3 +213,45 @@ def test_ablated_continuation_equals_the_orthogonalised_model(arch):
     assert res.greedy[1] == lm.tokenizer.decode(seq[len(ids):])
     tok, _, p_abl = res.gained[0]
     assert p_abl == pytest.approx(float(first[_id_of(lm, tok)]), abs=1e-5)
+
+
+@pytest.mark.parametrize("site, arch", [("neurons.1", "llama"), ("resid_pre.2", "llama"), ("z.1", "gpt2")])
+def test_feature_and_neuron_directions_land_where_they_write(tmp_path, site, arch):
+    """A feature's direction is its decoder row as it lands in the stream, computed here from the HF modules' own
+    weights (down_proj / c_proj / o_proj), and steering with it equals adding it after the block it writes to."""
+    from core.saes.formats import save_saelens
+    from core.saes.sae import SAE
+
+    lm = _lm(arch)
+    kind, L = site.split(".")[0], int(site.split(".")[1])
+    m = lm.model.model if arch == "llama" else lm.model.transformer
+    block = m.layers[L] if arch == "llama" else m.h[L]
+    d_in = {"neurons": lm.parts.d_mlp, "resid_pre": lm.parts.d_model, "z": lm.parts.d_model}[kind]
+    g = torch.Generator().manual_seed(0)
+    W_dec = torch.randn(8, d_in, generator=g)
+    sae = SAE(W_enc=W_dec.T.clone(), b_enc=torch.zeros(8), W_dec=W_dec, b_dec=torch.zeros(d_in), site=site)
+    save_saelens(sae, tmp_path / "sae")
+    d = from_spec(lm, f"feature:{tmp_path / 'sae'}:3")
+    if kind == "neurons":  # Llama's down_proj: Linear(d_mlp → d_model), weight (d_model, d_mlp)
+        want, layer = block.mlp.down_proj.weight @ W_dec[3], L
+    elif kind == "z":  # GPT-2's attn.c_proj: Conv1D, weight (d_in, d_out)
+        want, layer = W_dec[3] @ block.attn.c_proj.weight, L
+    else:  # resid_pre.L is block L-1's output
+        want, layer = W_dec[3], L - 1
+    assert d.layer == layer and d.made["feature"] == 3
+    np.testing.assert_allclose(d.vector.numpy(), want.detach().numpy(), rtol=1e-5, atol=1e-5)
+    if arch == "llama":
+        nd = from_spec(lm, "neuron:1:5")
+        np.testing.assert_allclose(nd.vector.numpy(), m.layers[1].mlp.down_proj.weight[:, 5].detach().numpy(),
+                                   rtol=1e-6)
+    res = steer(lm, "The cat sat on the", d.layer, d.vector, alpha=0.5, tokens=4)
+    h = _hand_steer(lm, d.layer, 0.5 * stream_norm(lm, d.layer) * want / want.norm())
+    try:
+        ids = tokenize(lm.tokenizer, "The cat sat on the")
+        seq = list(ids)
+        with torch.inference_mode():
+            for _ in range(4):
+                seq.append(int(lm.model(torch.tensor([seq])).logits[0, -1].argmax()))
+    finally:
+        h.remove()
+    assert res.greedy[1] == lm.tokenizer.decode(seq[len(ids):])
