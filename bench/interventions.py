@@ -6,7 +6,8 @@ forward passes (or, for generation, a loop without a KV cache) in the same run, 
    per cell. Target <= 3 s for a 10-token pair.
 2. All heads (layer × head): target <= 5 s.
 3. A steered 32-token greedy continuation beside the default (one batch of two rows with a KV cache); target <= 2 s.
-   The full `steer` call (also two sampled continuations) is timed too.
+   The full `steer` call (greedy and sampled, default and steered: one batch of four rows, plus the next-token
+   shift) is timed too.
 4. A 7 α × 30 layer sweep over 32 prompts (core.interventions.sweep; time stated), unless --skip-sweep.
 
     .venv/bin/python bench/interventions.py --json [--skip-sweep] [--sweep-prompts 32]
@@ -118,11 +119,12 @@ def main() -> None:
     stream_norm(lm, 15)
     ids = torch.tensor([lm.tokenizer(prompt)["input_ids"]])
     vec = 0.5 * stream_norm(lm, 15) * d.unit
-    from core.interventions.steer import _generate
+    from core.model.run import decode
 
-    edit = {"resid_post.15": steer_edit(vec, torch.tensor([1]), None, ids.shape[1])}
+    def edit():
+        return {"resid_post.15": steer_edit(vec, torch.tensor([1]), None, ids.shape[1])}
     with torch.inference_mode():
-        _, out["steer_greedy_32_s"] = timed(lambda: _generate(lm, ids.expand(2, -1), edit, 32, False, 0))
+        _, out["steer_greedy_32_s"] = timed(lambda: decode(lm, ids.expand(2, -1), 32, edits=edit()))
         _, out["steer_greedy_loop_s"] = timed(lambda: loop_generate(lm, ids, vec, 15, 32))
     out["steer_speedup_vs_loop"] = out["steer_greedy_loop_s"] / out["steer_greedy_32_s"]
     _, out["steer_call_32_s"] = timed(lambda: steer(lm, prompt, 15, d.vector, 0.5, 32))

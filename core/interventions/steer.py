@@ -7,9 +7,9 @@ few massive dimensions some models carry (smollm2's is ~170, mostly one dimensio
 on smollm2 with the sentiment direction, α = 0.25-0.5 steers while the continuation stays fluent, α >= 1 breaks it.
 
 Positions: every position (`start=None`), or the prompt's positions from `start` on; generated tokens are always
-steered. Default and steered run side by side as one batch of two rows (row 1 steered), so they share every other
-setting: greedy continuations, and sampled ones (temperature 1, the same `seed` for both rows, one row at a time so
-each sees the same random stream). The next-token shift compares the two distributions after the prompt.
+steered. Default and steered run side by side in one batch with a KV cache (core.model.run.decode), so they share
+every other setting: greedy continuations, and sampled ones (temperature 1, no truncation, each row with its own
+generator seeded `seed`, so both see the same random stream). The next-token shift compares the two distributions after the prompt.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.model.intervene import intervene, store
-from core.model.run import check_length, forward_until
+from core.model.intervene import store
+from core.model.run import check_length, decode, forward_until
 from core.model.tokens import token_texts, tokenize
 
 NORM_TOKENS = 512
@@ -64,10 +64,14 @@ def stream_norm(lm, layer: int) -> float:
 
 
 def steer_edit(vector: torch.Tensor, rows: torch.Tensor, start: int | None, prompt_len: int):
-    """Edit at resid_post.L: add `vector` to the given rows, on prompt positions >= start and every generated one."""
+    """Edit at resid_post.L: add `vector` to the given rows, on prompt positions >= start and every generated one
+    (its first call sees the prompt; with a KV cache later calls hold new tokens only)."""
+    calls = [0]
+
     def fn(x: torch.Tensor) -> torch.Tensor:  # (B, T, d)
         y = x.clone()
-        first = (start or 0) if x.shape[1] == prompt_len else 0  # with a KV cache a later call holds new tokens only
+        first = (start or 0) if calls[0] == 0 and x.shape[1] == prompt_len else 0
+        calls[0] += 1
         y[rows, first:] += vector.to(x.dtype)
         return y
     return fn
@@ -93,17 +97,6 @@ class SteerResult:
                 "steered_tokens": self.greedy_tokens[1], "sampled_default": self.sampled[0],
                 "sampled_steered": self.sampled[1], "diverge": self.diverge, "next_token_kl": self.kl,
                 "gained": [list(g) for g in self.gained], "lost": [list(g) for g in self.lost]}
-
-
-def _generate(lm, ids: torch.Tensor, edits: dict | None, tokens: int, sample: bool, seed: int
-              ) -> torch.Tensor:
-    pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
-    kw = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
-    with intervene(lm, edits):
-        if sample:
-            torch.manual_seed(seed)
-        return lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=tokens,
-                                 min_new_tokens=tokens, pad_token_id=pad, **kw)[:, ids.shape[1]:]
 
 
 def _check(lm, prompt: str, direction: torch.Tensor, tokens: int) -> torch.Tensor:
@@ -158,13 +151,12 @@ def only_rows(fn, rows: torch.Tensor):
 def _side_by_side(lm, prompt: str, ids: torch.Tensor, make_edits, tokens: int, seed: int, k: int,
                   where: tuple[int, float, float]) -> SteerResult:
     """Row 0 as is, row 1 edited (make_edits(rows) -> {site: edit} for those rows): next-token shift, greedy
-    continuations in one batch, sampled ones one row at a time with the same seed."""
-    both = ids.expand(2, -1)
-    with intervene(lm, make_edits(torch.tensor([1]))):
-        last = lm.model(both).logits[:, -1].float()  # (2, V)
-    greedy = _generate(lm, both, make_edits(torch.tensor([1])), tokens, False, seed)  # (2, tokens)
-    sampled = [_generate(lm, ids, None, tokens, True, seed)[0],
-               _generate(lm, ids, make_edits(torch.tensor([0])), tokens, True, seed)[0]]
+    continuations and sampled ones (each sampled row with its own generator seeded alike) in one batch of four rows
+    (core.model.run.decode)."""
+    rows = ids.expand(4, -1)  # greedy default, greedy edited, sampled default, sampled edited: one batch
+    first, cont = decode(lm, rows, tokens, edits=make_edits(torch.tensor([1, 3])), sample=(False, False, True, True),
+                         seed=seed)
+    last, greedy, sampled = first[:2], cont[:2], cont[2:]
     p = last.softmax(-1)
     logp = last.log_softmax(-1)
     kl = float((p[0] * (logp[0] - logp[1])).sum())

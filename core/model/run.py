@@ -68,3 +68,41 @@ def logits(lm, ids: torch.Tensor, *, edits: Mapping[Site | str, Edit | Sequence[
     parts = getattr(lm, "parts", lm)
     with intervene(parts, edits, replay=replay):
         return parts.model(input_ids=ids, attention_mask=attention_mask).logits
+
+
+def _cache_arg(model: torch.nn.Module) -> str:
+    """The name a model's forward takes its KV cache under (`cache` from transformers 5.x on, `past_key_values`
+    before)."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+@torch.inference_mode()
+def decode(lm, ids: torch.Tensor, tokens: int, *, edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = None,
+           sample: Sequence[bool] = (), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Continue every row of `ids` (B, T), unpadded, by `tokens` tokens with `edits` applied, with a KV cache (after
+    the prompt, each step runs the new token only). Row b is greedy (argmax), or with `sample[b]` drawn from the
+    model's own distribution (temperature 1, no truncation) with a generator of its own seeded `seed`, so rows
+    sampled alike see the same random stream. Nothing is suppressed or penalised: the logits are the model's.
+    Returns (first (B, V) the next-token logits after the prompt, out (B, tokens) the chosen ids)."""
+    parts = getattr(lm, "parts", lm)
+    B = ids.shape[0]
+    gens = [torch.Generator().manual_seed(seed) if (b < len(sample) and sample[b]) else None for b in range(B)]
+    key = _cache_arg(parts.model)
+    out = torch.empty(B, tokens, dtype=torch.long)
+    with intervene(parts, edits):
+        res = parts.model(input_ids=ids, use_cache=True)
+        first = res.logits[:, -1].float()
+        last = first
+        for i in range(tokens):
+            nxt = torch.empty(B, dtype=torch.long)
+            for b, g in enumerate(gens):
+                nxt[b] = (torch.multinomial(last[b].softmax(-1), 1, generator=g)[0] if g is not None
+                          else last[b].argmax())
+            out[:, i] = nxt
+            if i + 1 < tokens:
+                cache = getattr(res, "cache", None) or getattr(res, "past_key_values", None)
+                res = parts.model(input_ids=nxt[:, None], use_cache=True, **{key: cache})
+                last = res.logits[:, -1].float()
+    return first, out

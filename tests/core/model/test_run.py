@@ -39,3 +39,28 @@ def test_context_length_rule():
     check_length(gpt2, 256)
     with pytest.raises(ContextLengthError, match="257 tokens, more than the model's 256 positions"):
         check_length(gpt2, 257)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3", "gpt2"])
+def test_decode_equals_full_passes_by_hand(arch):
+    """decode (KV cache, one new token per step) equals running the whole sequence again each step with plain
+    model calls: greedy rows by argmax, sampled rows by torch.multinomial with a generator seeded alike; the
+    first logits are the prompt's last-position logits."""
+    from core.model.run import decode
+
+    model = tiny_model(arch)
+    lm = LoadedModel(name=arch, source="config", model=model, tokenizer=tiny_tokenizer(), parts=find_parts(model))
+    ids = torch.tensor([[3, 17, 42, 5, 9]]).expand(3, -1)
+    first, out = decode(lm, ids, 6, sample=(False, True, True), seed=7)
+    with torch.inference_mode():
+        want_first = model(ids[:1]).logits[0, -1]
+        torch.testing.assert_close(first[0], want_first, rtol=1e-4, atol=1e-4)
+        for b, sampled in enumerate((False, True, True)):
+            g = torch.Generator().manual_seed(7)
+            seq = ids[0].tolist()
+            for _ in range(6):
+                last = model(torch.tensor([seq])).logits[0, -1].float()
+                seq.append(int(torch.multinomial(last.softmax(-1), 1, generator=g)[0]) if sampled
+                           else int(last.argmax()))
+            assert out[b].tolist() == seq[5:]
+    assert out[1].tolist() == out[2].tolist()  # sampled alike
