@@ -104,16 +104,17 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 
 def from_prompt_set(lm, spec: str, layer: int, method: str = "diffmeans", position: str = "last",
-                    positive: str | None = None, reps: np.ndarray | None = None) -> Direction:
+                    positive: str | None = None, reps: np.ndarray | None = None, ps=None) -> Direction:
     """The direction `method` makes from prompt set `spec` at block `layer` (module docstring). `reps`: the set's
-    (L, N, d) layer representations when already computed."""
+    (L, N, d) layer representations when already computed; `ps`: the PromptSet itself when it is not a file or a
+    built-in (an upload; `spec` then only names it)."""
     from core.data.prompt_sets import PromptSetError, layer_representations, load_prompt_set
 
     if method not in METHODS:
         raise DirectionError(f"unknown direction method {method!r}; methods: {', '.join(METHODS)}")
     check_layer(lm, layer)
     try:
-        ps = load_prompt_set(spec)
+        ps = ps if ps is not None else load_prompt_set(spec)
     except PromptSetError as e:
         raise DirectionError(str(e)) from None
     labels = list(dict.fromkeys(ps.labels))
@@ -230,7 +231,15 @@ def _from_file(lm, path: str, layer: int | None) -> Direction:
     v = t.get("direction", next(iter(t.values())) if len(t) == 1 else None)
     if v is None:
         raise DirectionError(f"{path}: expected one tensor, or one named 'direction' (got {', '.join(t)})")
+    return from_vector(lm, v, layer, {"method": "file", "path": path})
+
+
+def from_vector(lm, v: torch.Tensor, layer: int, made: dict) -> Direction:
+    """A given vector as a direction in block `layer`'s output; DirectionError for a wrong width (or, from
+    Direction itself, a zero or non-finite vector)."""
+    check_layer(lm, layer)
+    where = made.get("path") or made.get("upload") or "the vector"
     if v.numel() != lm.parts.d_model:
-        raise DirectionError(f"{path}: the direction is {v.numel()} wide but {lm.name}'s stream is "
+        raise DirectionError(f"{where}: the direction is {v.numel()} wide but {lm.name}'s stream is "
                              f"{lm.parts.d_model}")
-    return Direction(v.float(), layer, {"method": "file", "path": path})
+    return Direction(v, layer, made)

@@ -1,12 +1,13 @@
 """Steering: /steering?model=<m>&compare=<m2|none>&direction=<spec>&layer=<L>&alpha=<a>&prompt=<text>&tokens=<n>
 &mode=<steer|ablate>&sweep=<id>.
 
-A direction (from a built-in or CSV prompt set by difference of means, paired-difference PCA or a probe; an SAE
-feature; a neuron; a file) with its quality (held-out separation, pair cosine), the default and steered continuations
+A direction (from a built-in, CSV-path or uploaded prompt set by difference of means, paired-difference PCA or a
+probe; an SAE feature; a neuron; a safetensors file, by path or uploaded) with its quality (held-out separation, pair cosine), the default and steered continuations
 of a prompt side by side with where they diverge (or, with mode=ablate, the directionally ablated model's), the
 next-token distribution shift, and the layer × α sweeps stored
 by `neuroboard sweep` (behaviour, side effects, fluency, anti-steerable share). A second model beside the first when
-the direction can be made for it. All state in the URL.
+the direction can be made for it. All state in the URL; an upload is named in it by content (`METHOD:upload:<digest>`,
+`file:upload:<digest>`: dashboard.cache.uploads), so a copied link reopens it while this server holds the upload.
 """
 
 import streamlit as st
@@ -87,6 +88,34 @@ def sweeps_view(path, name: str) -> None:
     frame.light(grids["ppl"], c4)
 
 
+def upload_spec(current: str) -> str:
+    """The direction spec after the uploader: a newly uploaded CSV gives `METHOD:upload:<digest>` (the method of the
+    current spec if it is one, else diffmeans), a .safetensors vector `file:upload:<digest>`; otherwise `current`.
+    A file that is not usable: a friendly message, and `current` stays."""
+    from core.data.prompt_sets import PromptSetError
+    from core.interventions.directions import METHODS
+    from dashboard.cache import uploads
+
+    up = st.file_uploader(f"…or upload a prompt set (CSV: text,label[,group], at most {uploads.MAX_UPLOAD_PROMPTS:,} "
+                          "rows) or a direction (.safetensors, one vector)", type=["csv", "safetensors"],
+                          key="steer_upload")
+    if up is None:
+        return current
+    try:
+        if up.name.endswith(".safetensors"):
+            new = "file:" + uploads.uploaded_vector(up.getvalue(), up.name)
+        else:
+            kind = current.partition(":")[0]
+            new = f"{kind if kind in METHODS else 'diffmeans'}:" + uploads.uploaded_set(up.getvalue(), up.name)
+    except (PromptSetError, uploads.UploadError) as e:
+        st.warning(str(e))
+        return current
+    if st.session_state.get("_steer_upload_seen") == new:  # already applied: the text box may have edited it since
+        return current
+    st.session_state["_steer_upload_seen"] = new
+    return new
+
+
 st.title("Steering")
 allowed = allowed_models()
 qp = st.query_params
@@ -96,7 +125,8 @@ model = frame.url_widget(c1.selectbox, "steer_model", "model", frame.param_choic
 others = [NONE] + [m for m in allowed if m != model]
 compare = frame.url_widget(c2.selectbox, "steer_compare", "compare", frame.param_choice("compare", others, NONE),
                            label="Beside it", options=others)
-spec = frame.url_widget(c3.text_input, "steer_direction", "direction", qp.get("direction", DEFAULT_DIRECTION),
+spec0 = upload_spec(qp.get("direction", DEFAULT_DIRECTION))
+spec = frame.url_widget(c3.text_input, "steer_direction", "direction", spec0,
                         label="Direction: diffmeans|pca|probe:SET (truth, sentiment, a CSV path), feature:SAE:F, "
                               "neuron:L:U, file:PATH.safetensors", max_chars=500)
 prompt = frame.url_widget(st.text_input, "steer_prompt", "prompt", qp.get("prompt", DEFAULT_PROMPT), label="Prompt",

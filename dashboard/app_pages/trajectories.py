@@ -112,6 +112,7 @@ def stream_view(models: list[str], prompt: str) -> None:
 def sets_view(models: list[str]) -> None:
     from core.data.prompt_sets import BUILTIN_SETS, PromptSetError
     from core.geometry.separation import GeometryError
+    from dashboard.cache import uploads
 
     names = list(BUILTIN_SETS)
     c1, c2, c3 = st.columns([1, 1, 2])
@@ -120,10 +121,10 @@ def sets_view(models: list[str]) -> None:
     method = url_widget(c2.selectbox, "traj_proj", "proj", param_choice("proj", ["pca", "umap"], "pca"),
                         label="Projection", options=["pca", "umap"])
     up = c3.file_uploader("…or your own CSV (columns text,label, optional group; at most "
-                          f"{td.MAX_UPLOAD_PROMPTS:,} rows; not kept in the URL)", type="csv", key="traj_upload")
+                          f"{uploads.MAX_UPLOAD_PROMPTS:,} rows; not kept in the URL)", type="csv", key="traj_upload")
     try:
         if up is not None:
-            spec = td.uploaded_set(up.getvalue(), up.name)
+            spec = uploads.uploaded_set(up.getvalue(), up.name)
         ps = td.prompt_set(spec)
         geos = [td.set_metrics(n, spec) for n in models]
     except (PromptSetError, GeometryError) as e:

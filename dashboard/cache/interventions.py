@@ -26,10 +26,23 @@ def backpatch_result(name: str, prompt: str, answer: str) -> dict:
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def direction(name: str, spec: str, layer: int):
-    """core.interventions.directions.Direction; DirectionError (one line) when it cannot be made."""
-    from core.interventions.directions import from_spec
+    """core.interventions.directions.Direction; DirectionError (one line) when it cannot be made. A spec naming an
+    upload (`METHOD:upload:<digest>` for a prompt set, `file:upload:<digest>` for a vector: dashboard.cache.uploads)
+    is made from what this server holds; UploadError (one line) when it no longer holds it."""
+    from core.interventions.directions import METHODS, from_prompt_set, from_spec, from_vector
+    from dashboard.cache import uploads
 
-    return from_spec(model(name), spec, layer)
+    kind, _, rest = spec.partition(":")
+    if not uploads.is_upload(rest):
+        return from_spec(model(name), spec, layer)
+    if kind == "file":
+        return from_vector(model(name), uploads.vector(rest), layer, {"method": "file", "upload": rest})
+    if kind in METHODS:
+        position = "last"
+        if rest.endswith((":last", ":mean")):
+            rest, position = rest.rsplit(":", 1)
+        return from_prompt_set(model(name), rest, layer, kind, position, ps=uploads.prompt_set(rest))
+    return from_spec(model(name), spec, layer)  # its own one-line error
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)

@@ -4,7 +4,6 @@ Models come from dashboard.cache.models (st.cache_resource, shared by all sessio
 
 from __future__ import annotations
 
-import hashlib
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,9 +15,6 @@ if TYPE_CHECKING:  # torch comes with the model, not with the page's first paint
     from core.geometry.residual import ResidualGeometry
     from core.lens.logit import LensResult, Stream
 
-MAX_UPLOAD_PROMPTS = 2000
-MAX_PROMPT_CHARS = 2000
-_uploads: dict[str, object] = {}  # "upload:<digest>" -> PromptSet, by content (no file is written)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)  # a Stream keeps (T, vocab) logits: few entries
@@ -110,23 +106,10 @@ def _builtin_set(spec: str):
 
 
 def prompt_set(spec: str):
-    """A built-in set by name, or an uploaded one by its "upload:<digest>" spec."""
-    return _uploads[spec] if spec.startswith("upload:") else _builtin_set(spec)
+    """A built-in set by name, or an uploaded one by its "upload:<digest>" spec (dashboard.cache.uploads)."""
+    from dashboard.cache import uploads
 
-
-def uploaded_set(data: bytes, filename: str) -> str:
-    """Parse an uploaded CSV (PromptSetError, one line, if it is not a prompt set) and return its spec."""
-    from core.data.prompt_sets import PromptSetError, parse_prompt_set
-
-    spec = "upload:" + hashlib.sha256(data).hexdigest()[:16]
-    if spec not in _uploads:
-        if len(_uploads) >= 16:
-            _uploads.pop(next(iter(_uploads)))
-        ps = parse_prompt_set(data, filename, max_prompts=MAX_UPLOAD_PROMPTS)
-        if max(len(t) for t in ps.texts) > MAX_PROMPT_CHARS:
-            raise PromptSetError(f"prompt set {filename}: a prompt is longer than {MAX_PROMPT_CHARS} characters")
-        _uploads[spec] = ps
-    return spec
+    return uploads.prompt_set(spec) if uploads.is_upload(spec) else _builtin_set(spec)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Running the prompt set through the model…")

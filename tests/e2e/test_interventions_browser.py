@@ -80,3 +80,45 @@ def test_patching_page(browser, server):
     page.goto(f"{server}/patching?model=smollm2-135m&clean=A+b+c&corrupted=A&answer=+Paris&foil=+Rome")
     page.get_by_text("patching needs equal lengths").first.wait_for(timeout=120_000)
     assert page.get_by_test_id("stException").count() == 0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_steering_uploads(browser, server, tmp_path):
+    """A prompt set uploaded as CSV makes the direction (its spec, naming the upload, goes into the URL); a vector
+    uploaded as safetensors steers; a vector of the wrong width or a one-class set gives a friendly line."""
+    import torch
+    from safetensors.torch import save_file
+
+    good = ["I loved this film", "What a wonderful day", "The meal was delicious", "She was kind and warm",
+            "A brilliant, moving story", "We had a great time", "The staff were lovely", "Such a happy ending"]
+    bad = ["I hated this film", "What a miserable day", "The meal was disgusting", "She was cruel and cold",
+           "A dull, tedious story", "We had an awful time", "The staff were rude", "Such a sad ending"]
+    csv = tmp_path / "mine.csv"
+    csv.write_text("text,label,group\n" + "".join(f'"{g}",pos,p{i}\n"{b}",neg,p{i}\n' for i, (g, b) in
+                                                  enumerate(zip(good, bad, strict=True))), encoding="utf-8")
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\n" + "".join(f'"{g}",pos\n' for g in good), encoding="utf-8")
+    wide, narrow = tmp_path / "vec.safetensors", tmp_path / "narrow.safetensors"
+    save_file({"direction": torch.randn(576)}, str(wide))
+    save_file({"direction": torch.randn(10)}, str(narrow))
+    page = new_page(browser)
+    page.goto(f"{server}/steering?model=smollm2-135m&direction=neuron:15:7&layer=15&alpha=0.5&tokens=4"
+              f"&prompt={PROMPT.replace(' ', '+')}")
+    page.locator(".nb-steer").first.wait_for(timeout=240_000)
+    wait_settled(page, 120_000)
+    upload = page.locator("input[type=file]").first
+
+    def uploaded(path, text):
+        upload.set_input_files(str(path))
+        page.get_by_text(text).first.wait_for(timeout=120_000)
+        wait_settled(page, 120_000)
+        assert page.get_by_test_id("stException").count() == 0
+        return page.inner_text("body")
+
+    body = uploaded(csv, "set=mine.csv")
+    assert "held-out separation" in body and "direction=diffmeans%3Aupload%3A" in page.url
+    uploaded(narrow, "is 10 wide")
+    body = uploaded(wide, "method=file")
+    assert "direction=file%3Aupload%3A" in page.url and page.locator(".nb-steer").count() >= 1
+    uploaded(one, "needs at least 2 distinct labels")
