@@ -13,6 +13,8 @@ class SweepInfo:
     name: str
     config: dict
     created_at: str
+    direction_layer: int | None = None
+    """The block the swept direction was made at (where the steering page opens it)."""
 
 
 def add_sweep(con, model_id: int, name: str, config: dict, result: dict) -> int:
@@ -24,10 +26,11 @@ def add_sweep(con, model_id: int, name: str, config: dict, result: dict) -> int:
 
 
 def list_sweeps(con, model: str | None = None) -> list[SweepInfo]:
-    rows = con.execute("SELECT s.sweep_id, m.name, s.name, s.config, CAST(s.created_at AS VARCHAR) FROM sweeps s "
+    rows = con.execute("SELECT s.sweep_id, m.name, s.name, s.config, CAST(s.created_at AS VARCHAR), "
+                       "TRY_CAST(json_extract(s.result, '$.direction_layer') AS INTEGER) FROM sweeps s "
                        "JOIN models m USING (model_id) WHERE ? IS NULL OR m.name = ? ORDER BY s.sweep_id",
                        [model, model]).fetchall()
-    return [SweepInfo(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+    return [SweepInfo(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
 
 
 def sweep_result(con, sweep_id: int) -> dict | None:

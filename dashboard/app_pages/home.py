@@ -16,6 +16,8 @@ from dashboard.views import catalog
 REFRESH_S = 3.0
 NEURONS = Path(__file__).with_name("neurons.py")
 FEATURES = Path(__file__).with_name("features.py")
+STEERING = Path(__file__).with_name("steering.py")
+PATCHING = Path(__file__).with_name("patching.py")
 RUN_COLUMNS = ["run", "model", "corpus", "status", "tokens", "target", "results", "layers", "units", "created"]
 
 
@@ -63,6 +65,7 @@ def show_index(path, db: int | None) -> bool:
         st.warning(str(e), icon=":material/warning:")
         return False
     if not runs:
+        intervention_links(path, [], db)
         st.info("The index has no runs yet; `neuroboard extract` fills it.", icon=":material/info:")
         return busy
     st.caption(f"`{path}` · {catalog.file_size(path)} · {len(runs)} run{'s' * (len(runs) != 1)}")
@@ -80,6 +83,7 @@ def show_index(path, db: int | None) -> bool:
                 st.page_link(FEATURES, label=f"Browse the features of SAE {s.sae_id} of run {r.run_id} ({s.name}, "
                              f"{s.site}, {s.d_sae:,} features)", icon=":material/scatter_plot:",
                              query_params=params | {"sae": str(s.sae_id)})
+    intervention_links(path, [r.model for r in runs], db)
     running = catalog.running_lines(runs)
     for frac, label in running:
         st.progress(frac, text=label)
@@ -90,6 +94,25 @@ def show_index(path, db: int | None) -> bool:
     st.html(svg.table(list(m.columns), [[r.model, r.n_layers, r.d_mlp, r.runs, f"{r.tokens:,}"]
                                         for r in m.itertuples()], align=["left", "right", "right", "right", "right"]))
     return bool(running) or busy
+
+
+def intervention_links(path, models: list[str], db: int | None) -> None:
+    """Links to each stored steering sweep (the steering page opens on its direction, layer and grid) and to
+    patching on the index's first model."""
+    extra = {"db": str(db)} if db is not None else {}
+    sweeps = catalog.load_sweeps(path)
+    for s in sweeps:
+        layer = s.direction_layer if s.direction_layer is not None else s.config.get("layer")
+        st.page_link(STEERING, label=f"Steer {s.model} along {s.config.get('direction')} and see its layer × α "
+                     f"sweep ({s.name})", icon=":material/tune:",
+                     query_params={"model": s.model, "direction": str(s.config.get("direction")),
+                                   "sweep": str(s.sweep_id)} | ({"layer": str(layer)} if layer is not None else {})
+                     | extra)
+    models = models + [s.model for s in sweeps]
+    if models:
+        st.page_link(PATCHING, label=f"Patch a clean and a corrupted prompt through {models[0]} (activation "
+                     "patching heatmaps, back-patching)", icon=":material/swap_horiz:",
+                     query_params={"model": models[0]} | extra)
 
 
 st.title("neuroboard")

@@ -98,6 +98,20 @@ def load_jobs(path: str | Path) -> list:
         return list_jobs(cur)
 
 
+def load_sweeps(path: str | Path) -> list:
+    """The index's stored steering sweeps (core.index.sweeps.SweepInfo), oldest first; none in an index whose
+    schema predates them (opened read-only, it is not migrated)."""
+    import duckdb
+
+    from core.index.sweeps import list_sweeps
+
+    with reading(path, wait_s=LOCK_WAIT_S) as cur:
+        try:
+            return list_sweeps(cur)
+        except duckdb.CatalogException:
+            return []
+
+
 def job_label(job) -> str:
     """One line: name, status and progress, e.g. 'index smollm2-135m: running, 16,384 / 100,000 tokens (16%)'."""
     unit = f" {job.unit}" if job.unit else ""

@@ -104,3 +104,18 @@ def test_backpatch_view(monkeypatch, swept):
     assert not at.exception
     grid = next(x for x in bodies(at) if "nb-grid" in x)
     assert "source block (row)" in grid and grid.count('class="nb-cell"') == 9
+
+
+def test_home_links_to_the_sweep_and_patching(monkeypatch, swept):
+    """Home links each stored sweep to the steering page on its direction, layer and grid, and links patching."""
+    db, model, csv = swept
+    monkeypatch.setenv("NEUROBOARD_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "dashboard/app.py"), default_timeout=60).run()  # Home, through navigation
+    assert not at.exception
+    got = {pl.proto.label.split(" ")[0]: pl.proto for pl in at.get("page_link")}
+    from urllib.parse import parse_qs
+
+    q = {k: v[0] for k, v in parse_qs(got["Steer"].query_string).items()}
+    assert q == {"model": model, "direction": f"diffmeans:{csv}", "sweep": "1", "layer": "1"}
+    assert got["Steer"].page == "steering" and got["Patch"].page == "patching"
+    assert parse_qs(got["Patch"].query_string)["model"] == [model]
