@@ -10,7 +10,8 @@ over held-out prompts; every cell measured three ways, all with the unsteered mo
   ppl      fluency: the perplexity of the steered continuation under the unsteered model.
 Continuations are greedy, `tokens` long, generated for all prompts at once (left-padded). Per layer and prompt, the
 steerability slope is the least-squares slope of score against α; a prompt is anti-steerable at a layer when its
-slope is negative (Tan et al.). Cells run in layer order, α in the given order; one progress step per cell.
+slope is negative (Tan et al.). Cells run in layer order, α in the given order; one progress step per cell. The
+α = 0 cells, the same unsteered run at every layer, are computed once.
 """
 
 from __future__ import annotations
@@ -142,17 +143,22 @@ def sweep(lm, direction, prompts: list[str], layers: list[int], alphas: list[flo
     A, P = len(alphas), len(prompts)
     score, kl, ppl = (np.zeros((len(layers), A)) for _ in range(3))
     per_prompt = np.zeros((len(layers), A, P))
-    t0, cells = time.monotonic(), 0
+    t0, cells, unsteered = time.monotonic(), 0, None
     for i, L in enumerate(layers):
         nu = stream_norm(lm, L)
         for j, a in enumerate(alphas):
-            edits = {f"resid_post.{L}": _add_all(a * nu * u)} if a else None
-            cont = _generate(lm, ids, mask, tokens, edits)
-            s, p = _judge(lm, ids, mask, cont, L_d, u, nu_d)
+            if a == 0 and unsteered is not None:  # α = 0 is the same unsteered run at every layer: run it once
+                s, p, kl[i, j] = unsteered
+            else:
+                edits = {f"resid_post.{L}": _add_all(a * nu * u)} if a else None
+                cont = _generate(lm, ids, mask, tokens, edits)
+                s, p = _judge(lm, ids, mask, cont, L_d, u, nu_d)
+                with torch.inference_mode():
+                    lp = logits(lm, neutral, edits=edits).float().log_softmax(-1)
+                kl[i, j] = float((base_lp.exp() * (base_lp - lp)).sum(-1).mean())
+                if a == 0:
+                    unsteered = (s, p, kl[i, j])
             per_prompt[i, j], score[i, j], ppl[i, j] = s, s.mean(), float(np.exp(np.log(p).mean()))
-            with torch.inference_mode():
-                lp = logits(lm, neutral, edits=edits).float().log_softmax(-1)
-            kl[i, j] = float((base_lp.exp() * (base_lp - lp)).sum(-1).mean())
             cells += 1
             if on_cell:
                 on_cell(cells, len(layers) * A)
