@@ -1,9 +1,9 @@
 """Layer trajectories: /trajectories?model=<m>&compare=<m2|none>&prompt=<text>&view=<lens|stream|sets>&lens=<logit|tuned>
-&pos=<-1..>&target=<token>&set=<truth|sentiment>&layer=<rel. depth %>&proj=<pca|umap>.
+&pos=<-1..>&target=<token>&set=<truth|sentiment>&layer=<rel. depth %>&proj=<pca|umap>&cka=<debiased|linear>.
 
 What each model "thinks" after every block for one prompt (logit or tuned lens), how its residual stream's norm and
 direction evolve, and at which layer labelled prompt sets separate; a second model beside the first, aligned by
-relative depth. All state is in the URL. Models only from dashboard.cache.models.allowed_models().
+relative depth, and on a prompt set which of its blocks compute like which of the first's (CKA). All state is in the URL. Models only from dashboard.cache.models.allowed_models().
 """
 
 import numpy as np
@@ -160,6 +160,25 @@ def sets_view(models: list[str]) -> None:
         chart(lc.scatter_svg(xy, ps.labels, ps.texts, sc_title),
               lambda xy=xy, sc_title=sc_title: lc.scatter_2d(xy, ps.labels, ps.texts, sc_title),
               f"traj_scatter_{name}", col)
+    if len(models) == 2:
+        cka_view(models, spec)
+
+
+def cka_view(models: list[str], spec: str) -> None:
+    """Which blocks of the two models compute alike on this set: CKA of every block pair (core.geometry.cka)."""
+    from dashboard.render.compare import cka_html
+
+    st.subheader(f"Layer similarity: {models[0]} against {models[1]}")
+    kind = url_widget(st.radio, "traj_cka", "cka", param_choice("cka", ["debiased", "linear"], "debiased"),
+                      label="CKA estimator (debiased: near 0 for unrelated representations; linear: biased upwards "
+                            "when the width is not small against the number of prompts)",
+                      options=["debiased", "linear"], horizontal=True)
+    res = td.cka(models[0], models[1], spec, kind)
+    frame.light(cka_html(res))
+    st.caption(f"Each block's output at each prompt's last token; the {res['prompts']} prompts of the set are the "
+               "same for both models, so different tokenizers compare. Best match in "
+               f"{models[1]} for each block of {models[0]}: "
+               + ", ".join(f"{i}→{j}" for i, j in enumerate(res["best"])) + ".")
 
 
 def separation(name: str, g) -> str:

@@ -119,6 +119,17 @@ def set_reps(name: str, spec: str) -> np.ndarray:
     return layer_representations(model(name), prompt_set(spec).texts)  # (L, N, d_model)
 
 
+@st.cache_data(max_entries=16, show_spinner="Comparing the layers of both models (CKA)…")
+def cka(a: str, b: str, spec: str, kind: str) -> dict:
+    """core.geometry.cka.CKAResult.as_dict() of models a and b on a prompt set (their cached representations)."""
+    from core.geometry.cka import compare_layers
+
+    ps = prompt_set(spec)
+    res = compare_layers(model(a), model(b), ps.texts, kind, "last", reps=(set_reps(a, spec), set_reps(b, spec)),
+                         set_name=ps.name)
+    return res.as_dict()
+
+
 @st.cache_resource(max_entries=8, show_spinner="Fitting probes and cluster scores per layer…")
 def set_metrics(name: str, spec: str):
     from core.geometry.separation import set_geometry

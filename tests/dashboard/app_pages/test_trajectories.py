@@ -114,8 +114,8 @@ def test_sets_view_metrics_and_projection(monkeypatch, tmp_path, two_tiny):
     at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, view="sets", set="sentiment", layer="100")
     assert not at.exception
     svgs = light(at)
-    assert len(svgs) == 5 + 2  # five metric lines, two scatters
-    assert svgs[-1].count("<circle") >= 242  # a point per prompt (plus the legend)
+    assert len(svgs) == 5 + 2 + 1  # five metric lines, two scatters, the CKA grid
+    assert svgs[-2].count("<circle") >= 242  # a point per prompt (plus the legend)
     at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, view="sets", set="sentiment", layer="100",
               charts="plotly")
     assert len(charts(at)) == 5 + 2
@@ -165,3 +165,25 @@ def test_tuned_lens_switch(monkeypatch, tmp_path, two_tiny):
     both = [s for s in specs if "Logit vs tuned" in str(s["layout"].get("title"))][0]
     assert [t["name"] for t in both["data"]] == [f"{a} logit", f"{a} tuned"]
     st.cache_resource.clear()
+
+
+def test_sets_view_cka(monkeypatch, tmp_path, two_tiny):
+    """Two models on a set: the CKA grid's values (in its hover tips) equal the debiased CKA computed here from each
+    model's own representations; the estimator switch goes into the URL."""
+    import re
+
+    from core.data.prompt_sets import layer_representations, load_prompt_set
+    from core.geometry.cka import cka_matrix
+
+    a, b = two_tiny
+    at = page(monkeypatch, tmp_path, two_tiny, model=a, compare=b, view="sets", set="sentiment")
+    assert not at.exception
+    grid = light(at)[-1]
+    texts = load_prompt_set("sentiment").texts
+    want = cka_matrix(layer_representations(load_model(a), texts), layer_representations(load_model(b), texts))
+    got = [float(x) for x in re.findall(r"CKA (-?[0-9.]+)", grid)]  # row by row
+    np.testing.assert_allclose(got, want.ravel(), atol=1e-3)
+    assert grid.count(">●</td>") == want.shape[0] and "debiased CKA" in grid
+    at.radio(key="traj_cka").set_value("linear").run()
+    assert not at.exception and at.query_params["cka"] in ("linear", ["linear"])
+    assert "linear CKA" in light(at)[-1]
