@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from core.cli.args import add_config, config_from
 from core.cli.compare import COMMANDS as COMPARE_COMMANDS
 from core.cli.compare import PARSERS as COMPARE_PARSERS
+from core.cli.findings import COMMANDS as FINDINGS_COMMANDS
+from core.cli.findings import add_parsers as add_findings_parsers
 from core.cli.interventions import COMMANDS as INTERVENTION_COMMANDS
 from core.cli.interventions import PARSERS as INTERVENTION_PARSERS
 from core.cli.progress import Bar
@@ -98,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
             json_help="print one JSON object per token")
     for name, cls, help_, json_help, progress in INTERVENTION_PARSERS + COMPARE_PARSERS:
         command(name, cls, help_, json_help=json_help, progress=progress)
+    add_findings_parsers(sub)
     return ap
 
 
@@ -370,7 +373,7 @@ def cmd_features(a) -> int:
 COMMANDS = {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
             "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads, "train-sae": cmd_train_sae,
             "sae-eval": cmd_sae_eval, "features": cmd_features}
-COMMANDS |= INTERVENTION_COMMANDS | COMPARE_COMMANDS
+COMMANDS |= INTERVENTION_COMMANDS | COMPARE_COMMANDS | FINDINGS_COMMANDS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,102 @@
+"""The findings commands (printing only; core.findings computes and stores):
+
+    neuroboard findings add --findings F --db INDEX --url URL --title T [--note N] [--json]
+    neuroboard findings list --findings F [--json]
+    neuroboard recheck FINDINGS [--id N] [--json]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from core.cli.args import add_config, config_from
+from core.findings.store import DEFAULT_PATH
+
+
+@dataclass
+class FindingAdd:
+    url: str
+    """The view's URL as the dashboard shows it (e.g. http://127.0.0.1:8501/neurons?run=1&layer=15&unit=7)."""
+    title: str
+    """A title for the finding."""
+    findings: str = DEFAULT_PATH
+    """The findings file (created if missing)."""
+    db: str = ""
+    """The index the view reads (neuron and feature pages)."""
+    note: str = ""
+    """A note shown beside the finding."""
+
+
+@dataclass
+class FindingsList:
+    findings: str = DEFAULT_PATH
+    """The findings file."""
+
+
+@dataclass
+class Recheck:
+    id: int | None = None
+    """Only this finding (default: all)."""
+    db: str = ""
+    """The index to read instead of the one each finding recorded."""
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("findings", help="saved findings: add one (its snapshot computed here) or list them")
+    fsub = p.add_subparsers(dest="findings_cmd", required=True)
+    for name, cls, help_ in (("add", FindingAdd, "save a view as a finding, computing its snapshot and manifest"),
+                             ("list", FindingsList, "list the findings of a file")):
+        q = fsub.add_parser(name, help=help_)
+        add_config(q, cls)
+        q.add_argument("--json", action="store_true", help="print JSON")
+    p = sub.add_parser("recheck", help="recompute each finding's numbers from its manifest and compare them with "
+                                       "its snapshot")
+    p.add_argument("findings_file", metavar="FINDINGS", help="the findings file")
+    add_config(p, Recheck)
+    p.add_argument("--json", action="store_true", help="print one JSON object per finding, in a list")
+
+
+def cmd_findings(a) -> int:
+    from core.findings import store
+
+    if a.findings_cmd == "add":
+        from core.findings.views import make_finding
+
+        q = config_from(a, FindingAdd)
+        f = make_finding(q.url, q.title, q.note, db=q.db or None)
+        fid = store.add(q.findings, f)
+        if a.json:
+            print(json.dumps({"id": fid, "page": f.page, "title": f.title}))
+        else:
+            print(f"finding {fid} saved in {q.findings} ({f.page}: {f.title})")
+        return 0
+    q = config_from(a, FindingsList)
+    rows = store.list_findings(q.findings)
+    if a.json:
+        print(json.dumps([f.as_dict() for f in rows]))
+    else:
+        for f in rows:
+            print(f"{f.finding_id:4d}  {f.page:<13} {f.title}  ({f.url})")
+    return 0
+
+
+def cmd_recheck(a) -> int:
+    from core.findings import store
+    from core.findings.views import recheck
+
+    q = config_from(a, Recheck)
+    todo = [store.get(a.findings_file, q.id)] if q.id is not None else store.list_findings(a.findings_file)
+    out = [recheck(f, db=q.db or None) for f in todo]
+    if a.json:
+        print(json.dumps(out))
+    else:
+        for r in out:
+            what = (f"error: {r['error']}" if "error" in r else f"largest difference {r['max_abs_diff']:.3g}"
+                    + (f", {len(r['mismatches'])} differing values" if r["mismatches"] else "")
+                    + (" (the model's weights changed)" if r.get("weights_changed") else ""))
+            print(f"{r['id']:4d}  {r['title']}: {what}")
+    return 0
+
+
+COMMANDS = {"findings": cmd_findings, "recheck": cmd_recheck}

@@ -1,0 +1,200 @@
+"""Each page kind's snapshot, computed from its URL parameters alone (so the CLI computes the same one the page
+saves), and its recheck: the same computation again from the manifest, compared with the snapshot.
+
+  neurons   /neurons?run&layer&unit       the unit's stats and top examples from the index, and the model's own
+                                         activations over each example's tokens (the numbers recheck recomputes)
+  features  /features?run&sae&feature    the same for an SAE feature (its SAE's files)
+  trajectories (view=lens)               the lens trajectory at the chosen position (core.lens.query.lens_json)
+  steering  /steering?model&direction&layer&alpha&prompt&tokens&mode   core.interventions.steer / ablate
+  patching  /patching?model&clean&corrupted&answer&foil                core.interventions.patching.patch_grid
+Other pages (Home, heads) have no snapshot yet: saving one says so.
+
+The numbers recheck compares are the model's outputs (activations, probabilities, logit differences), recomputed
+with the same function on the same inputs: on an unchanged model the difference is exactly 0; a changed weight
+shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from core.errors import UserError
+from core.findings.manifest import manifest
+from core.findings.store import Finding, parse_url
+
+K_EXAMPLES = 8
+WINDOW = 12
+PAGES = ("neurons", "features", "trajectories", "steering", "patching")
+
+
+class SnapshotError(UserError):
+    """A view that cannot be snapshotted (one line)."""
+
+
+def _int(params: dict, key: str, default: int | None = None) -> int:
+    v = params.get(key)
+    if v is None or v == "":
+        if default is None:
+            raise SnapshotError(f"the URL has no {key}=")
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise SnapshotError(f"{key}={v!r} is not a whole number") from None
+
+
+def _float(params: dict, key: str, default: float) -> float:
+    try:
+        return float(params.get(key, default))
+    except ValueError:
+        raise SnapshotError(f"{key}={params.get(key)!r} is not a number") from None
+
+
+def _unit(params: dict, db: str | None, load: Callable, feature: bool) -> tuple[dict, dict]:
+    from core.index import queries
+    from core.index.db import connect
+    from core.model.tokens import token_texts
+    from core.units.sources import source
+
+    if not db:
+        raise SnapshotError("this view reads an index: give the index file (--db)")
+    run_id = _int(params, "run")
+    con = connect(db, read_only=True)
+    try:
+        if feature:
+            sae_id, unit = _int(params, "sae", 1), _int(params, "feature", 0)
+            info = next((s for s in queries.run_saes(con, run_id) if s.sae_id == sae_id), None)
+            if info is None:
+                raise SnapshotError(f"run {run_id} has no SAE {sae_id}")
+            src, layer = source(f"feature:{info.path}"), sae_id
+            src.site = info.site
+        else:
+            run0 = queries.get_run(con, run_id)
+            layer, unit = _int(params, "layer", run0.layers[0]), _int(params, "unit", 0)
+            src = source("neuron")
+        view = src.gather(con, run_id, layer, unit, K_EXAMPLES, WINDOW)
+    except queries.QueryError as e:
+        raise SnapshotError(str(e)) from None
+    finally:
+        con.close()
+    lm = load(view.run.model)
+    seqs = [ex.seq for ex in view.top]
+    live = src.activations(lm, layer, unit, seqs)
+    examples = [{"doc_id": ex.doc_id, "position": ex.position, "index_activation": ex.activation,
+                 "tokens": token_texts(lm.tokenizer, ex.shown_ids()), "focus": ex.focus - ex.first_shown,
+                 "live": [float(x) for x in a[ex.first_shown:]]} for ex, a in zip(view.top, live, strict=True)]
+    stats = {k: (float(v) if isinstance(v, int | float) else v) for k, v in view.stats.items()
+             if k in ("n_tokens", "count_active", "density", "mean", "max", "min")}
+    snap = {"kind": "features" if feature else "neurons", "run": run_id, "layer": layer, "unit": unit,
+            "model": view.run.model, "stats": stats, "examples": examples}
+    return snap, manifest("features" if feature else "neurons", params, lm=lm, run=view.run)
+
+
+def _lens(params: dict, load: Callable) -> tuple[dict, dict]:
+    from core.lens.query import LensQuery, lens_json
+
+    if params.get("view", "lens") != "lens":
+        raise SnapshotError("only the trajectories page's lens view has a snapshot yet")
+    name = params.get("model") or "smollm2-135m"
+    lm = load(name)
+    q = LensQuery(model=name, prompt=params.get("prompt", ""), position=_int(params, "pos", -1),
+                  target=params.get("target") or None, lens=params.get("lens", "logit"))
+    if not q.prompt.strip():
+        raise SnapshotError("the lens view needs a prompt")
+    return {"kind": "trajectories"} | lens_json(lm, q), manifest("trajectories", params, lm=lm)
+
+
+def _steer(params: dict, load: Callable) -> tuple[dict, dict]:
+    from core.interventions.directions import from_spec
+    from core.interventions.steer import ablate, steer
+
+    name = params.get("model") or "smollm2-135m"
+    lm = load(name)
+    layer, tokens = _int(params, "layer", 6), _int(params, "tokens", 24)
+    d = from_spec(lm, params.get("direction", "diffmeans:sentiment"), layer)
+    prompt = params.get("prompt", "")
+    if params.get("mode") == "ablate":
+        res = ablate(lm, prompt, d.vector, tokens).as_dict()
+    else:
+        res = steer(lm, prompt, layer, d.vector, _float(params, "alpha", 0.5), tokens).as_dict()
+    return ({"kind": "steering", "model": name, "direction": d.describe()} | res,
+            manifest("steering", params, lm=lm, seeds={"sampling": 0}))
+
+
+def _patch(params: dict, load: Callable) -> tuple[dict, dict]:
+    from core.interventions.patching import patch_grid
+
+    name = params.get("model") or "smollm2-135m"
+    lm = load(name)
+    keys = ("clean", "corrupted", "answer", "foil")
+    if any(not params.get(k) for k in keys):
+        raise SnapshotError("the patching view needs clean=, corrupted=, answer= and foil=")
+    res = patch_grid(lm, *(params[k] for k in keys)).as_dict()
+    return {"kind": "patching", "model": name} | res, manifest("patching", params, lm=lm)
+
+
+def snapshot(page: str, params: dict, *, db: str | None = None, load: Callable | None = None) -> tuple[dict, dict]:
+    """(snapshot, manifest) of the view `page` with URL `params`; `load(name)` gives a loaded model (default:
+    core.model.load.load_model); `db`: the index file for views that read one."""
+    if load is None:
+        from core.model.load import load_model as load
+    if page == "neurons":
+        return _unit(params, db, load, feature=False)
+    if page == "features":
+        return _unit(params, db, load, feature=True)
+    if page == "trajectories":
+        return _lens(params, load)
+    if page == "steering":
+        return _steer(params, load)
+    if page == "patching":
+        return _patch(params, load)
+    raise SnapshotError(f"the {page or 'home'} page has no snapshot yet (pages with one: {', '.join(PAGES)})")
+
+
+def make_finding(url: str, title: str, note: str = "", *, db: str | None = None, load=None) -> Finding:
+    page, params = parse_url(url)
+    snap, man = snapshot(page, params, db=db, load=load)
+    if db:
+        man["index"] = str(db)
+    return Finding(title=title, note=note, url=url, snapshot=snap, manifest=man, page=page, params=params)
+
+
+def compare(a, b, path: str = "") -> tuple[float, list[str]]:
+    """(largest absolute difference between the numbers of two JSON trees, paths where anything else differs)."""
+    if isinstance(a, bool) or isinstance(b, bool) or not (isinstance(a, int | float) and isinstance(b, int | float)):
+        if isinstance(a, dict) and isinstance(b, dict):
+            worst, bad = 0.0, [f"{path}.{k}" for k in set(a) ^ set(b)]
+            for k in set(a) & set(b):
+                w, m = compare(a[k], b[k], f"{path}.{k}")
+                worst, bad = max(worst, w), bad + m
+            return worst, bad
+        if isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                return 0.0, [f"{path} (length {len(a)} vs {len(b)})"]
+            worst, bad = 0.0, []
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                w, m = compare(x, y, f"{path}[{i}]")
+                worst, bad = max(worst, w), bad + m
+            return worst, bad
+        return 0.0, ([] if a == b else [path])
+    if math.isnan(a) and math.isnan(b):
+        return 0.0, []
+    d = abs(float(a) - float(b))
+    return (d if math.isfinite(d) else math.inf), []
+
+
+def recheck(f: Finding, *, db: str | None = None, load=None) -> dict:
+    """Recompute a finding's snapshot from its manifest (its page and parameters; its index unless `db` is given)
+    and compare: {"id", "title", "max_abs_diff", "mismatches", "weights_changed"}. A view that can no longer be
+    computed (its model or index gone) reports why instead."""
+    db = db or f.manifest.get("index")
+    out = {"id": f.finding_id, "title": f.title, "page": f.page}
+    try:
+        snap, man = snapshot(f.page, f.params, db=db, load=load)
+    except (UserError, OSError) as e:
+        return out | {"error": str(e).splitlines()[0], "max_abs_diff": None, "mismatches": []}
+    worst, bad = compare(f.snapshot, snap)
+    was = (f.manifest.get("model") or {}).get("weights_sha256")
+    now = (man.get("model") or {}).get("weights_sha256")
+    return out | {"max_abs_diff": worst, "mismatches": bad[:20], "weights_changed": bool(was and now and was != now)}
