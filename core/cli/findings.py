@@ -3,12 +3,13 @@
     neuroboard findings add --findings F --db INDEX --url URL --title T [--note N] [--json]
     neuroboard findings list --findings F [--json]
     neuroboard recheck FINDINGS [--id N] [--json]
+    neuroboard export FINDINGS --out report.html [--id N ...]
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.cli.args import add_config, config_from
 from core.findings.store import DEFAULT_PATH
@@ -42,6 +43,16 @@ class Recheck:
     """The index to read instead of the one each finding recorded."""
 
 
+@dataclass
+class Export:
+    out: str
+    """The HTML file to write (one self-contained file: opens from disk with no network)."""
+    id: list[int] = field(default_factory=list)
+    """Only these findings (repeatable; default: all, in list order)."""
+    title: str = "neuroboard findings"
+    """The report's title."""
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("findings", help="saved findings: add one (its snapshot computed here) or list them")
     fsub = p.add_subparsers(dest="findings_cmd", required=True)
@@ -55,6 +66,9 @@ def add_parsers(sub) -> None:
     p.add_argument("findings_file", metavar="FINDINGS", help="the findings file")
     add_config(p, Recheck)
     p.add_argument("--json", action="store_true", help="print one JSON object per finding, in a list")
+    p = sub.add_parser("export", help="write findings as one self-contained, interactive HTML file")
+    p.add_argument("findings_file", metavar="FINDINGS", help="the findings file")
+    add_config(p, Export)
 
 
 def cmd_findings(a) -> int:
@@ -99,4 +113,23 @@ def cmd_recheck(a) -> int:
     return 0
 
 
-COMMANDS = {"findings": cmd_findings, "recheck": cmd_recheck}
+def cmd_export(a) -> int:
+    from core.findings import store
+    from dashboard.export import export
+
+    q = config_from(a, Export)
+    rows = store.list_findings(a.findings_file)
+    if q.id:
+        known = {f.finding_id for f in rows}
+        missing = [i for i in q.id if i not in known]
+        if missing:
+            raise store.FindingsError(f"no finding {missing[0]} in {a.findings_file}")
+        rows = [f for f in rows if f.finding_id in set(q.id)]
+    if not rows:
+        raise store.FindingsError(f"no findings to export in {a.findings_file}")
+    out = export(rows, q.out, q.title)
+    print(f"{len(rows)} finding{'s' * (len(rows) != 1)} written to {out} ({out.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+COMMANDS = {"findings": cmd_findings, "recheck": cmd_recheck, "export": cmd_export}

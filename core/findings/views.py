@@ -87,7 +87,8 @@ def _unit(params: dict, db: str | None, load: Callable, feature: bool) -> tuple[
     stats = {k: (float(v) if isinstance(v, int | float) else v) for k, v in view.stats.items()
              if k in ("n_tokens", "count_active", "density", "mean", "max", "min")}
     snap = {"kind": "features" if feature else "neurons", "run": run_id, "layer": layer, "unit": unit,
-            "model": view.run.model, "stats": stats, "examples": examples}
+            "model": view.run.model, "stats": stats, "examples": examples,
+            "hist_exp": view.stats.get("hist_exp"), "hist": list(view.stats.get("hist") or [])}
     return snap, manifest("features" if feature else "neurons", params, lm=lm, run=view.run)
 
 

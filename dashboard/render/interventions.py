@@ -89,3 +89,39 @@ def sweep_html(res: dict) -> dict[str, str]:
                             [(L, float(np.median(slopes[i])), float(anti[i])) for i, L in enumerate(layers)],
                             title="Per layer: the prompts' steerability (slope of score against α)")
     return out
+
+
+# ----------------------------------------------------------------------------- Plotly versions (exports)
+def shift_figure(gained: Sequence, lost: Sequence):
+    """Grouped bars: the next-token probability of the most raised and most lowered tokens, default beside steered;
+    hover shows both values. Token labels escaped (Plotly renders a subset of HTML)."""
+    import plotly.graph_objects as go
+
+    from dashboard.render.tokens import label
+
+    rows = list(gained) + list(lost)
+    names = [f"{label(t)} ({'+' if i < len(gained) else '−'})" for i, (t, _, _) in enumerate(rows)]
+    fig = go.Figure([go.Bar(name=n, x=names, y=[float(r[k]) for r in rows], marker_color=c,
+                            hovertemplate=f"%{{x}}: p {n} %{{y:.4g}}<extra></extra>")
+                     for n, k, c in (("default", 1, "#f58518"), ("steered", 2, "#4c78a8"))])
+    fig.update_layout(barmode="group", height=300, yaxis_title="next-token probability",
+                      margin=dict(l=50, r=10, t=30, b=80), title="Next token: most raised (+) and lowered (−)")
+    return fig
+
+
+def patch_heatmap(res: dict, name: str):
+    """One patching grid (PatchResult.as_dict()[name]) as a Plotly heatmap, red-white-blue around 0; hover shows
+    layer, position (token) or head, and the normalised value."""
+    import plotly.graph_objects as go
+
+    from dashboard.render.tokens import label
+
+    v = np.asarray(res[name], np.float64)
+    cols = ([f"{p}: {label(t)}" for p, t in enumerate(res["tokens"])] if name != "heads"
+            else [f"head {h}" for h in range(v.shape[1])])
+    lim = max(float(np.nanmax(np.abs(v))) if v.size else 1.0, 1e-9)
+    fig = go.Figure(go.Heatmap(z=v, x=cols, y=list(range(v.shape[0])), colorscale="RdBu", zmid=0, zmin=-lim,
+                               zmax=lim, hovertemplate="layer %{y}, %{x}: %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=PATCH_TITLES[name], height=320 + 6 * v.shape[0], yaxis_title="layer",
+                      margin=dict(l=50, r=10, t=40, b=60))
+    return fig

@@ -10,16 +10,11 @@ import time
 
 import pytest
 import torch
-from helpers.tiny import write_corpus
 
 from core.cli import main
 from core.findings import store
 from core.findings.store import Finding, FindingsError
 from core.findings.views import SnapshotError, compare, make_finding, recheck
-from core.model.load import load_model
-from core.saes.formats import save_saelens
-from core.saes.sae import SAE
-from core.units.extract import ExtractConfig, extract
 
 
 def test_store_round_trip(tmp_path):
@@ -94,18 +89,9 @@ def test_sigkill_while_saving_loses_nothing(tmp_path):
 
 @pytest.fixture(scope="module")
 def indexed(tiny_lm_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("findings")
-    corpus = write_corpus(tmp / "c.txt", n_docs=10)
-    g = torch.Generator().manual_seed(3)
-    sae = SAE(torch.randn(64, 32, generator=g) * 0.3, torch.zeros(32), torch.randn(32, 64, generator=g),
-              torch.zeros(64), activation="topk", k=4, site="resid_post.1")
-    sae_path = save_saelens(sae, tmp / "sae")
-    cfg = ExtractConfig(model=str(tiny_lm_dir), db=str(tmp / "i.duckdb"), corpus=corpus, max_tokens=10**9,
-                        context_len=32, top_k=8, samples=2, hist_bins=64, batch_tokens=96, layers="1",
-                        sae=[str(sae_path)])
-    lm = load_model(str(tiny_lm_dir))
-    run_id = extract(cfg, lm=lm)
-    return cfg.db, lm, run_id
+    from helpers.findings import tiny_extracted
+
+    return tiny_extracted(tiny_lm_dir, tmp_path_factory.mktemp("findings"))
 
 
 def perturbed(lm):
@@ -174,3 +160,20 @@ def test_cli_add_list_recheck(indexed, tmp_path, capsys):
     assert rc == 2 and "no snapshot yet" in err and len(err.strip().splitlines()) == 1
     assert len(json.loads((main(["findings", "list", "--findings", str(f), "--json"]), capsys.readouterr().out)[1]
                           )) == 1  # nothing written by the refused add
+
+
+def test_export_cli_and_bad_paths(indexed, tmp_path, capsys):
+    db, lm, _ = indexed
+    f = tmp_path / "f.duckdb"
+    store.add(f, make_finding("http://x/neurons?run=1&layer=1&unit=2", "<b>bold?</b>", db=db, load=lambda n: lm))
+    out = tmp_path / "r.html"
+    assert main(["export", str(f), "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "&lt;b&gt;bold?&lt;/b&gt;" in text and "<b>bold?</b>" not in text and "<script src" not in text
+    for args, needle in ((["--out", str(tmp_path / "nowhere" / "r.html")], "cannot write"),
+                         (["--out", str(out), "--id", "9"], "no finding 9")):
+        capsys.readouterr()
+        rc = main(["export", str(f)] + args)
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "nowhere").exists() and not list(tmp_path.glob("*.tmp"))
