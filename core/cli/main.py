@@ -268,7 +268,8 @@ def cmd_demo(a) -> int:
     proc = None
     if cfg.serve:
         plan(cfg)  # creates the index (or upgrades its schema) before the server opens it
-        proc = dashboard.start(cfg.db, host=cfg.host, port=cfg.port, models=cfg.models)
+        proc = dashboard.start(cfg.db, host=cfg.host, port=cfg.port, models=cfg.models,
+                               findings=os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "findings.duckdb"))
         print(f"demo: the dashboard is at http://{cfg.host}:{cfg.port} and fills in as the jobs below finish",
               file=sys.stderr)
     closers: list = []
@@ -306,7 +307,7 @@ def cmd_demo(a) -> int:
 
 
 def cmd_serve(a) -> int:
-    from core.cli.serve import serve
+    from core.cli.serve import ServeError, serve
     from core.index.db import IndexLockedError, connect
 
     cfg = config_from(a, ServeConfig)
@@ -319,7 +320,13 @@ def cmd_serve(a) -> int:
             connect(db, wait_s=1.0).close()
         except IndexLockedError:
             pass  # an extraction is writing it, and has upgraded it
-    return serve(cfg.db, host=cfg.host, port=cfg.port, models=cfg.model)
+    if cfg.tour:
+        from core.findings.store import list_findings
+
+        if not list_findings(cfg.tour):  # FindingsError (one line) for a file that is not one
+            raise ServeError(f"{cfg.tour} holds no findings to present")
+    return serve(cfg.db, host=cfg.host, port=cfg.port, models=cfg.model, findings=cfg.tour or cfg.findings,
+                 tour=bool(cfg.tour))
 
 
 def cmd_train_sae(a) -> int:

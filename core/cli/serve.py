@@ -31,6 +31,11 @@ class ServeConfig:
     """TCP port."""
     host: str = "127.0.0.1"
     """Address to listen on (127.0.0.1: this machine only)."""
+    findings: str = "data/findings.duckdb"
+    """The findings file the pages save to (created on the first save; the indexes stay read-only)."""
+    tour: str = ""
+    """Present this findings file as a tour: one finding per screen, next/previous with the arrow keys, editing
+    controls hidden."""
 
 
 def app_path() -> Path:
@@ -67,11 +72,16 @@ def serve_command(db: str | Path | list, host: str = "127.0.0.1", port: int = 85
             "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
 
 
-def serve_env(db: str | Path | list, models: list[str] | None = None) -> dict[str, str]:
+def serve_env(db: str | Path | list, models: list[str] | None = None, findings: str | None = None,
+              tour: bool = False) -> dict[str, str]:
     """This process's environment plus NEUROBOARD_DB (absolute paths, os.pathsep-separated when several),
-    NEUROBOARD_MODELS (extra models the pages may load: the URL can only pick from the allow-list) and the package
-    root on PYTHONPATH."""
+    NEUROBOARD_MODELS (extra models the pages may load: the URL can only pick from the allow-list),
+    NEUROBOARD_FINDINGS (the findings file, absolute) and NEUROBOARD_TOUR, and the package root on PYTHONPATH."""
     env = dict(os.environ, NEUROBOARD_DB=os.pathsep.join(str(p) for p in _dbs(db)))
+    if findings:
+        env["NEUROBOARD_FINDINGS"] = str(Path(findings).expanduser().resolve())
+    if tour:
+        env["NEUROBOARD_TOUR"] = "1"
     if models:
         env["NEUROBOARD_MODELS"] = os.pathsep.join(models)
     root = str(app_path().parent.parent)  # streamlit puts dashboard/ on sys.path, not its parent
@@ -80,9 +90,9 @@ def serve_env(db: str | Path | list, models: list[str] | None = None) -> dict[st
 
 
 def start(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, headless: bool = True,
-          models: list[str] | None = None) -> subprocess.Popen:
+          models: list[str] | None = None, findings: str | None = None, tour: bool = False) -> subprocess.Popen:
     """Start the dashboard on `db` in a child process and return it (it keeps running: `wait` for it)."""
-    return subprocess.Popen(serve_command(db, host, port, headless), env=serve_env(db, models))
+    return subprocess.Popen(serve_command(db, host, port, headless), env=serve_env(db, models, findings, tour))
 
 
 def wait(proc: subprocess.Popen) -> int:
@@ -98,6 +108,6 @@ def wait(proc: subprocess.Popen) -> int:
 
 
 def serve(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, headless: bool = True,
-          models: list[str] | None = None) -> int:
+          models: list[str] | None = None, findings: str | None = None, tour: bool = False) -> int:
     """Run the dashboard on `db` until it stops (Ctrl-C stops both); returns Streamlit's exit code."""
-    return wait(start(db, host, port, headless, models))
+    return wait(start(db, host, port, headless, models, findings, tour))

@@ -8,8 +8,9 @@ import pytest
 
 
 @contextlib.contextmanager
-def served(db, log_path):
-    """`neuroboard serve --db DB` (the console script) on a free localhost port; yields the base URL once healthy."""
+def served(db, log_path, extra: tuple[str, ...] = ()):
+    """`neuroboard serve --db DB [extra]` (the console script) on a free localhost port; yields the base URL once
+    healthy."""
     import socket
     import subprocess
     import time
@@ -22,7 +23,7 @@ def served(db, log_path):
     exe = Path(sys.executable).with_name("neuroboard")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "core.cli"]
     with open(log_path, "w") as out:
-        proc = subprocess.Popen([*cmd, "serve", "--db", str(db), "--port", str(port)], stdout=out,
+        proc = subprocess.Popen([*cmd, "serve", "--db", str(db), "--port", str(port), *extra], stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
