@@ -81,7 +81,11 @@ RENDER = {"neurons": _unit, "features": _unit, "trajectories": _lens, "steering"
 
 def finding_html(f) -> str:
     """One finding's section: title, note, its live URL, figures from its snapshot, its manifest."""
-    body = RENDER.get(f.snapshot.get("kind", f.page), lambda s: ["<p>(no figures for this page)</p>"])(f.snapshot)
+    draw = RENDER.get(f.snapshot.get("kind", f.page), lambda s: ["<p>(no figures for this page)</p>"])
+    try:
+        body = draw(f.snapshot)
+    except (KeyError, TypeError, ValueError, IndexError) as e:  # a snapshot from an older or edited file
+        body = [f"<p>(the figures of this finding could not be drawn from its snapshot: {html.escape(repr(e))})</p>"]
     return (f'<section class="finding" id="finding-{f.finding_id}"><h2>{html.escape(f.title)}</h2>'
             + (f'<div class="note">{html.escape(f.note)}</div>' if f.note else "")
             + f'<p class="url">Live view: {html.escape(f.url)}</p>' + "".join(body)
