@@ -172,19 +172,56 @@ class MatchQuery:
     """Allow a hub model's own Python code to run."""
 
 
-def match_units(q: MatchQuery, on_tokens=None) -> dict:
-    """`neuroboard match`: load the model(s), read both unit sets, score, match; Matching.as_dict() plus settings."""
-    from core.model.load import load_model
+def _models(q: MatchQuery, load=None):
+    if load is None:
+        from core.model.load import load_model
 
-    if q.by not in ("corr", "cosine"):
-        raise MatchError(f"--by {q.by!r}: use corr or cosine")
+        def load(name):
+            return load_model(name, trust_remote_code=q.trust_remote_code)
     if len(q.model) not in (1, 2):
         raise MatchError(f"give --model once (both sets in one model) or twice (got {len(q.model)})")
+    names = q.model if len(q.model) == 2 else q.model * 2
+    lm_a = load(names[0])
+    lm_b = lm_a if names[1] == names[0] else load(names[1])
+    return names, lm_a, lm_b
+
+
+def _paired(q: MatchQuery, lm_a, lm_b, on_tokens=None):
+    """(A (n, m), B (n, k)) activation batches of the two unit sets on the same corpus tokens, special tokens left
+    out."""
+    from core.data.corpus import CorpusError, sample_windows
+
     if q.tokens < 2 or q.context_len < 1:
         raise MatchError("--tokens must be at least 2 and --context-len positive")
-    names = q.model if len(q.model) == 2 else q.model * 2
-    lm_a = load_model(names[0], trust_remote_code=q.trust_remote_code)
-    lm_b = lm_a if names[1] == names[0] else load_model(names[1], trust_remote_code=q.trust_remote_code)
+    _unit_reader(lm_a, q.a), _unit_reader(lm_b, q.b)  # bad specs: one line before any pass
+    try:
+        wins = sample_windows(q.corpus, lm_a.tokenizer, n_tokens=q.tokens, context_len=q.context_len)
+    except CorpusError as e:
+        raise MatchError(str(e)) from None
+    if lm_b is not lm_a:
+        check_same_tokens(lm_a, lm_b)
+    special = set(getattr(lm_a.tokenizer, "all_special_ids", []) or [])
+    done = 0
+    for w in wins:
+        x = torch.tensor([w])
+        keep = torch.tensor([t not in special for t in w])  # BOS and other special tokens left out
+        if lm_b is lm_a:
+            A, B = unit_activations(lm_a, [q.a, q.b], x)
+        else:
+            A, B = unit_activations(lm_a, [q.a], x)[0], unit_activations(lm_b, [q.b], x)[0]
+        done += len(w)
+        if on_tokens:
+            on_tokens(done, q.tokens)
+        yield A[keep], B[keep]
+
+
+def match_units(q: MatchQuery, on_tokens=None, load=None) -> dict:
+    """`neuroboard match`: load the model(s), read both unit sets, score, match; Matching.as_dict() plus settings."""
+    if q.by not in ("corr", "cosine"):
+        raise MatchError(f"--by {q.by!r}: use corr or cosine")
+    if q.tokens < 2 or q.context_len < 1:
+        raise MatchError("--tokens must be at least 2 and --context-len positive")
+    names, lm_a, lm_b = _models(q, load)
     meta = {"a": q.a, "b": q.b, "model_a": lm_a.name, "model_b": lm_b.name}
     if q.by == "cosine":
         if not (q.a.startswith("sae:") and q.b.startswith("sae:")):
@@ -196,33 +233,31 @@ def match_units(q: MatchQuery, on_tokens=None) -> dict:
             raise MatchError(f"cosine matching needs the same model and site (got {sa[0]} and {sb[0]})")
         table = cosine_table(sae_at(q.a.removeprefix("sae:")).W_dec, sae_at(q.b.removeprefix("sae:")).W_dec)
         return match_table(table, "cosine", q.one_to_one).as_dict() | meta
-    from core.data.corpus import CorpusError, sample_windows
-
-    _unit_reader(lm_a, q.a), _unit_reader(lm_b, q.b)  # bad specs: one line before any pass
-    try:
-        wins = sample_windows(q.corpus, lm_a.tokenizer, n_tokens=q.tokens, context_len=q.context_len)
-    except CorpusError as e:
-        raise MatchError(str(e)) from None
-    if lm_b is not lm_a:
-        check_same_tokens(lm_a, lm_b)
-    special = set(getattr(lm_a.tokenizer, "all_special_ids", []) or [])
-    acc, done = None, 0
-    for w in wins:
-        x = torch.tensor([w])
-        keep = torch.tensor([t not in special for t in w])  # BOS and other special tokens left out
-        if lm_b is lm_a:
-            A, B = unit_activations(lm_a, [q.a, q.b], x)
-        else:
-            A, B = unit_activations(lm_a, [q.a], x)[0], unit_activations(lm_b, [q.b], x)[0]
+    acc = None
+    for A, B in _paired(q, lm_a, lm_b, on_tokens):
         if acc is None:
             acc = CorrAccumulator(A.shape[1], B.shape[1])
-        acc.add(A[keep], B[keep])
-        done += len(w)
-        if on_tokens:
-            on_tokens(done, q.tokens)
+        acc.add(A, B)
     if acc is None or acc.n < 2:
         raise MatchError(f"corpus {q.corpus!r} gave fewer than 2 tokens")
     return match_table(acc.corr(), "corr", q.one_to_one).as_dict() | meta | {"tokens": acc.n}
+
+
+def best_matches(q: MatchQuery, unit: int, k: int = 5, load=None) -> list[tuple[int, float]]:
+    """The k units of B whose activations correlate most with unit `unit` of A on the same tokens: [(b, corr)]."""
+    names, lm_a, lm_b = _models(q, load)
+    acc = None
+    for A, B in _paired(q, lm_a, lm_b):
+        if not 0 <= unit < A.shape[1]:
+            raise MatchError(f"unit {unit} is out of range (0-{A.shape[1] - 1})")
+        if acc is None:
+            acc = CorrAccumulator(1, B.shape[1])
+        acc.add(A[:, unit: unit + 1], B)
+    if acc is None or acc.n < 2:
+        raise MatchError(f"corpus {q.corpus!r} gave fewer than 2 tokens")
+    c = acc.corr()[0]
+    order = np.argsort(-c)[:k]
+    return [(int(j), float(c[j])) for j in order]
 
 
 def check_same_tokens(lm_a, lm_b) -> None:

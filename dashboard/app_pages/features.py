@@ -1,9 +1,11 @@
-"""SAE feature page: /features?run=<run_id>&sae=<s>&feature=<f>&ctx=<tokens each side>&map=<0|1>&text=<text>.
+"""SAE feature page: /features?run=<run_id>&sae=<s>&feature=<f>&ctx=<tokens each side>&map=<0|1>&text=<text>
+&cmp=<run>:sae<s2>&cmp_unit=<f2>.
 
 The body is the generic unit page (dashboard.app_pages.unit_body) over the run's SAE s (core.saes.features): stats,
 histogram of the non-zero activations, top examples and interval groups, logit effects; then the SAE's quality
 numbers, the 10 nearest features by decoder cosine, head attribution for an SAE on attention outputs, the feature
-map (on demand) and features on your text. All state in the URL.
+map (on demand) and features on your text; with `cmp`, another SAE's best-matching features (activation
+correlation) and the chosen one's page beside (dashboard.app_pages.unit_compare). All state in the URL.
 """
 
 from urllib.parse import urlencode
@@ -12,6 +14,7 @@ import streamlit as st
 
 from core.index.db import IndexLockedError
 from dashboard.app_pages import unit_body
+from dashboard.app_pages.unit_compare import compare_target
 from dashboard.render import features as fr
 from dashboard.shell import frame, params
 from dashboard.views import features as fv
@@ -66,13 +69,22 @@ interactive = frame.url_widget(st.toggle, "feature_plotly", "charts", qp.get("ch
 st.query_params["charts"] = "plotly" if interactive else "light"
 out = "the decoder row at " + (info.out_site or info.site) + (
     ", a combination of neurons through the MLP's down projection" if info.site.startswith("neurons.") else "")
-v = unit_body.unit_body(kind, path, run, int(sae_id), int(feature), int(ctx), interactive=interactive,
-                        label="SAE / feature", effects_caption=f"The feature's output direction ({out}, written into "
-                        "the residual stream) through the final norm's gain and the unembedding (direct effect)."
-                        + (f" A transcoder: examples are on its input site ({info.site}), effects from its output ({info.out_site})."
-                           if info.out_site else "")
-                        + (" A semi-NMF: each token's factor activations are its non-negative least-squares code "
-                           "(exact zeros where a factor is not used)." if info.activation == "nnls" else ""))
+cmp = compare_target("features", run, runs, f"sae:{info.path}", int(feature), saes=all_saes)
+main, beside = st.columns(2) if cmp else (st.container(), None)
+if cmp:
+    with beside:
+        st.markdown(f"**Beside it: run {cmp.run.run_id} SAE {cmp.group}, feature {cmp.unit}** "
+                    f"(correlation {dict(cmp.matches).get(cmp.unit, float('nan')):.3f})")
+        unit_body.unit_body(cmp.kind, path, cmp.run, cmp.group, cmp.unit, int(ctx), interactive=interactive,
+                            label="SAE / feature", key="cmp")
+with main:
+    v = unit_body.unit_body(kind, path, run, int(sae_id), int(feature), int(ctx), interactive=interactive,
+                            label="SAE / feature", effects_caption=f"The feature's output direction ({out}, written into "
+                            "the residual stream) through the final norm's gain and the unembedding (direct effect)."
+                            + (f" A transcoder: examples are on its input site ({info.site}), effects from its output ({info.out_site})."
+                               if info.out_site else "")
+                            + (" A semi-NMF: each token's factor activations are its non-negative least-squares code "
+                               "(exact zeros where a factor is not used)." if info.activation == "nnls" else ""))
 
 
 def sae_weights():

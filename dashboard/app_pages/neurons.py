@@ -1,4 +1,5 @@
-"""Neuron page: /neurons?run=<run_id>&layer=<L>&unit=<U>&ctx=<tokens each side>&find=<0|1>&text=<custom text>.
+"""Neuron page: /neurons?run=<run_id>&layer=<L>&unit=<U>&ctx=<tokens each side>&find=<0|1>&text=<custom text>
+&cmp=<run>:<layer>&cmp_unit=<U2> (another run's layer: this neuron's best matches there, the chosen one beside it).
 
 All state lives in the URL; the sidebar chooses index, model and run (dashboard.shell.frame); the body is the generic
 unit page (dashboard.app_pages.unit_body) over the "neuron" unit source.
@@ -9,6 +10,7 @@ import time
 import streamlit as st
 
 from dashboard.app_pages import unit_body
+from dashboard.app_pages.unit_compare import compare_target
 from dashboard.cache.units import layer_units
 from dashboard.shell import frame, params
 from dashboard.views.units import interesting, token_search
@@ -54,7 +56,17 @@ if find:
 interactive = frame.url_widget(st.toggle, "neuron_plotly", "charts", qp.get("charts") == "plotly",
                                label="Interactive charts (Plotly: zoom and pan; slower to load)")
 st.query_params["charts"] = "plotly" if interactive else "light"
-unit_body.unit_body("neuron", path, run, int(layer), int(unit), int(ctx), interactive=interactive)
+cmp = compare_target("neurons", run, runs, f"neurons.{int(layer)}", int(unit))
+if cmp:
+    main, beside = st.columns(2)
+    with beside:
+        st.markdown(f"**Beside it: run {cmp.run.run_id} layer {cmp.group}, unit {cmp.unit}** "
+                    f"(correlation {dict(cmp.matches).get(cmp.unit, float('nan')):.3f})")
+        unit_body.unit_body("neuron", path, cmp.run, cmp.group, cmp.unit, int(ctx), interactive=interactive, key="cmp")
+    with main:
+        unit_body.unit_body("neuron", path, run, int(layer), int(unit), int(ctx), interactive=interactive)
+else:
+    unit_body.unit_body("neuron", path, run, int(layer), int(unit), int(ctx), interactive=interactive)
 
 @st.fragment
 def custom_text_section() -> None:

@@ -29,9 +29,11 @@ def examples_block(v: UnitView, examples, vocab_: list[str], ctx: int, lm=None, 
 
 
 def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, interactive: bool = False,
-              label: str = "Layer / unit", effects_caption: str | None = None) -> UnitView | None:
+              label: str = "Layer / unit", effects_caption: str | None = None, key: str = "unit"
+              ) -> UnitView | None:
     """Index data at once (stats, histogram, examples, intervals); logit effects when the model is loaded.
-    `interactive`: Plotly charts instead of the light inline ones. Returns the unit's view (None if unreadable)."""
+    `interactive`: Plotly charts instead of the light inline ones; `key`: the widgets' key prefix (a second unit
+    beside the first needs its own). Returns the unit's view (None if unreadable)."""
     try:
         v = view(str(path), kind, run, layer, unit, ctx)
     except QueryError as e:
@@ -52,7 +54,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
     m[3].metric("Max", f"{s['max']:.4f}")
     m[4].metric("Min", f"{s['min']:.4f}")
     if interactive:
-        st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key="unit_hist")
+        st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key=f"{key}_hist")
     elif kind.startswith("feature:"):  # features are mostly zero: the non-zero part, density in the title
         light(unit_charts.activation_histogram_svg(s["hist"], s["hist_exp"], nonzero=True,
                                                    title=f"non-zero activations · density {s['density']:.3%}"))
@@ -71,7 +73,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
                "by its indexed activation.")
     for iv in reversed(v.intervals):
         title = f"interval {iv['lo']:.3f}–{iv['hi']:.3f}: ≈{iv['frac_est']:.1%} of active tokens"
-        box = st.expander(title + ("" if iv["exact"] else " (approximate sample)"), key=f"unit_iv_{iv['interval']}",
+        box = st.expander(title + ("" if iv["exact"] else " (approximate sample)"), key=f"{key}_iv_{iv['interval']}",
                           on_change="rerun")
         if box.open:  # drawn only when opened: keeps the page light
             with box:
@@ -89,11 +91,11 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
     if interactive:
         t1, t2 = st.columns(2)
         t1.dataframe({"promoted": [voc[i] for i in eff.top_ids], "effect": [float(eff.values[i]) for i in eff.top_ids]},
-                     key="unit_promoted", hide_index=True)
+                     key=f"{key}_promoted", hide_index=True)
         t2.dataframe({"suppressed": [voc[i] for i in eff.bottom_ids],
-                      "effect": [float(eff.values[i]) for i in eff.bottom_ids]}, key="unit_suppressed",
+                      "effect": [float(eff.values[i]) for i in eff.bottom_ids]}, key=f"{key}_suppressed",
                      hide_index=True)
-        st.plotly_chart(unit_charts.logit_effect_histogram(eff.values), key="unit_logit_hist")
+        st.plotly_chart(unit_charts.logit_effect_histogram(eff.values), key=f"{key}_logit_hist")
     else:
         light(unit_charts.logit_effects_html(eff, voc))
     return v

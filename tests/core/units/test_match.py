@@ -102,3 +102,19 @@ def test_match_error_is_a_user_error():
     from core.errors import UserError
 
     assert issubclass(MatchError, UserError)
+
+
+def test_best_matches_of_one_unit_equal_the_full_table(tiny_lm_dir, tmp_path):
+    from core.units.match import MatchQuery, best_matches, match_units
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n\n".join(f"A dog {i} ran past {i * 3} trees and a river." for i in range(30)),
+                      encoding="utf-8")
+    q = MatchQuery(a="neurons.0", b="neurons.2", model=[str(tiny_lm_dir)], corpus=str(corpus), tokens=300,
+                   context_len=32, one_to_one=False)
+    full = match_units(q)
+    top = best_matches(q, 7, k=3)
+    assert top[0] == (full["best"][7], pytest.approx(full["best_score"][7], abs=1e-9))
+    assert top[0][1] >= top[1][1] >= top[2][1]
+    with pytest.raises(MatchError, match="out of range"):
+        best_matches(q, 10_000)

@@ -131,3 +131,18 @@ def test_snmf_and_transcoder_pages(monkeypatch, feature_index, sae, sub, through
     promoted = next(x for x in b if ">promoted<" in x)
     assert f">{want}<" in promoted  # the page's largest effect, as computed by hand
     assert any("nb-featext" in x for x in b)  # features on my text work for it too
+
+
+def test_compare_with_another_sae(monkeypatch, feature_index):
+    """cmp with the same SAE: a live feature's best match is itself at correlation 1, shown beside it."""
+    import re
+
+    at = page(monkeypatch, feature_index, run="1", sae="1", feature="3")
+    live = next(int(f) for f in range(64) if page(monkeypatch, feature_index, run="1", sae="1",
+                                                  feature=str(f)).metric[1].value != "0.00%")
+    at = page(monkeypatch, feature_index, run="1", sae="1", feature=str(live), cmp="1:sae1")
+    assert not at.exception
+    table = next(x for x in bodies(at) if "best matches" in x)
+    first = re.search(r">unit (\d+)</a></td><td[^>]*>(-?[0-9.]+)<", table)
+    assert int(first.group(1)) == live and float(first.group(2)) > 0.999
+    assert [m.label for m in at.metric].count("SAE / feature") == 2

@@ -184,3 +184,32 @@ def test_custom_text_shows_the_units_values(monkeypatch, unit_index, tiny_lm_dir
     lm = load_model(str(tiny_lm_dir))
     want = neurons(lm, lm.tokenizer("Paris is the capital of France.")["input_ids"], 2)[:, 11].numpy()
     np.testing.assert_allclose(shown, want, rtol=1e-3, atol=1e-4)
+
+
+def test_compare_with_another_layer(monkeypatch, unit_index):
+    """cmp=1:2: this neuron's best matches in layer 2 by activation correlation (equal to core.units.match on the
+    run's corpus), as links, and the chosen match's page beside it (two sets of metrics)."""
+    import re
+
+    from core.index.db import connect
+    from core.index.queries import get_run
+    from core.units.match import MatchQuery, best_matches
+    from dashboard.app_pages.unit_compare import MATCH_TOKENS
+
+    at = page(monkeypatch, unit_index, run="1", layer="1", unit="5", cmp="1:2")
+    assert not at.exception
+    con = connect(unit_index, read_only=True)
+    run = get_run(con, 1)
+    con.close()
+    want = best_matches(MatchQuery(a="neurons.1", b="neurons.2", model=[run.model], corpus=run.corpus,
+                                   tokens=MATCH_TOKENS, context_len=32, one_to_one=False), 5, k=8)
+    bodies = [m.value for m in at.markdown] + [h.proto.body for h in at.get("html")]
+    table = next(b for b in bodies if "best matches" in b)
+    got = [(int(u), float(c)) for u, c in re.findall(r">unit (\d+)</a></td><td[^>]*>(-?[0-9.]+)<", table)]
+    assert [u for u, _ in got] == [u for u, _ in want]
+    np.testing.assert_allclose([c for _, c in got], [c for _, c in want], atol=1e-3)
+    labels = [m.label for m in at.metric]
+    assert labels.count("Layer / unit") == 2 and any(f"2 / {want[0][0]}" == m.value for m in at.metric)
+    at.query_params["cmp_unit"] = str(want[2][0])
+    at.run()
+    assert not at.exception and any(f"2 / {want[2][0]}" == m.value for m in at.metric)
