@@ -21,7 +21,7 @@ from core.cli.findings import add_parsers as add_findings_parsers
 from core.cli.interventions import COMMANDS as INTERVENTION_COMMANDS
 from core.cli.interventions import PARSERS as INTERVENTION_PARSERS
 from core.cli.progress import Bar
-from core.cli.serve import ServeConfig
+from core.cli.serve import ServeConfig, cmd_serve
 from core.demo import DemoConfig
 from core.errors import UserError
 from core.heads.score import HeadsConfig
@@ -304,29 +304,6 @@ def cmd_demo(a) -> int:
         return 2 if failures else 0
     print(f"demo: done; serving http://{cfg.host}:{cfg.port} (Ctrl-C stops)", file=sys.stderr)
     return dashboard.wait(proc)
-
-
-def cmd_serve(a) -> int:
-    from core.cli.serve import ServeError, serve
-    from core.index.db import IndexLockedError, connect
-
-    cfg = config_from(a, ServeConfig)
-    for db in cfg.db:
-        if not os.path.exists(db):
-            from core.index.db import IndexNotFoundError
-
-            raise IndexNotFoundError(f"index not found: {db} (build one with `neuroboard extract` or `make demo`)")
-        try:  # the dashboard reads only: upgrade an older index's schema now (a brief writing open)
-            connect(db, wait_s=1.0).close()
-        except IndexLockedError:
-            pass  # an extraction is writing it, and has upgraded it
-    if cfg.tour:
-        from core.findings.store import list_findings
-
-        if not list_findings(cfg.tour):  # FindingsError (one line) for a file that is not one
-            raise ServeError(f"{cfg.tour} holds no findings to present")
-    return serve(cfg.db, host=cfg.host, port=cfg.port, models=cfg.model, findings=cfg.tour or cfg.findings,
-                 tour=bool(cfg.tour))
 
 
 def cmd_train_sae(a) -> int:

@@ -111,3 +111,26 @@ def serve(db: str | Path | list, host: str = "127.0.0.1", port: int = 8501, head
           models: list[str] | None = None, findings: str | None = None, tour: bool = False) -> int:
     """Run the dashboard on `db` until it stops (Ctrl-C stops both); returns Streamlit's exit code."""
     return wait(start(db, host, port, headless, models, findings, tour))
+
+
+def cmd_serve(a) -> int:
+    """`neuroboard serve`: check the indexes (upgrading an older schema with a brief writing open: the dashboard
+    only reads) and a tour's findings file, then serve until stopped."""
+    from core.cli.args import config_from
+    from core.index.db import IndexLockedError, connect
+
+    cfg = config_from(a, ServeConfig)
+    for db in cfg.db:
+        if not os.path.exists(db):
+            raise IndexNotFoundError(f"index not found: {db} (build one with `neuroboard extract` or `make demo`)")
+        try:
+            connect(db, wait_s=1.0).close()
+        except IndexLockedError:
+            pass  # an extraction is writing it, and has upgraded it
+    if cfg.tour:
+        from core.findings.store import list_findings
+
+        if not list_findings(cfg.tour):  # FindingsError (one line) for a file that is not one
+            raise ServeError(f"{cfg.tour} holds no findings to present")
+    return serve(cfg.db, host=cfg.host, port=cfg.port, models=cfg.model, findings=cfg.tour or cfg.findings,
+                 tour=bool(cfg.tour))

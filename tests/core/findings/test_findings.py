@@ -177,3 +177,10 @@ def test_export_cli_and_bad_paths(indexed, tmp_path, capsys):
         err = capsys.readouterr().err
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "nowhere").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_serve_tour_bad_files_one_line(tiny_index, tmp_path, capsys):
+    for tour, needle in ((str(tiny_index), "not a findings file"), (str(tmp_path / "none.duckdb"), "holds no findings")):
+        rc = main(["serve", "--db", str(tiny_index), "--tour", tour])
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
