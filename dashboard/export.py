@@ -76,7 +76,44 @@ def _patch(s: dict) -> list[str]:
         _fig(ri.patch_heatmap(s, name)) for name in ri.PATCH_TITLES]
 
 
-RENDER = {"neurons": _unit, "features": _unit, "trajectories": _lens, "steering": _steer, "patching": _patch}
+def _stream(s: dict) -> list[str]:
+    fig = rl.depth_lines([rl.Series(s.get("model", ""), np.array(s["median_update"], np.float64))],
+                         "median ‖h_l − h_{l−1}‖ / ‖h_{l−1}‖", title="How much each block changes the stream",
+                         highlight={s.get("model", ""): s.get("quiet", [])})
+    return [f"<p>Prompt: <code>{html.escape(s.get('prompt', ''))}</code></p>", _fig(fig)]
+
+
+def _sets(s: dict) -> list[str]:
+    series = [rl.Series(n, np.array(m["probe_acc"], np.float64), i) for i, (n, m) in enumerate(s["models"].items())]
+    out = [f"<p>Prompt set {html.escape(str(s.get('set')))}, {s.get('prompts')} prompts</p>",
+           _fig(rl.depth_lines(series, "probe accuracy", title="Where the labels separate"))]
+    if s.get("cka"):
+        c = s["cka"]
+        v = np.asarray(c["values"], np.float64)
+        fig = go.Figure(go.Heatmap(z=v, zmin=0, zmax=1, colorscale="Blues",
+                                   hovertemplate="A block %{y}, B block %{x}: CKA %{z:.3f}<extra></extra>"))
+        fig.update_layout(title=f"{c['kind']} CKA: rows {html.escape(c['a'])}, columns {html.escape(c['b'])}",
+                          height=360, xaxis_title="block of B", yaxis_title="block of A")
+        out.append(_fig(fig))
+    return out
+
+
+def _heads(s: dict) -> list[str]:
+    from dashboard.render import heads as rh
+
+    roles = list(s.get("scores", {}))
+    fig = go.Figure(go.Bar(x=roles, y=[s["scores"][r] for r in roles], marker_color="#4c78a8",
+                           hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=f"Head {s['layer']}.{s['head']} of {html.escape(s.get('model', ''))}: role scores",
+                      height=300)
+    out = [_fig(fig)]
+    if s.get("pattern"):
+        out.append(_fig(rh.pattern_heatmap(np.asarray(s["pattern"]), s["tokens"], "attention pattern on the text")))
+    return out
+
+
+RENDER = {"neurons": _unit, "features": _unit, "trajectories": _lens, "steering": _steer, "patching": _patch,
+          "stream": _stream, "sets": _sets, "heads": _heads}
 
 
 def finding_html(f) -> str:

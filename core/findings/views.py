@@ -4,10 +4,13 @@ saves), and its recheck: the same computation again from the manifest, compared 
   neurons   /neurons?run&layer&unit       the unit's stats and top examples from the index, and the model's own
                                          activations over each example's tokens (the numbers recheck recomputes)
   features  /features?run&sae&feature    the same for an SAE feature (its SAE's files)
-  trajectories (view=lens)               the lens trajectory at the chosen position (core.lens.query.lens_json)
+  trajectories  view=lens: the lens trajectory at the chosen position (core.lens.query.lens_json); view=stream:
+                the residual geometry of the prompt; view=sets: separation metrics per layer of each model, and
+                their CKA when two are compared
+  heads     /heads?model&layer&head&prompt  the head's stored role scores and its attention pattern on the text
   steering  /steering?model&direction&layer&alpha&prompt&tokens&mode   core.interventions.steer / ablate
   patching  /patching?model&clean&corrupted&answer&foil                core.interventions.patching.patch_grid
-Other pages (Home, heads) have no snapshot yet: saving one says so.
+Home and the findings page itself have no snapshot: saving one says so.
 
 The numbers recheck compares are the model's outputs (activations, probabilities, logit differences), recomputed
 with the same function on the same inputs: on an unchanged model the difference is exactly 0; a changed weight
@@ -25,7 +28,7 @@ from core.findings.store import Finding, parse_url
 
 K_EXAMPLES = 8
 WINDOW = 12
-PAGES = ("neurons", "features", "trajectories", "steering", "patching")
+PAGES = ("neurons", "features", "trajectories", "heads", "steering", "patching")
 
 
 class SnapshotError(UserError):
@@ -93,17 +96,99 @@ def _unit(params: dict, db: str | None, load: Callable, feature: bool) -> tuple[
 
 
 def _lens(params: dict, load: Callable) -> tuple[dict, dict]:
+    view = params.get("view", "lens")
+    name = params.get("model") or "smollm2-135m"
+    if view == "sets":
+        return _sets(params, load, name)
+    lm = load(name)
+    prompt = params.get("prompt", "")
+    if not prompt.strip():
+        raise SnapshotError("the trajectories page needs a prompt")
+    if view == "stream":
+        from core.geometry.residual import residual_geometry
+        from core.lens.logit import stream
+        from core.model.tokens import encode_prompt, token_texts
+
+        ids = encode_prompt(lm, prompt)
+        g = residual_geometry(stream(lm, ids))
+        snap = {"kind": "stream", "model": name, "prompt": prompt, "tokens": token_texts(lm.tokenizer, ids),
+                "norms": g.norms.tolist(), "cos_prev": g.cos_prev.tolist(), "median_update": g.median_update.tolist(),
+                "quiet": g.quiet}
+        return snap, manifest("trajectories", params, lm=lm)
     from core.lens.query import LensQuery, lens_json
 
-    if params.get("view", "lens") != "lens":
-        raise SnapshotError("only the trajectories page's lens view has a snapshot yet")
-    name = params.get("model") or "smollm2-135m"
-    lm = load(name)
-    q = LensQuery(model=name, prompt=params.get("prompt", ""), position=_int(params, "pos", -1),
-                  target=params.get("target") or None, lens=params.get("lens", "logit"))
-    if not q.prompt.strip():
-        raise SnapshotError("the lens view needs a prompt")
+    q = LensQuery(model=name, prompt=prompt, position=_int(params, "pos", -1), target=params.get("target") or None,
+                  lens=params.get("lens", "logit"))
     return {"kind": "trajectories"} | lens_json(lm, q), manifest("trajectories", params, lm=lm)
+
+
+def _sets(params: dict, load: Callable, name: str) -> tuple[dict, dict]:
+    """The prompt-set view: separation metrics per layer of each model, and their CKA when two are compared."""
+    from core.data.prompt_sets import PromptSetError, layer_representations, load_prompt_set
+    from core.geometry.separation import set_geometry
+
+    spec = params.get("set", "truth")
+    try:
+        ps = load_prompt_set(spec)
+    except PromptSetError as e:
+        raise SnapshotError(str(e)) from None
+    names = [name] + ([params["compare"]] if params.get("compare") not in (None, "", "none") else [])
+    reps, snap = {}, {"kind": "sets", "set": spec, "prompts": len(ps.texts), "models": {}}
+    for n in names:
+        lm = load(n)
+        reps[n] = layer_representations(lm, ps.texts)
+        g = set_geometry(reps[n], ps.labels, groups=ps.groups)
+        snap["models"][n] = {"probe_acc": g.probe_acc.tolist(), "silhouette": g.silhouette.tolist(),
+                             "centroid_dist": g.centroid_dist.tolist()}
+    if len(names) == 2:
+        from core.geometry.cka import cka_matrix
+
+        kind = params.get("cka", "debiased")
+        snap["cka"] = {"kind": kind, "a": names[0], "b": names[1],
+                       "values": cka_matrix(reps[names[0]], reps[names[1]], kind).tolist()}
+    return snap, manifest("trajectories", params, lm=load(name), seeds={"probe_folds": 0})
+
+
+def _heads(params: dict, db: str | None, load: Callable) -> tuple[dict, dict]:
+    """The head panel: its stored role scores (index) and its attention pattern on the user's text (live)."""
+    from core.index import heads as ih
+    from core.index.db import connect
+
+    if not db:
+        raise SnapshotError("this view reads an index: give the index file (--db)")
+    con = connect(db, read_only=True)
+    try:
+        sets = {s.model: s for s in ih.head_sets(con)}
+        name = params.get("model") or (next(iter(sets)) if sets else "")
+        if name not in sets:
+            raise SnapshotError(f"the index has no head scores for {name or 'any model'}")
+        arrays = ih.head_score_arrays(con, sets[name].model_id)
+    finally:
+        con.close()
+    layer, head = _int(params, "layer", 0), _int(params, "head", 0)
+    hs = sets[name]
+    if not (0 <= layer < hs.n_layers and 0 <= head < hs.n_heads):
+        raise SnapshotError(f"head {layer}.{head} is out of range ({hs.n_layers} layers × {hs.n_heads} heads)")
+    lm = load(name)
+    snap = {"kind": "heads", "model": name, "layer": layer, "head": head,
+            "scores": {r: float(v[layer, head]) for r, v in arrays.items()}}
+    prompt = params.get("prompt", "")
+    if prompt.strip():
+        from core.model.load import set_attn
+        from core.model.tokens import encode_prompt, token_texts
+        from core.units.live import attention_pattern
+
+        ids = encode_prompt(lm, prompt)[:64]
+        snap["tokens"] = token_texts(lm.tokenizer, ids)
+        impl = getattr(lm.model.config, "_attn_implementation", None)
+        if impl != "eager":  # attention weights come from the eager implementation only
+            set_attn(lm.model, "eager")
+        try:
+            snap["pattern"] = attention_pattern(lm, layer, ids)[head].tolist()
+        finally:
+            if impl and impl != "eager":
+                set_attn(lm.model, impl)
+    return snap, manifest("heads", params, lm=lm)
 
 
 def _steer(params: dict, load: Callable) -> tuple[dict, dict]:
@@ -150,6 +235,8 @@ def snapshot(page: str, params: dict, *, db: str | None = None, load: Callable |
         return _steer(params, load)
     if page == "patching":
         return _patch(params, load)
+    if page == "heads":
+        return _heads(params, db, load)
     raise SnapshotError(f"the {page or 'home'} page has no snapshot yet (pages with one: {', '.join(PAGES)})")
 
 

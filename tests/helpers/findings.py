@@ -1,4 +1,4 @@
-"""A tiny extracted index (neurons of layer 1 and a TopK SAE's features) for findings tests."""
+"""A tiny extracted index (neurons of layer 1, a TopK SAE's features, head scores) for findings tests."""
 
 import torch
 
@@ -20,4 +20,9 @@ def tiny_extracted(tiny_lm_dir, tmp) -> tuple[str, object, int]:
                         context_len=32, top_k=8, samples=2, hist_bins=64, batch_tokens=96, layers="1",
                         sae=[str(sae_path)])
     lm = load_model(str(tiny_lm_dir))
-    return cfg.db, lm, extract(cfg, lm=lm)
+    run_id = extract(cfg, lm=lm)
+    from core.cli import main
+
+    assert main(["heads", "--model", str(tiny_lm_dir), "--db", cfg.db, "--seqs", "2", "--half-len", "8",
+                 "--ablation-tokens", "64", "--text-tokens", "64", "--no-progress"]) == 0
+    return cfg.db, lm, run_id

@@ -108,6 +108,9 @@ def perturbed(lm):
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8501/neurons?run=1&layer=1&unit=5",
                                  "http://127.0.0.1:8501/features?run=1&sae=1&feature=3",
                                  "http://127.0.0.1:8501/trajectories?view=lens&prompt=The+cat+sat+on+the&pos=-1",
+                                 "http://127.0.0.1:8501/trajectories?view=stream&prompt=The+cat+sat+on+the",
+                                 "http://127.0.0.1:8501/trajectories?view=sets&set=sentiment&compare=other",
+                                 "http://127.0.0.1:8501/heads?layer=1&head=2&prompt=The+cat+sat+on+the+mat",
                                  "http://127.0.0.1:8501/steering?direction=neuron:1:4&layer=1&alpha=0.5"
                                  "&prompt=The+cat&tokens=4",
                                  "http://127.0.0.1:8501/patching?clean=The+cat+sat+on+the+mat+and"
@@ -130,8 +133,8 @@ def test_recheck_zero_then_not_after_a_perturbed_weight(indexed, tmp_path, url):
 
 def test_snapshot_bad_input(indexed):
     db, lm, _ = indexed
-    for url, match in (("http://x/heads?model=a", "no snapshot yet"), ("http://x/neurons?run=7", "no run 7"),
-                       ("http://x/neurons?run=1&layer=1&unit=x", "whole number"),
+    for url, match in (("http://x/?db=0", "no snapshot yet"), ("http://x/heads?model=a&layer=0", "no head scores"),
+                       ("http://x/neurons?run=7", "no run 7"), ("http://x/neurons?run=1&layer=1&unit=x", "whole number"),
                        ("http://x/neurons?run=1", "give the index")):
         with pytest.raises((SnapshotError, Exception), match=match):
             make_finding(url, "t", db=None if "give" in match else db, load=lambda name: lm)
@@ -155,7 +158,7 @@ def test_cli_add_list_recheck(indexed, tmp_path, capsys):
     assert main(["recheck", str(f), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["max_abs_diff"] == 0.0
-    rc = main(["findings", "add", "--findings", str(f), "--title", "x", "--url", "http://x/heads"])
+    rc = main(["findings", "add", "--findings", str(f), "--title", "x", "--url", "http://x/"])
     err = capsys.readouterr().err
     assert rc == 2 and "no snapshot yet" in err and len(err.strip().splitlines()) == 1
     assert len(json.loads((main(["findings", "list", "--findings", str(f), "--json"]), capsys.readouterr().out)[1]
@@ -184,3 +187,14 @@ def test_serve_tour_bad_files_one_line(tiny_index, tmp_path, capsys):
         rc = main(["serve", "--db", str(tiny_index), "--tour", tour])
         err = capsys.readouterr().err
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_export_draws_stream_sets_and_heads(indexed, tmp_path):
+    from dashboard.export import report_html
+
+    db, lm, _ = indexed
+    urls = ["http://x/trajectories?view=stream&prompt=The+cat+sat", "http://x/trajectories?view=sets&set=truth"
+            "&compare=b", "http://x/heads?layer=0&head=1&prompt=The+cat+sat+on"]
+    found = [make_finding(u, f"t{i}", db=db, load=lambda n: lm) for i, u in enumerate(urls)]
+    text = report_html(found)
+    assert text.count('class="plotly-graph-div"') == 1 + 2 + 2 and "could not be drawn" not in text
