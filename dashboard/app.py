@@ -36,6 +36,7 @@ if findings.touring():  # the presenter's bar above every page; no editing contr
     findings.tour_bar(nav.url_path)
 else:
     findings.save_box(nav.url_path)
+    findings.manifest_box(nav.url_path)
 try:
     nav.run()
 finally:  # also after st.stop(): the models the page waits for, then the indexes' ones, once the page is out

@@ -286,3 +286,27 @@ def recheck(f: Finding, *, db: str | None = None, load=None) -> dict:
     was = (f.manifest.get("model") or {}).get("weights_sha256")
     now = (man.get("model") or {}).get("weights_sha256")
     return out | {"max_abs_diff": worst, "mismatches": bad[:20], "weights_changed": bool(was and now and was != now)}
+
+
+def view_manifest(page: str, params: dict, *, db: str | None = None, load: Callable | None = None) -> dict:
+    """The manifest of a view without its snapshot (what the page shows beside it): the model it runs (the run's
+    model for unit pages, else `model=`), the run's configuration when it reads one, the view's parameters, versions."""
+    if load is None:
+        from core.model.load import load_model as load
+    run = None
+    name = params.get("model") or "smollm2-135m"
+    if page in ("neurons", "features") and db:
+        from core.index import queries
+        from core.index.db import connect
+
+        con = connect(db, read_only=True)
+        try:
+            run = queries.get_run(con, _int(params, "run"))
+        except queries.QueryError as e:
+            raise SnapshotError(str(e)) from None
+        finally:
+            con.close()
+        name = run.model
+    elif page == "heads" and not params.get("model"):
+        raise SnapshotError("the URL has no model=")
+    return manifest(page, params, lm=load(name), run=run) | ({"index": str(db)} if run is not None else {})

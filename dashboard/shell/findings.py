@@ -1,4 +1,5 @@
-"""Findings in the frame: the sidebar's "Save finding" on every page, and the tour bar (`serve --tour FINDINGS`).
+"""Findings in the frame: the sidebar's "Save finding" and "Manifest" on every page with data, and the tour bar
+(`serve --tour FINDINGS`).
 
 The findings file is $NEUROBOARD_FINDINGS (set by `neuroboard serve --findings PATH`; default data/findings.duckdb).
 Saving computes the view's snapshot from its URL (core.findings.views, the same route as `neuroboard findings add`)
@@ -68,6 +69,28 @@ def save_box(url_path: str) -> None:
                 return
             st.success(f"Saved as finding {fid}.")
             st.page_link(str(PAGE_FILES / "findings.py"), label="All findings", icon=":material/bookmarks:")
+
+
+def manifest_box(url_path: str) -> None:
+    """Sidebar: this view's manifest (model and weights hash, tokenizer, run configuration, parameters, versions),
+    computed when opened."""
+    if url_path not in SNAPSHOT_PAGES:
+        return
+    box = st.sidebar.expander("Manifest", icon=":material/fact_check:", key="manifest_box", on_change="rerun")
+    if not box.open:
+        return
+    from core.findings.views import view_manifest
+    from dashboard.cache.models import model
+
+    params = st.query_params.to_dict()
+    try:
+        man = view_manifest(url_path, params, db=_index_for(params), load=model)
+    except (UserError, ValueError, OSError) as e:
+        box.caption(f"No manifest: {str(e).splitlines()[0]}")
+        return
+    box.caption("What this view's numbers depend on; a saved finding keeps it, and `neuroboard recheck` recomputes "
+                "from it.")
+    box.json(man, expanded=2)
 
 
 def tour_bar(url_path: str) -> None:

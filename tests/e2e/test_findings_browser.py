@@ -46,6 +46,8 @@ def test_save_three_export_and_tour(browser, setup):
             page.locator(ready).first.wait_for(timeout=120_000)
             wait_settled(page, 60_000)
             save(page, title)
+        page.get_by_text("Manifest").first.click()  # the view's manifest, shown beside it
+        page.get_by_text("weights_sha256").first.wait_for(timeout=60_000)
         page.goto(f"{url}/findings")
         page.get_by_text("Open the live view").nth(2).wait_for(timeout=60_000)
         body = page.inner_text("body")

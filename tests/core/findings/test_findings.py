@@ -198,3 +198,17 @@ def test_export_draws_stream_sets_and_heads(indexed, tmp_path):
     found = [make_finding(u, f"t{i}", db=db, load=lambda n: lm) for i, u in enumerate(urls)]
     text = report_html(found)
     assert text.count('class="plotly-graph-div"') == 1 + 2 + 2 and "could not be drawn" not in text
+
+
+def test_view_manifest(indexed):
+    from core.findings.views import view_manifest
+
+    db, lm, run_id = indexed
+    man = view_manifest("neurons", {"run": str(run_id), "layer": "1", "unit": "5"}, db=db, load=lambda n: lm)
+    assert man["run"]["run_id"] == run_id and man["run"]["config"]["context_len"] == 32
+    assert man["model"]["weights_sha256"] == make_finding(f"http://x/neurons?run={run_id}&layer=1&unit=5", "t",
+                                                          db=db, load=lambda n: lm).manifest["model"]["weights_sha256"]
+    assert man["analysis"] == {"run": str(run_id), "layer": "1", "unit": "5"} and man["versions"]["transformers"]
+    assert perturbed(lm).model is not lm.model
+    other = view_manifest("patching", {"model": "m"}, load=lambda n: perturbed(lm))
+    assert other["model"]["weights_sha256"] != man["model"]["weights_sha256"]
