@@ -72,5 +72,9 @@ def test_save_three_export_and_tour(browser, setup):
             page.locator("body").press(key)
             page.get_by_text(mark).first.wait_for(timeout=60_000)
             assert where in page.url and "tour=" in page.url
+            if where == "/neurons":  # the saved view reopened: the same unit, live
+                page.locator(".nb-example").first.wait_for(timeout=60_000)
+                assert "unit=5" in page.url
+                assert page.get_by_test_id("stMetricValue").first.inner_text().strip() == "1 / 5"
         wait_settled(page, 60_000)
         assert page.get_by_test_id("stException").count() == 0
