@@ -26,3 +26,24 @@ def run_digest(con, run_id: int, tables=RUN_TABLES) -> dict[str, list]:
             f"FROM {table} WHERE run_id = ?", [run_id]).fetchall()[0]
         out[table] = [int(n), digest]
     return out
+
+
+def host_fingerprint() -> dict:
+    """What besides package versions decides float results bit for bit: torch's CPU kernel level and the CPU's
+    matrix and vector extensions (oneDNN picks AMX or AVX-512 BF16 kernels where present), and the CPU model."""
+    import platform
+
+    import torch
+
+    flags, model = set(), ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            elif line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    keep = sorted(f for f in flags if f.startswith(("amx", "avx512", "avx2", "fma")))
+    return {"machine": platform.machine(), "torch_cpu": torch.backends.cpu.get_cpu_capability(), "cpu": model,
+            "flags": keep}
