@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 
 from core.cli.args import add_config, config_from
+from core.cli.autointerp import COMMANDS as AUTOINTERP_COMMANDS
+from core.cli.autointerp import PARSERS as AUTOINTERP_PARSERS
 from core.cli.compare import COMMANDS as COMPARE_COMMANDS
 from core.cli.compare import PARSERS as COMPARE_PARSERS
 from core.cli.findings import COMMANDS as FINDINGS_COMMANDS
@@ -98,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
             json_help="print the numbers as one JSON object")
     command("features", FeaturesQuery, "an SAE's features on each token of a text",
             json_help="print one JSON object per token")
-    for name, cls, help_, json_help, progress in INTERVENTION_PARSERS + COMPARE_PARSERS:
+    for name, cls, help_, json_help, progress in INTERVENTION_PARSERS + COMPARE_PARSERS + AUTOINTERP_PARSERS:
         command(name, cls, help_, json_help=json_help, progress=progress)
     add_findings_parsers(sub)
     return ap
@@ -357,7 +359,7 @@ def cmd_features(a) -> int:
 COMMANDS = {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
             "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads, "train-sae": cmd_train_sae,
             "sae-eval": cmd_sae_eval, "features": cmd_features}
-COMMANDS |= INTERVENTION_COMMANDS | COMPARE_COMMANDS | FINDINGS_COMMANDS
+COMMANDS |= INTERVENTION_COMMANDS | COMPARE_COMMANDS | FINDINGS_COMMANDS | AUTOINTERP_COMMANDS
 
 
 def main(argv: list[str] | None = None) -> int:

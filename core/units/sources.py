@@ -40,6 +40,20 @@ class Example:
     def shown_ids(self) -> list[int]:
         return self.seq[self.first_shown:]
 
+    def shown_values(self, live=None) -> list[float]:
+        """The unit's activation on each shown token (seq[first_shown:]): from the stored context when the index has
+        it, else from `live` (a recomputation over seq), else NaN except the example's own token."""
+        n = len(self.seq) - self.first_shown
+        if self.context is not None:
+            W = (len(self.context) - 1) // 2
+            return [float(self.context[W + q - self.focus]) if abs(q - self.focus) <= W else float("nan")
+                    for q in range(self.first_shown, len(self.seq))]
+        if live is not None:
+            return [float(x) for x in live[self.first_shown:]]
+        out = [float("nan")] * n
+        out[self.focus - self.first_shown] = self.activation
+        return out
+
 
 @dataclass
 class UnitView:

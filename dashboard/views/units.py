@@ -38,18 +38,8 @@ def token_search(path, run_id: int, token: str) -> list[dict]:
 
 
 def shown_values(ex: Example, window: int, live: np.ndarray | None = None) -> list[float]:
-    """The unit's activation on each shown token of `ex` (seq[first_shown:]): from the stored context when the
-    index has it, else from `live` (a recomputation over ex.seq), else NaN except the example's own token."""
-    n = len(ex.seq) - ex.first_shown
-    if ex.context is not None:
-        W = (len(ex.context) - 1) // 2
-        return [float(ex.context[W + q - ex.focus]) if abs(q - ex.focus) <= W else float("nan")
-                for q in range(ex.first_shown, len(ex.seq))]
-    if live is not None:
-        return [float(x) for x in live[ex.first_shown:]]
-    out = [float("nan")] * n
-    out[ex.focus - ex.first_shown] = ex.activation
-    return out
+    """The unit's activation on each shown token of `ex` (core.units.sources.Example.shown_values)."""
+    return ex.shown_values(live)
 
 
 def interesting(units: list[dict], seed: int) -> int:

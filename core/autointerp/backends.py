@@ -1,0 +1,83 @@
+"""Who writes and judges explanations: a chat model behind `complete(messages, max_tokens) -> str`.
+
+  LocalChat   a loaded instruct model through transformers (the built-in smollm2-135m is SmolLM2-135M-Instruct):
+              its chat template, greedy decoding, so the same prompt gives the same reply
+  HttpChat    an OpenAI-compatible /v1/chat/completions endpoint the user runs (llama.cpp server, vLLM, Ollama),
+              temperature 0; retried with exponential back-off, then one line (AutointerpError)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import torch
+
+from core.errors import UserError
+
+
+class AutointerpError(UserError):
+    """An explainer or scorer that cannot be used (one line)."""
+
+
+class LocalChat:
+    def __init__(self, lm) -> None:
+        if not getattr(lm.tokenizer, "chat_template", None):
+            raise AutointerpError(f"{lm.name} has no chat template: the explainer needs an instruct model")
+        self.lm, self.name = lm, f"local:{lm.name}"
+
+    @torch.inference_mode()
+    def complete(self, messages: list[dict], max_tokens: int = 64) -> str:
+        from core.model.run import decode
+
+        ids = self.lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+            ids = ids["input_ids"]
+        x = torch.tensor([list(ids)])
+        _, out = decode(self.lm, x, max_tokens)
+        toks = out[0].tolist()
+        eos = self.lm.tokenizer.eos_token_id
+        stops = set(eos if isinstance(eos, list) else [eos]) | {self.lm.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        for i, t in enumerate(toks):
+            if t in stops:
+                toks = toks[:i]
+                break
+        return self.lm.tokenizer.decode(toks, skip_special_tokens=True)
+
+
+class HttpChat:
+    def __init__(self, url: str, model: str = "", retries: int = 3, backoff_s: float = 0.5, timeout_s: float = 60):
+        if not url.startswith(("http://", "https://")):
+            raise AutointerpError(f"--explainer {url!r}: expected 'builtin' or an http(s):// URL")
+        self.url = url.rstrip("/")
+        if not self.url.endswith("/chat/completions"):
+            self.url += "/v1/chat/completions" if not self.url.endswith("/v1") else "/chat/completions"
+        self.model, self.retries, self.backoff_s, self.timeout_s = model, retries, backoff_s, timeout_s
+        self.name = f"http:{url}" + (f"#{model}" if model else "")
+
+    def complete(self, messages: list[dict], max_tokens: int = 64) -> str:
+        body = json.dumps({"model": self.model or "default", "messages": messages, "temperature": 0,
+                           "max_tokens": max_tokens}).encode()
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                req = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+                    out = json.loads(r.read().decode())
+                return str(out["choices"][0]["message"]["content"] or "")
+            except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError, TypeError) as e:
+                last = str(getattr(e, "reason", e)).splitlines()[0] if str(e) else type(e).__name__
+                if attempt < self.retries:
+                    time.sleep(self.backoff_s * 2**attempt)
+        raise AutointerpError(f"the endpoint {self.url} failed {self.retries + 1} times ({last})")
+
+
+def chat(spec: str, lm_loader=None, model: str = ""):
+    """'builtin' (smollm2-135m, SmolLM2-135M-Instruct) or an endpoint URL."""
+    if spec == "builtin":
+        from core.model.load import load_model
+
+        return LocalChat((lm_loader or load_model)("smollm2-135m"))
+    return HttpChat(spec, model)

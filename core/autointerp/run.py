@@ -1,0 +1,230 @@
+"""`neuroboard explain`: explain units from the index's examples, score each explanation, store both.
+
+Phase 1, per unit: the unit's top examples and interval samples (from the index alone), split once into an
+explaining and a scoring set (core.autointerp.prompts.split); the explainer's reply and its parsed explanation are
+stored with the prompt, the explainer's name and the settings. Units already explained with the same explainer and
+settings are skipped (resume). Units that never fire are stored as skipped with the reason.
+Phase 2 (unless --no-score), per unit: detection and fuzzing on the held-out activating windows and as many
+non-activating ones (random windows of the run's documents away from every stored example of the unit), judged in
+calls of five, with the unit's explanation and with its control (another unit's explanation).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from core.autointerp import prompts as P
+from core.autointerp import scoring as S
+from core.autointerp.backends import AutointerpError, chat
+from core.errors import UserError
+
+BATCH = 5
+
+
+@dataclass
+class ExplainConfig:
+    db: str
+    """The index."""
+    run: int
+    """The run whose units to explain."""
+    units: str
+    """Units: 'L:U,L:U2' (layer:unit; U may be a range a-b), or feature ids '17,100,5-9' with --sae."""
+    sae: int | None = None
+    """Explain this SAE's features (its number in the run) instead of neurons."""
+    explainer: str = "builtin"
+    """'builtin' (smollm2-135m, SmolLM2-135M-Instruct, through transformers) or an OpenAI-compatible server's URL
+    (llama.cpp server, vLLM, Ollama: http://127.0.0.1:8080)."""
+    scorer: str = ""
+    """The judge for scoring (default: the explainer)."""
+    model_name: str = ""
+    """The model name to send to an endpoint (default: 'default')."""
+    examples: int = 40
+    """Examples shown to the explainer at most (the rest of each interval is held out for scoring)."""
+    window: int = 12
+    """Tokens each side of an example's peak."""
+    score: bool = True
+    """Score each explanation (detection, fuzzing) and its control (--no-score: explain only)."""
+    redo: bool = False
+    """Explain again units already explained with these settings."""
+    seed: int = 0
+    """Seed of the non-activating windows, the judge batches and the control pairing."""
+
+
+class ExplainError(UserError):
+    """Units that cannot be explained as asked (one line)."""
+
+
+def parse_units(spec: str, sae: int | None) -> list[tuple[int, int]]:
+    """[(group, unit)]: group = the layer, or -sae for SAE features."""
+    out = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        try:
+            if sae is not None:
+                group, rest = -sae, part
+            else:
+                L, _, rest = part.partition(":")
+                if not rest:
+                    raise ValueError
+                group = int(L)
+            a, _, b = rest.partition("-")
+            out += [(group, u) for u in range(int(a), int(b or a) + 1)]
+        except ValueError:
+            raise ExplainError(f"--units {spec!r}: expected layer:unit items like 5:17,5:100 (or feature ids with "
+                               "--sae)") from None
+    if not out:
+        raise ExplainError("--units names no unit")
+    return out
+
+
+def _windows(con, run, group: int, unit: int, window: int, kind: str, vocab: list[str]
+             ) -> tuple[list[list[P.Window]], dict]:
+    """([top examples, top interval, ..., lowest interval] as windows of token strings and activations, the unit's
+    stats)."""
+    from core.units.sources import source
+
+    src = source(kind)
+    layer = -group if group < 0 else group
+    view = src.gather(con, run.run_id, layer, unit, int(run.config.get("top_k", 64)), window)
+
+    def win(ex, where):
+        return P.Window([vocab[t] for t in ex.shown_ids()], ex.shown_values(), where, ex.doc_id, ex.position)
+    return [[win(e, "top") for e in view.top]] + [[win(e, f"interval {iv['interval']}") for e in iv["examples"]]
+                                                   for iv in reversed(view.intervals)], view.stats
+
+
+def _negatives(con, run, n: int, length: int, avoid: set[tuple[int, int]], rng: random.Random,
+               vocab: list[str]) -> list[P.Window]:
+    """n random windows of `length` tokens from the run's documents, none within `length` of an example."""
+    from core.index import queries
+
+    docs = con.execute("SELECT doc_id, n_tokens FROM run_docs WHERE run_id = ? AND n_tokens >= ? ORDER BY doc_id",
+                       [run.run_id, length]).fetchall()
+    if not docs:
+        return []
+    spans = []
+    for _ in range(n * 20):
+        if len(spans) >= n:
+            break
+        d, nt = rng.choice(docs)
+        lo = rng.randrange(0, nt - length + 1)
+        if any(doc == d and lo - length <= p <= lo + 2 * length for doc, p in avoid):
+            continue
+        spans.append((len(spans), d, lo, lo + length - 1))
+    seqs = queries.span_tokens(con, run.run_id, spans)
+    return [P.Window([vocab[t] for t in seqs.get(i, [])], [0.0] * len(seqs.get(i, [])), "random", d, lo)
+            for i, d, lo, _ in spans]
+
+
+def _judge(judge, explanation: str, pos: list[P.Window], neg: list[P.Window], fuzz: bool, rng: random.Random) -> dict:
+    """Metrics of one explanation on these windows (detection, or fuzzing with marks)."""
+    items = []
+    for w in pos:
+        spans = P.marked_spans(w)
+        items.append((1, P.render(w.tokens, spans if fuzz else [])))
+    for i, w in enumerate(neg):  # as many tokens marked at random as its activating counterpart has marked
+        k = sum(b - a for a, b in P.marked_spans(pos[i % len(pos)])) if (fuzz and pos) else 0
+        idx = sorted(rng.sample(range(len(w.tokens)), min(k, len(w.tokens)))) if fuzz else []
+        items.append((0, P.render(w.tokens, [(i, i + 1) for i in idx])))
+    rng.shuffle(items)
+    truth, pred = [t for t, _ in items], []
+    for i in range(0, len(items), BATCH):
+        batch = [x for _, x in items[i:i + BATCH]]
+        answers = P.parse_answers(judge.complete(P.judge_messages(explanation, batch, fuzz), 24), len(batch))
+        pred += answers if answers is not None else [None] * len(batch)
+    return S.metrics(truth, pred)
+
+
+def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
+            on_unit: Callable[[str, int, int], None] | None = None) -> list[dict]:
+    """Explain (and score) cfg.units; one result per unit (module docstring)."""
+    from core.index import explanations as X
+    from core.index import queries
+    from core.index.db import connect
+
+    wanted = parse_units(cfg.units, cfg.sae)
+    con = connect(cfg.db)  # a writing open: brings an older index to the schema with the explanations table
+    try:
+        try:
+            run = queries.get_run(con, cfg.run)
+        except queries.QueryError as e:
+            raise ExplainError(str(e)) from None
+        kind = "neuron"
+        if cfg.sae is not None:
+            info = next((s for s in queries.run_saes(con, cfg.run) if s.sae_id == cfg.sae), None)
+            if info is None:
+                raise ExplainError(f"run {cfg.run} has no SAE {cfg.sae}")
+            kind = f"feature:{info.path}"
+        vocab = queries.vocab(con, run.model_id)
+        for g, _u in wanted:
+            if g >= 0 and g not in run.layers:
+                raise ExplainError(f"run {cfg.run} has no layer {g} (indexed: {queries.layer_ranges(run.layers)})")
+        explainer = explainer or chat(cfg.explainer, load, cfg.model_name)
+        judge = judge or (explainer if not cfg.scorer else chat(cfg.scorer, load, cfg.model_name))
+        settings = {k: v for k, v in asdict(cfg).items() if k in ("examples", "window", "seed")}
+        done = {(r["layer"], r["unit"]): r for r in X.get_all(con, cfg.run)}
+        held: dict = {}
+        for n, (g, u) in enumerate(wanted, 1):
+            groups, stats = _windows(con, run, g, u, cfg.window, kind, vocab)
+            sp = P.split(groups, max_explain=cfg.examples)
+            held[(g, u)] = sp
+            prev = done.get((g, u))
+            if prev and not cfg.redo and prev["explainer"] == explainer.name and prev["settings"] == settings:
+                if on_unit:
+                    on_unit("explain", n, len(wanted))
+                continue
+            row = {"run_id": cfg.run, "layer": g, "unit": u, "explainer": explainer.name, "settings": settings}
+            if not stats.get("count_active") or not sp.explain:
+                row |= {"status": "skipped", "reason": "never fires in the indexed tokens" if not
+                        stats.get("count_active") else "no examples to show", "prompt": ""}
+            else:
+                msgs = P.explain_messages(sp.explain)
+                reply = explainer.complete(msgs, 64)
+                text = P.parse_explanation(reply)
+                row |= {"prompt": "\n\n".join(m["content"] for m in msgs), "reply": reply,
+                        "status": "ok" if text else "unparsed", "explanation": text}
+            X.put(con, row)
+            done[(g, u)] = row | {"scores": None}
+            if on_unit:
+                on_unit("explain", n, len(wanted))
+        if cfg.score:
+            ok = [k for k in wanted if done[k]["status"] == "ok"]
+            pairs = S.control_pairs(ok, cfg.seed)
+            for n, key in enumerate(ok, 1):
+                if done[key].get("scores") and not cfg.redo:
+                    continue
+                rng = random.Random(f"{cfg.seed}:{key}")
+                sp = held[key]
+                avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
+                neg = _negatives(con, run, len(sp.score), 2 * cfg.window + 1, avoid, rng, vocab)
+                scores = {}
+                for label, expl in (("", done[key]["explanation"]),
+                                    ("control_", done[pairs[key]]["explanation"] if key in pairs else None)):
+                    if expl is None or not sp.score:
+                        continue
+                    scores[f"{label}detection"] = _judge(judge, expl, sp.score, neg, False, random.Random(rng.random()))
+                    scores[f"{label}fuzzing"] = _judge(judge, expl, sp.score, neg, True, random.Random(rng.random()))
+                scores |= {"judge": judge.name, "positives": len(sp.score), "negatives": len(neg),
+                           "control_unit": list(pairs[key]) if key in pairs else None}
+                X.set_scores(con, cfg.run, key[0], key[1], scores)
+                done[key]["scores"] = scores
+                if on_unit:
+                    on_unit("score", n, len(ok))
+    finally:
+        con.close()
+    return [result(done[k]) for k in wanted]
+
+
+def result(row: dict) -> dict:
+    s = row.get("scores") or {}
+
+    def b(k):
+        return (s.get(k) or {}).get("bacc")
+    unit = f"{row['layer']}:{row['unit']}" if row["layer"] >= 0 else f"sae{-row['layer']}:{row['unit']}"
+    return {"unit": unit, "status": row["status"], "explanation": row.get("explanation"),
+            "reason": row.get("reason"), "detection_bacc": b("detection"), "fuzzing_bacc": b("fuzzing"),
+            "control_detection_bacc": b("control_detection"), "control_fuzzing_bacc": b("control_fuzzing")}
+
+
+__all__ = ["ExplainConfig", "ExplainError", "AutointerpError", "explain", "parse_units"]

@@ -1,0 +1,66 @@
+"""Scoring an explanation: a judge reads it and labels windows (detection: does the unit fire somewhere here?
+fuzzing: are the marked tokens the right ones?); the labels are compared with the truth.
+
+  balanced accuracy  (TPR + TNR) / 2: 0.5 for a judge that always says yes (or always no), 1 for a perfect one
+  F1                 2·precision·recall / (precision + recall) of the positive class
+  AUC                the chance a positive window gets a higher judge score than a negative one (ties count half),
+                     when the judge gives scores (log-probabilities), else None
+Control: each unit is scored again with another unit's explanation (control_pairs: a derangement, no unit with its
+own), so a score can be read against what an unrelated explanation gets on the same windows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+
+def confusion(truth: Sequence[int], pred: Sequence[int]) -> tuple[int, int, int, int]:
+    """(tp, fp, tn, fn)."""
+    tp = sum(1 for t, p in zip(truth, pred, strict=True) if t and p)
+    fp = sum(1 for t, p in zip(truth, pred, strict=True) if not t and p)
+    tn = sum(1 for t, p in zip(truth, pred, strict=True) if not t and not p)
+    fn = sum(1 for t, p in zip(truth, pred, strict=True) if t and not p)
+    return tp, fp, tn, fn
+
+
+def balanced_accuracy(truth: Sequence[int], pred: Sequence[int]) -> float | None:
+    tp, fp, tn, fn = confusion(truth, pred)
+    if not (tp + fn) or not (tn + fp):
+        return None
+    return (tp / (tp + fn) + tn / (tn + fp)) / 2
+
+
+def f1(truth: Sequence[int], pred: Sequence[int]) -> float | None:
+    tp, fp, _, fn = confusion(truth, pred)
+    return 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else None
+
+
+def auc(truth: Sequence[int], scores: Sequence[float]) -> float | None:
+    pos = [s for t, s in zip(truth, scores, strict=True) if t]
+    neg = [s for t, s in zip(truth, scores, strict=True) if not t]
+    if not pos or not neg:
+        return None
+    wins = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in pos for q in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def metrics(truth: Sequence[int], pred: Sequence[int | None], scores: Sequence[float] | None = None) -> dict:
+    """Balanced accuracy, F1 and AUC over the windows the judge answered (None: unparsed, left out, counted)."""
+    keep = [i for i, p in enumerate(pred) if p is not None]
+    t, p = [truth[i] for i in keep], [pred[i] for i in keep]
+    return {"bacc": balanced_accuracy(t, p), "f1": f1(t, p),
+            "auc": auc(t, [scores[i] for i in keep]) if scores is not None else None,
+            "n": len(keep), "unparsed": len(pred) - len(keep)}
+
+
+def control_pairs(units: Sequence, seed: int = 0) -> dict:
+    """{unit: another unit} whose explanation is the unit's control: a random derangement (never itself); a single
+    unit has no control."""
+    units = list(units)
+    if len(units) < 2:
+        return {}
+    rng = random.Random(seed)
+    order = units[:]
+    rng.shuffle(order)
+    return {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}

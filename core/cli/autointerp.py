@@ -1,0 +1,50 @@
+"""`neuroboard explain` (printing only; core.autointerp computes and stores)."""
+
+from __future__ import annotations
+
+import json
+
+from core.autointerp.run import ExplainConfig
+from core.cli.args import config_from
+from core.cli.progress import Bar
+
+PARSERS = [("explain", ExplainConfig, "explain units from the index's examples with a language model, score each "
+            "explanation (detection, fuzzing) against held-out windows and a control; stored in the index",
+            "print one JSON object per unit, in a list", True)]
+
+
+def cmd_explain(a) -> int:
+    from core.autointerp.run import explain
+
+    bars: dict[str, Bar] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:  # one bar per phase: explain, then score
+        if stage not in bars:
+            for b in bars.values():
+                b.close()
+            bars[stage] = Bar(not a.no_progress, stage, unit="unit")
+        bars[stage].update(done, total)
+    try:
+        out = explain(config_from(a, ExplainConfig), on_unit=progress)
+    finally:
+        for b in bars.values():
+            b.close()
+    if a.json:
+        print(json.dumps(out))
+        return 0
+    for r in out:
+        if r["status"] != "ok":
+            print(f"{r['unit']:>10}  {r['status']}: {r['reason'] or 'the reply had no explanation'}")
+            continue
+        sc = ("" if r["detection_bacc"] is None else
+              f"  detection {r['detection_bacc']:.2f} (control {_f(r['control_detection_bacc'])}), fuzzing "
+              f"{_f(r['fuzzing_bacc'])} (control {_f(r['control_fuzzing_bacc'])})")
+        print(f"{r['unit']:>10}  {r['explanation']}{sc}")
+    return 0
+
+
+def _f(x) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+COMMANDS = {"explain": cmd_explain}

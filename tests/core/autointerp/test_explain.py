@@ -1,0 +1,112 @@
+"""`neuroboard explain` end to end on a tiny index: with a deterministic OpenAI-compatible server on 127.0.0.1 (the
+explanations, the prompts stored, scores and controls, resume (no call repeated), keyword search, the
+control), bad endpoints and malformed answers, and with the built-in smollm2 instruct model on two units."""
+
+import json
+
+import pytest
+from helpers.fake_llm import fake_llm
+
+from core.cli import main
+from core.index import explanations as X
+from core.index.db import connect
+
+
+@pytest.fixture(scope="module")
+def indexed(tiny_lm_dir, tmp_path_factory):
+    from helpers.findings import tiny_extracted
+
+    return tiny_extracted(tiny_lm_dir, tmp_path_factory.mktemp("autointerp"))
+
+
+def rows(db, run=1):
+    con = connect(db, read_only=True)
+    try:
+        return {(r["layer"], r["unit"]): r for r in X.get_all(con, run)}
+    finally:
+        con.close()
+
+
+def test_explain_and_score_with_a_local_endpoint(indexed, capsys):
+    db, _, _ = indexed
+    with fake_llm() as (url, calls):
+        rc = main(["explain", "--db", db, "--run", "1", "--units", "1:0-3", "--explainer", url, "--json",
+                   "--no-progress"])
+        out = json.loads(capsys.readouterr().out)
+        n_first = calls["n"]
+        assert rc == 0 and [r["unit"] for r in out] == ["1:0", "1:1", "1:2", "1:3"]
+        stored = rows(db)
+        for r in out:
+            row = stored[(1, int(r["unit"].split(":")[1]))]
+            if r["status"] == "skipped":
+                assert "never fires" in r["reason"]
+                continue
+            assert r["status"] == "ok" and r["explanation"].startswith("tokens like")
+            assert "<<" in row["prompt"] and "Activations:" in row["prompt"] and row["explainer"] == f"http:{url}"
+            sc = row["scores"]
+            assert sc["positives"] > 0 and sc["negatives"] > 0 and sc["control_unit"] != [1, int(r["unit"][2:])]
+            assert 0 <= r["detection_bacc"] <= 1 and r["control_detection_bacc"] is not None
+        # resume: the same settings explain and score nothing again
+        assert main(["explain", "--db", db, "--run", "1", "--units", "1:0-3", "--explainer", url, "--json",
+                     "--no-progress"]) == 0
+        assert json.loads(capsys.readouterr().out) == out and calls["n"] == n_first
+
+
+def test_feature_units_and_keyword_search(indexed, capsys):
+    db, _, _ = indexed
+    with fake_llm() as (url, _):
+        assert main(["explain", "--db", db, "--run", "1", "--sae", "1", "--units", "0-2", "--explainer", url,
+                     "--no-score", "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["unit"] for r in out] == ["sae1:0", "sae1:1", "sae1:2"] and all(r["detection_bacc"] is None for r in out)
+    con = connect(db, read_only=True)
+    try:
+        hits = X.keyword_search(con, "TOKENS like")
+        assert hits and all("tokens like" in h["explanation"] for h in hits)
+        assert X.keyword_search(con, "100%_") == []  # LIKE wildcards in the query are plain characters
+    finally:
+        con.close()
+
+
+def test_bad_endpoints_and_answers(indexed, capsys):
+    db, _, _ = indexed
+    before = rows(db)
+    with fake_llm("fail") as (url, calls):
+        rc = main(["explain", "--db", db, "--run", "1", "--units", "1:5", "--explainer", url, "--no-progress"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "failed 4 times" in err and len(err.strip().splitlines()) == 1 and calls["n"] == 4
+    assert rows(db) == before  # finished units kept, nothing half-written
+    with fake_llm("noexplain") as (url, _):
+        assert main(["explain", "--db", db, "--run", "1", "--units", "1:6", "--explainer", url, "--json",
+                     "--no-progress"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)
+    assert r["status"] == "unparsed" and r["explanation"] is None and rows(db)[(1, 6)]["reply"] == "   "
+    with fake_llm("badjudge") as (url, _):
+        assert main(["explain", "--db", db, "--run", "1", "--units", "1:7-8", "--explainer", url, "--json",
+                     "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for r in out:  # every judge answer unparsed: counted, no score invented
+        sc = rows(db)[(1, int(r["unit"][2:]))]["scores"]
+        assert r["status"] == "ok" and r["detection_bacc"] is None
+        assert sc["detection"]["unparsed"] == sc["positives"] + sc["negatives"] and sc["detection"]["n"] == 0
+    for args, needle in ((["--run", "9", "--units", "1:1"], "no run 9"), (["--run", "1", "--units", "7:1"], "no layer 7"),
+                         (["--run", "1", "--sae", "5", "--units", "1"], "no SAE 5"),
+                         (["--run", "1", "--units", "x"], "layer:unit"),
+                         (["--run", "1", "--units", "1:1", "--explainer", "ftp://x"], "http(s)://")):
+        rc = main(["explain", "--db", db, "--no-progress"] + args)
+        err = capsys.readouterr().err
+        assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_builtin_explainer_on_two_units(indexed, capsys):
+    db, _, _ = indexed
+    assert main(["explain", "--db", db, "--run", "1", "--units", "1:10-11", "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    stored = rows(db)
+    for r in out:
+        assert r["status"] in ("ok", "unparsed", "skipped")
+        row = stored[(1, int(r["unit"].split(":")[1]))]
+        assert row["explainer"] == "local:smollm2-135m"
+        if r["status"] == "ok":
+            assert r["explanation"] and row["scores"]["judge"] == "local:smollm2-135m"
