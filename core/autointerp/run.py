@@ -188,6 +188,9 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             done[(g, u)] = row | {"scores": None}
             if on_unit:
                 on_unit("explain", n, len(wanted))
+        from core.autointerp.search import store_embeddings
+
+        store_embeddings(con, cfg.run)  # searchable by meaning from now on
         if cfg.score:
             ok = [k for k in wanted if done[k]["status"] == "ok"]
             pairs = S.control_pairs(ok, cfg.seed)

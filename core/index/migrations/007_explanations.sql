@@ -1,7 +1,7 @@
 -- Explanations of units (neurons: layer = the layer; SAE features: layer = -sae_id, as in the unit tables), written
 -- by `neuroboard explain`: the explanation (NULL when the reply was unparsed or the unit skipped), the prompt and
 -- reply, the explainer and its settings (JSON), and the scores (JSON: detection and fuzzing metrics, and the control
--- scores with another unit's explanation).
+-- scores with another unit's explanation), and the explanation's sentence embedding.
 CREATE TABLE explanations (
     run_id      INTEGER NOT NULL,
     layer       INTEGER NOT NULL,
@@ -14,6 +14,7 @@ CREATE TABLE explanations (
     explainer   VARCHAR NOT NULL,
     settings    VARCHAR NOT NULL,
     scores      VARCHAR,
+    embedding   FLOAT[],                -- all-MiniLM-L6-v2 of the explanation (unit norm), for search by meaning
     created_at  TIMESTAMP DEFAULT current_timestamp,
     PRIMARY KEY (run_id, layer, unit)
 );

@@ -110,3 +110,27 @@ def test_builtin_explainer_on_two_units(indexed, capsys):
         assert row["explainer"] == "local:smollm2-135m"
         if r["status"] == "ok":
             assert r["explanation"] and row["scores"]["judge"] == "local:smollm2-135m"
+
+
+def test_search_finds_a_known_explanation_by_a_paraphrase(indexed, tmp_path, capsys):
+    """Explanations written into a copy of the index by hand; a paraphrase finds the right one first, by meaning."""
+    import shutil
+
+    from core.autointerp.search import store_embeddings
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(indexed[0], db)
+    con = connect(db)
+    con.execute("DELETE FROM explanations")  # only the hand-written ones
+    texts = {20: "Python keywords such as def, return and import", 21: "numbers and digits in dates and years",
+             22: "words about cats, dogs and other pets", 23: "closing brackets and parentheses"}
+    for u, t in texts.items():
+        X.put(con, {"run_id": 1, "layer": 1, "unit": u, "status": "ok", "explanation": t, "prompt": "p",
+                    "explainer": "hand", "settings": {}, "scores": {"detection": {"bacc": 0.8}}})
+    assert store_embeddings(con, 1) >= 4
+    con.close()
+    for query, unit in (("reserved words of a programming language", 20), ("years like 1905", 21),
+                        ("animals people keep at home", 22)):
+        assert main(["search", "--db", str(db), "--query", query, "--json"]) == 0
+        top = json.loads(capsys.readouterr().out)[0]
+        assert (top["layer"], top["unit"]) == (1, unit) and top["similarity"] > 0.3 and top["detection_bacc"] == 0.8
