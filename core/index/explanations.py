@@ -45,3 +45,20 @@ def keyword_search(con, words: str, limit: int = 50) -> list[dict]:
                        f"{where} ORDER BY run_id, layer, unit LIMIT ?", pats + [limit]).fetchall()
     return [{"run_id": r[0], "layer": r[1], "unit": r[2], "explanation": r[3],
              "scores": json.loads(r[4]) if r[4] else None} for r in rows]
+
+
+def get_one(con, run_id: int, layer: int, unit: int) -> dict | None:
+    """One unit's explanation row (layer: the layer, or -sae for a feature), or None."""
+    rows = con.execute(f"SELECT {COLS} FROM explanations WHERE run_id = ? AND layer = ? AND unit = ?",
+                       [run_id, layer, unit]).fetchall()
+    if not rows:
+        return None
+    d = dict(zip(COLS.split(", "), rows[0], strict=True))
+    d["settings"] = json.loads(d["settings"]) if d["settings"] else {}
+    d["scores"] = json.loads(d["scores"]) if d["scores"] else None
+    return d
+
+
+def count(con) -> int:
+    """Explanations stored ('ok' ones)."""
+    return int(con.execute("SELECT count(*) FROM explanations WHERE status = 'ok'").fetchone()[0])

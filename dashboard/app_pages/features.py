@@ -14,6 +14,7 @@ import streamlit as st
 
 from core.index.db import IndexLockedError
 from dashboard.app_pages import unit_body
+from dashboard.app_pages.explain_search import search_box
 from dashboard.app_pages.unit_compare import compare_target
 from dashboard.render import features as fr
 from dashboard.shell import frame, params
@@ -64,6 +65,7 @@ ctx = frame.url_widget(c3.slider, "feature_ctx", "ctx", ctx, label="Context toke
                        max_value=W)
 kind = f"feature:{info.path}"
 frame.light(fr.quality_html(info.quality))
+search_box(path, "feature_explain_search")
 interactive = frame.url_widget(st.toggle, "feature_plotly", "charts", qp.get("charts") == "plotly",
                                label="Interactive charts (Plotly: zoom and pan; slower to load)")
 st.query_params["charts"] = "plotly" if interactive else "light"

@@ -10,7 +10,8 @@ import streamlit as st
 
 from core.errors import UserError
 from core.findings import store
-from dashboard.shell.findings import PAGE_FILES, _md, findings_path, touring
+from dashboard.shell.findings import PAGE_FILES, findings_path, touring
+from dashboard.shell.params import md_text
 
 st.title("Findings")
 path = findings_path()
@@ -74,10 +75,10 @@ def summary(f) -> str:
 
 for i, f in enumerate(found):
     with st.container(border=True):
-        st.markdown(f"**{i + 1}. {_md(f.title)}** · {f.page} · saved {f.created_at[:16]}")
+        st.markdown(f"**{i + 1}. {md_text(f.title)}** · {f.page} · saved {f.created_at[:16]}")
         if f.note:
-            st.caption(_md(f.note))
-        st.caption(_md(summary(f)))
+            st.caption(md_text(f.note))
+        st.caption(md_text(summary(f)))
         why = gone(f)
         if why:
             st.warning(f"The live view cannot be recomputed: {why}. The snapshot above is what was saved.",

@@ -122,6 +122,10 @@ live = st.session_state.get("home_live", False)
 path = frame.choose_index()
 paths = catalog.index_paths()
 db = paths.index(path) if len(paths) > 1 else None
+if path.exists():
+    from dashboard.app_pages.explain_search import search_box
+
+    search_box(path, "home_search", db)
 
 
 @st.fragment(run_every=REFRESH_S if live else None)

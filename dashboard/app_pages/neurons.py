@@ -10,6 +10,7 @@ import time
 import streamlit as st
 
 from dashboard.app_pages import unit_body
+from dashboard.app_pages.explain_search import search_box
 from dashboard.app_pages.unit_compare import compare_target
 from dashboard.cache.units import layer_units
 from dashboard.shell import frame, params
@@ -49,6 +50,7 @@ if find:
             st.dataframe(hits, key="neuron_hits", hide_index=True)
         else:
             st.caption("No unit's top examples contain that token.")
+    search_box(path, "neuron_explain_search")
     if f2.button("Random interesting neuron", key="neuron_random"):
         st.query_params["unit"] = str(interesting(units, time.time_ns()))
         st.rerun()

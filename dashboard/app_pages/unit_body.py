@@ -14,6 +14,7 @@ from dashboard.cache.units import effects, view, vocab
 from dashboard.render import units as unit_charts
 from dashboard.render.tokens import example_html
 from dashboard.shell.frame import light, loaded_model
+from dashboard.shell.params import md_text
 from dashboard.views import units as unit_views
 
 
@@ -53,6 +54,7 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
     m[2].metric("Mean", f"{s['mean']:.4f}")
     m[3].metric("Max", f"{s['max']:.4f}")
     m[4].metric("Min", f"{s['min']:.4f}")
+    explanation_block(path, run.run_id, -layer if kind.startswith("feature:") else layer, unit)
     if interactive:
         st.plotly_chart(unit_charts.activation_histogram(s["hist"], s["hist_exp"]), key=f"{key}_hist")
     elif kind.startswith("feature:"):  # features are mostly zero: the non-zero part, density in the title
@@ -99,6 +101,33 @@ def unit_body(kind: str, path, run: RunInfo, layer: int, unit: int, ctx: int, in
     else:
         light(unit_charts.logit_effects_html(eff, voc))
     return v
+
+
+def explanation_block(path, run_id: int, group: int, unit: int) -> None:
+    """The unit's explanation (`neuroboard explain`) with its scores beside the control's, and the prompt."""
+    try:
+        e = unit_views.explanation(str(path), run_id, group, unit)
+    except (QueryError, IndexLockedError):
+        return
+    if e is None:
+        return
+    if e["status"] != "ok":
+        st.caption(f"No explanation: {e['reason'] or 'the explainer reply had none'} ({e['explainer']}).")
+        return
+    st.markdown(f"**Explanation:** {md_text(e['explanation'])}")
+    sc = e["scores"] or {}
+
+    def b(k):
+        v = (sc.get(k) or {}).get("bacc")
+        return "–" if v is None else f"{v:.2f}"
+    st.caption(f"Written by {e['explainer']}. " + (
+        f"Balanced accuracy on {sc.get('positives', 0)} held-out activating and {sc.get('negatives', 0)} "
+        f"non-activating windows (0.5 = chance): detection **{b('detection')}** (control, another unit's "
+        f"explanation: {b('control_detection')}), fuzzing **{b('fuzzing')}** (control {b('control_fuzzing')}); "
+        f"judge {sc.get('judge')}." if sc else "Not scored."))
+    with st.expander("The explainer's prompt and reply"):
+        st.text(e["prompt"] + "\n\n--- reply ---\n" + (e["reply"] or ""))
+
 
 
 def custom_text(kind: str, run: RunInfo, layer: int, unit: int, vmax: float, text: str) -> None:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.findings.views import PAGES as SNAPSHOT_PAGES
+from dashboard.shell.params import md_text
 
 PAGE_FILES = Path(__file__).resolve().parents[1] / "app_pages"
 
@@ -125,13 +126,7 @@ def tour_bar(url_path: str) -> None:
         c2.markdown(f"**Tour of {len(found)} findings.** Press → (or Next) to start.")
         return
     f = found[i - 1]
-    c2.markdown(f"**{i} / {len(found)} · {_md(f.title)}**")
+    c2.markdown(f"**{i} / {len(found)} · {md_text(f.title)}**")
     if f.note:
-        c2.caption(_md(f.note))
+        c2.caption(md_text(f.note))
 
-
-def _md(text: str) -> str:
-    """User text shown through st.markdown as text: markdown's special characters escaped (no HTML is allowed)."""
-    import re
-
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)

@@ -38,3 +38,11 @@ def choice_param(params: Mapping[str, str], name: str, choices: list[int], defau
     if problem is None and value not in choices:
         return default, f"`{name}={value}` is not in this index; showing {name} {default}."
     return value, problem
+
+
+def md_text(text: str) -> str:
+    """User text shown through st.markdown as text: markdown's special characters escaped (and `$`, which would
+    start math). No HTML is allowed there."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~$])", r"\\\1", text)

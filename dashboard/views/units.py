@@ -33,6 +33,26 @@ def layer_table(path, run_id: int, layer: int) -> list[dict]:
     return _read(path, queries.layer_units, run_id, layer)
 
 
+def explanation(path, run_id: int, group: int, unit: int) -> dict | None:
+    """The unit's stored explanation and scores (core.index.explanations; group -s for SAE s), or None."""
+    from core.index.explanations import get_one
+
+    return _read(path, get_one, run_id, group, unit)
+
+
+def explanation_count(path) -> int:
+    from core.index.explanations import count
+
+    return _read(path, count)
+
+
+def search_explanations(path, query: str, k: int = 20) -> list[dict]:
+    """Explanations matching `query` by meaning and keyword (core.autointerp.search)."""
+    from core.autointerp.search import search
+
+    return _read(path, search, query, k)
+
+
 def token_search(path, run_id: int, token: str) -> list[dict]:
     return _read(path, queries.search_token, run_id, token)
 
