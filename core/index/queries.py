@@ -140,17 +140,23 @@ def top_examples(con, run_id: int, layer: int, unit: int, k: int = 10, window: i
 
 
 def layer_units(con, run_id: int, layer: int) -> list[dict]:
-    """Every unit of a layer: density, max, mean, and `dominance` — the share of its top examples that are its
-    most common token (a selectivity measure: 1.0 means every top example is the same token)."""
+    """Every unit of a layer: density, max, mean, `dominance` — the share of its top examples that are its most
+    common token (a selectivity measure: 1.0 means every top example is the same token) — and its explanation with
+    its detection and fuzzing balanced accuracy (None where it has none)."""
     rows = con.execute(
         "WITH tk AS (SELECT e.unit, v.display, count(*) AS c, sum(count(*)) OVER (PARTITION BY e.unit) AS n "
         "  FROM top_examples e JOIN tokens t ON t.run_id = e.run_id AND t.doc_id = e.doc_id AND t.position = e.position "
         "  JOIN runs r ON r.run_id = e.run_id JOIN vocab v ON v.model_id = r.model_id AND v.token_id = t.token_id "
         "  WHERE e.run_id = ? AND e.layer = ? GROUP BY e.unit, v.display), "
         "best AS (SELECT unit, arg_max(display, c) AS token, max(c) / max(n) AS dominance FROM tk GROUP BY unit) "
-        "SELECT s.unit, s.density, s.max, s.mean, b.token, b.dominance FROM unit_stats s LEFT JOIN best b USING (unit) "
+        "SELECT s.unit, s.density, s.max, s.mean, b.token, b.dominance, x.explanation, "
+        "  TRY_CAST(json_extract(x.scores, '$.detection.bacc') AS DOUBLE), "
+        "  TRY_CAST(json_extract(x.scores, '$.fuzzing.bacc') AS DOUBLE) "
+        "FROM unit_stats s LEFT JOIN best b USING (unit) "
+        "LEFT JOIN explanations x ON x.run_id = s.run_id AND x.layer = s.layer AND x.unit = s.unit AND x.status = 'ok' "
         "WHERE s.run_id = ? AND s.layer = ? ORDER BY s.unit", [run_id, layer, run_id, layer]).fetchall()
-    return [dict(zip(["unit", "density", "max", "mean", "token", "dominance"], r, strict=True)) for r in rows]
+    return [dict(zip(["unit", "density", "max", "mean", "token", "dominance", "explanation", "detection", "fuzzing"],
+                     r, strict=True)) for r in rows]
 
 
 def search_token(con, run_id: int, token: str, limit: int = 50) -> list[dict]:

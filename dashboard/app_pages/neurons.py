@@ -40,7 +40,13 @@ st.query_params["find"] = "1" if find else "0"
 if find:
     units = layer_units(str(path), run.run_id, int(layer))
     st.caption(f"All {len(units):,} units of layer {layer}. Click a column header to sort. Dominance: share of a "
-               "unit's top examples that are its most common token (1.0 = one token only).")
+               "unit's top examples that are its most common token (1.0 = one token only). Detection and fuzzing: "
+               "the balanced accuracy of the unit's explanation (`neuroboard explain`; 0.5 = chance).")
+    if any(u["detection"] is not None for u in units):
+        least = st.slider("Only units whose explanation scores at least (detection)", 0.0, 1.0, 0.0, 0.05,
+                          key="neuron_min_detection")
+        if least > 0:
+            units = [u for u in units if u["detection"] is not None and u["detection"] >= least]
     st.dataframe(units, key="neuron_table", hide_index=True, height=240)
     f1, f2 = st.columns([3, 1])
     query = f1.text_input("Search by token (exact, e.g. ' Paris' with its leading space)", key="neuron_search")

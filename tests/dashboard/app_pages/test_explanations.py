@@ -60,3 +60,19 @@ def test_home_search_by_paraphrase(monkeypatch, explained):
     table = next(b for b in bodies if "unit: explanation" in b)
     first = table.split("<tr>")[2]
     assert "features?run=1&amp;sae=1&amp;feature=3" in first and "years and dates" in first
+
+
+def test_units_table_has_scores_and_filters_by_them(monkeypatch, explained):
+    from dashboard.cache import models
+
+    db, lm = explained
+    models.model(lm.name)
+    monkeypatch.setenv("NEUROBOARD_DB", str(db))
+    at = AppTest.from_file(str(ROOT / "dashboard/app_pages/neurons.py"), default_timeout=120)
+    at.query_params.update({"run": "1", "layer": "1", "unit": "5", "find": "1"})
+    at.run()
+    table = next(d.value for d in at.dataframe if "detection" in d.value.columns)
+    assert len(table) == 128 and table.set_index("unit").loc[5, "detection"] == pytest.approx(0.81)
+    at.slider(key="neuron_min_detection").set_value(0.8).run()
+    table = next(d.value for d in at.dataframe if "detection" in d.value.columns)
+    assert list(table["unit"]) == [5] and not at.exception
