@@ -46,6 +46,8 @@ class ExplainConfig:
     """Tokens each side of an example's peak."""
     score: bool = True
     """Score each explanation (detection, fuzzing) and its control (--no-score: explain only)."""
+    score_windows: int = 10
+    """Held-out activating windows to score on at most (spread over the intervals), and as many non-activating."""
     redo: bool = False
     """Explain again units already explained with these settings."""
     seed: int = 0
@@ -143,6 +145,8 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
     from core.index import queries
     from core.index.db import connect
 
+    if cfg.examples < 1 or cfg.window < 1 or cfg.score_windows < 1:
+        raise ExplainError("--examples, --window and --score-windows must be positive")
     wanted = parse_units(cfg.units, cfg.sae)
     con = connect(cfg.db)  # a writing open: brings an older index to the schema with the explanations table
     try:
@@ -162,7 +166,7 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
                 raise ExplainError(f"run {cfg.run} has no layer {g} (indexed: {queries.layer_ranges(run.layers)})")
         explainer = explainer or chat(cfg.explainer, load, cfg.model_name)
         judge = judge or (explainer if not cfg.scorer else chat(cfg.scorer, load, cfg.model_name))
-        settings = {k: v for k, v in asdict(cfg).items() if k in ("examples", "window", "seed")}
+        settings = {k: v for k, v in asdict(cfg).items() if k in ("examples", "window", "seed", "score_windows")}
         done = {(r["layer"], r["unit"]): r for r in X.get_all(con, cfg.run)}
         held: dict = {}
         for n, (g, u) in enumerate(wanted, 1):
@@ -199,16 +203,17 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
                     continue
                 rng = random.Random(f"{cfg.seed}:{key}")
                 sp = held[key]
+                pos = sp.score[:: max(1, -(-len(sp.score) // cfg.score_windows))][: cfg.score_windows]
                 avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
-                neg = _negatives(con, run, len(sp.score), 2 * cfg.window + 1, avoid, rng, vocab)
+                neg = _negatives(con, run, len(pos), 2 * cfg.window + 1, avoid, rng, vocab)
                 scores = {}
                 for label, expl in (("", done[key]["explanation"]),
                                     ("control_", done[pairs[key]]["explanation"] if key in pairs else None)):
-                    if expl is None or not sp.score:
+                    if expl is None or not pos:
                         continue
-                    scores[f"{label}detection"] = _judge(judge, expl, sp.score, neg, False, random.Random(rng.random()))
-                    scores[f"{label}fuzzing"] = _judge(judge, expl, sp.score, neg, True, random.Random(rng.random()))
-                scores |= {"judge": judge.name, "positives": len(sp.score), "negatives": len(neg),
+                    scores[f"{label}detection"] = _judge(judge, expl, pos, neg, False, random.Random(rng.random()))
+                    scores[f"{label}fuzzing"] = _judge(judge, expl, pos, neg, True, random.Random(rng.random()))
+                scores |= {"judge": judge.name, "positives": len(pos), "negatives": len(neg),
                            "control_unit": list(pairs[key]) if key in pairs else None}
                 X.set_scores(con, cfg.run, key[0], key[1], scores)
                 done[key]["scores"] = scores
