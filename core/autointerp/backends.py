@@ -1,7 +1,9 @@
 """Who writes and judges explanations: a chat model behind `complete(messages, max_tokens) -> str`.
 
   LocalChat   a loaded instruct model through transformers (the built-in smollm2-135m is SmolLM2-135M-Instruct):
-              its chat template, greedy decoding, so the same prompt gives the same reply
+              its chat template, greedy decoding, so the same prompt gives the same reply; the reply can be started
+              for it (a prefix), and as a judge it answers one excerpt at a time with the score
+              logit(Yes) − logit(No) of its first token (no answer to parse; AUC from the scores)
   HttpChat    an OpenAI-compatible /v1/chat/completions endpoint the user runs (llama.cpp server, vLLM, Ollama),
               temperature 0; retried with exponential back-off, then one line (AutointerpError)
 """
@@ -28,14 +30,16 @@ class LocalChat:
             raise AutointerpError(f"{lm.name} has no chat template: the explainer needs an instruct model")
         self.lm, self.name = lm, f"local:{lm.name}"
 
+    def _ids(self, messages: list[dict], prefix: str) -> torch.Tensor:
+        text = self.lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix
+        return torch.tensor([self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]])
+
     @torch.inference_mode()
-    def complete(self, messages: list[dict], max_tokens: int = 64) -> str:
+    def complete(self, messages: list[dict], max_tokens: int = 64, prefix: str = "") -> str:
+        """The reply, greedy; `prefix` starts the reply (the model continues it; it is part of what is returned)."""
         from core.model.run import decode
 
-        ids = self.lm.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
-        x = torch.tensor([list(ids)])
+        x = self._ids(messages, prefix)
         _, out = decode(self.lm, x, max_tokens)
         toks = out[0].tolist()
         eos = self.lm.tokenizer.eos_token_id
@@ -44,7 +48,16 @@ class LocalChat:
             if t in stops:
                 toks = toks[:i]
                 break
-        return self.lm.tokenizer.decode(toks, skip_special_tokens=True)
+        return prefix + self.lm.tokenizer.decode(toks, skip_special_tokens=True)
+
+    @torch.inference_mode()
+    def yes_score(self, messages: list[dict]) -> float:
+        """logit(Yes) − logit(No) of the reply's first token: the judge's answer as a score (> 0: yes)."""
+        from core.model.run import logits
+
+        out = logits(self.lm, self._ids(messages, ""))[0, -1].float()
+        yes, no = (self.lm.tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in ("Yes", "No"))
+        return float(out[yes] - out[no])
 
 
 class HttpChat:
@@ -57,7 +70,8 @@ class HttpChat:
         self.model, self.retries, self.backoff_s, self.timeout_s = model, retries, backoff_s, timeout_s
         self.name = f"http:{url}" + (f"#{model}" if model else "")
 
-    def complete(self, messages: list[dict], max_tokens: int = 64) -> str:
+    def complete(self, messages: list[dict], max_tokens: int = 64, prefix: str = "") -> str:
+        """The reply at temperature 0 (`prefix` is not sent: chat endpoints do not continue a reply)."""
         body = json.dumps({"model": self.model or "default", "messages": messages, "temperature": 0,
                            "max_tokens": max_tokens}).encode()
         last = ""

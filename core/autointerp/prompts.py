@@ -124,11 +124,29 @@ def parse_explanation(text: str) -> str | None:
     after = "explanation:" in low
     if after:
         t = t[low.rindex("explanation:") + len("explanation:"):]
-    lines = [ln.strip(" \t\"'*-") for ln in t.splitlines()]
+    lines = [ln.strip().lstrip("*-").strip() for ln in t.splitlines()]
     lines = [ln for ln in lines if ln]
     if not lines:
         return None
-    return (lines[0] if after else lines[-1])[:300]
+    line = lines[0] if after else lines[-1]
+    cut = line.find(". ")  # the first sentence
+    line = (line[:cut + 1] if cut > 0 else line).strip()
+    if len(line) < 3 or line.lower().rstrip(" .:").endswith(("responds to", "responds to the", "responds to a")):
+        return None  # nothing said after the reply's start
+    return line[:300]
+
+
+EXPLAIN_PREFIX = "Explanation: the neuron responds to"
+
+JUDGE_ONE = {False: "Would the neuron described be active somewhere in this excerpt? Answer Yes or No.",
+             True: "Are the marked tokens in this excerpt the kind the description says the neuron responds to? "
+                   "Answer Yes or No."}
+
+
+def judge_one_messages(explanation: str, text: str, fuzz: bool) -> list[dict]:
+    """One excerpt, a Yes/No question (for judges that give a score per answer)."""
+    return [{"role": "system", "content": FUZZ_SYSTEM.split(" Reply")[0] if fuzz else DETECT_SYSTEM.split(" Reply")[0]},
+            {"role": "user", "content": f"Description: {explanation}\n\nExcerpt: {text}\n\n{JUDGE_ONE[fuzz]}"}]
 
 
 def judge_messages(explanation: str, texts: list[str], fuzz: bool) -> list[dict]:

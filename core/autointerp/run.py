@@ -5,8 +5,9 @@ explaining and a scoring set (core.autointerp.prompts.split); the explainer's re
 stored with the prompt, the explainer's name and the settings. Units already explained with the same explainer and
 settings are skipped (resume). Units that never fire are stored as skipped with the reason.
 Phase 2 (unless --no-score), per unit: detection and fuzzing on the held-out activating windows and as many
-non-activating ones (random windows of the run's documents away from every stored example of the unit), judged in
-calls of five, with the unit's explanation and with its control (another unit's explanation).
+non-activating ones (random windows of the run's documents away from every stored example of the unit), with the
+unit's explanation and with its control (another unit's explanation). An endpoint judges in calls of five (a list
+of 0/1 answers); the built-in model judges one window at a time by logit(Yes) − logit(No).
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def _judge(judge, explanation: str, pos: list[P.Window], neg: list[P.Window], fu
         items.append((0, P.render(w.tokens, [(i, i + 1) for i in idx])))
     rng.shuffle(items)
     truth, pred = [t for t, _ in items], []
+    if hasattr(judge, "yes_score"):  # one excerpt per call, the answer's score (AUC too)
+        scores = [judge.yes_score(P.judge_one_messages(explanation, x, fuzz)) for _, x in items]
+        return S.metrics(truth, [int(v > 0) for v in scores], scores)
     for i in range(0, len(items), BATCH):
         batch = [x for _, x in items[i:i + BATCH]]
         answers = P.parse_answers(judge.complete(P.judge_messages(explanation, batch, fuzz), 24), len(batch))
@@ -184,7 +188,7 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
                         stats.get("count_active") else "no examples to show", "prompt": ""}
             else:
                 msgs = P.explain_messages(sp.explain)
-                reply = explainer.complete(msgs, 64)
+                reply = explainer.complete(msgs, 48, prefix=P.EXPLAIN_PREFIX)
                 text = P.parse_explanation(reply)
                 row |= {"prompt": "\n\n".join(m["content"] for m in msgs), "reply": reply,
                         "status": "ok" if text else "unparsed", "explanation": text}

@@ -41,6 +41,9 @@ def test_parsing():
         "the word 'the' before nouns"
     assert P.parse_explanation("numbers in dates") == "numbers in dates"
     assert P.parse_explanation("   ") is None
+    assert P.parse_explanation(P.EXPLAIN_PREFIX + " numbers in dates. Also years.") == \
+        "the neuron responds to numbers in dates."  # the first sentence
+    assert P.parse_explanation(P.EXPLAIN_PREFIX) is None and P.parse_explanation(P.EXPLAIN_PREFIX + " the") is None
     assert P.parse_answers("Sure: [1, 0, 0, 1, 0]", 5) == [1, 0, 0, 1, 0]
     assert P.parse_answers("[1, 0]", 5) is None and P.parse_answers("I don't know", 3) is None
 
