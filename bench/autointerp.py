@@ -67,10 +67,11 @@ def main() -> None:
     def mean(k):
         v = [r[k] for r in ok if r[k] is not None]
         return round(statistics.mean(v), 3) if v else None
-    for k in ("detection_bacc", "control_detection_bacc", "fuzzing_bacc", "control_fuzzing_bacc"):
+    for k in ("detection_bacc", "control_detection_bacc", "fuzzing_bacc", "control_fuzzing_bacc", "detection_auc",
+              "control_detection_auc", "fuzzing_auc", "control_fuzzing_auc"):
         out[f"mean_{k}"] = mean(k)
-    out["examples"] = [{k: r[k] for k in ("unit", "explanation", "detection_bacc", "control_detection_bacc",
-                                          "fuzzing_bacc", "control_fuzzing_bacc")} for r in ok[:6]]
+    out["examples"] = [{k: r[k] for k in ("unit", "explanation", "detection_auc", "control_detection_auc",
+                                          "fuzzing_auc", "control_fuzzing_auc")} for r in ok[:6]]
     tmp.cleanup()
     print(json.dumps(out, separators=(",", ":")) if a.json else json.dumps(out, indent=2))
 

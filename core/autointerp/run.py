@@ -231,12 +231,14 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
 def result(row: dict) -> dict:
     s = row.get("scores") or {}
 
-    def b(k):
-        return (s.get(k) or {}).get("bacc")
+    def b(k, m="bacc"):
+        return (s.get(k) or {}).get(m)
     unit = f"{row['layer']}:{row['unit']}" if row["layer"] >= 0 else f"sae{-row['layer']}:{row['unit']}"
     return {"unit": unit, "status": row["status"], "explanation": row.get("explanation"),
             "reason": row.get("reason"), "detection_bacc": b("detection"), "fuzzing_bacc": b("fuzzing"),
-            "control_detection_bacc": b("control_detection"), "control_fuzzing_bacc": b("control_fuzzing")}
+            "control_detection_bacc": b("control_detection"), "control_fuzzing_bacc": b("control_fuzzing"),
+            "detection_auc": b("detection", "auc"), "fuzzing_auc": b("fuzzing", "auc"),
+            "control_detection_auc": b("control_detection", "auc"), "control_fuzzing_auc": b("control_fuzzing", "auc")}
 
 
 __all__ = ["ExplainConfig", "ExplainError", "AutointerpError", "explain", "parse_units"]
