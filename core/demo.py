@@ -43,6 +43,12 @@ class DemoConfig:
     sweep: str = "diffmeans:sentiment"
     """Direction of the first model's demo steering sweep ('' : no sweep), made at its middle block and swept over
     every third block at α -0.5..0.5 on 16 held-out prompts, 8 tokens each."""
+    explain_units: int = 24
+    """Units the demo explains with the built-in model, so search works at once: half the demo SAE's features,
+    half the SAE layer's neurons, the most selective first (0: none)."""
+    explain_scored: int = 6
+    """How many of them are also scored (detection, fuzzing, control), so the pages show what the built-in model's
+    explanations are worth."""
     serve: bool = True
     """Serve the dashboard while the index is built (it fills in as jobs finish)."""
     port: int = 8501
@@ -126,7 +132,77 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
                             HeadsConfig(model=model, db=cfg.db, ablation_tokens=cfg.ablation_tokens)))
     if cfg.sweep and cfg.models:
         jobs += _sweep_jobs(cfg, notes)
+    if cfg.explain_units and cfg.models and cfg.sae_site:
+        jobs += _explain_jobs(cfg, notes)
     return jobs, notes
+
+
+@dataclass
+class DemoExplain:
+    db: str
+    model: str
+    layer: int
+    units: int
+    scored: int
+
+
+def _explain_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
+    """Explain the demo SAE's and its layer's most selective units (unless explanations are stored already)."""
+    from core.index.db import connect
+    from core.index.explanations import count
+
+    con = connect(cfg.db, read_only=True)
+    try:
+        done = count(con)
+    finally:
+        con.close()
+    if done:
+        notes.append(f"demo: {done} unit explanations are already stored")
+        return []
+    layer = int(cfg.sae_site.rsplit(".", 1)[-1])
+    return [Job(f"explain {cfg.explain_units} units of {cfg.models[0]}", "explain",
+                DemoExplain(cfg.db, cfg.models[0], layer, cfg.explain_units, cfg.explain_scored))]
+
+
+def run_explain(job: DemoExplain, on_unit=None) -> None:
+    """The demo's explanations: the run of `job.layer` that indexed the demo SAE; its most selective neurons (highest
+    dominance) and its SAE's most selective features (fewest tokens active, among those that fire); the first
+    `scored` of them scored too."""
+    from core.autointerp.run import ExplainConfig, explain
+    from core.index import queries
+    from core.index.db import connect
+
+    con = connect(job.db, read_only=True)
+    try:
+        saes = queries.run_saes(con)
+        runs = [r for r in queries.list_runs(con) if r.model == job.model and r.status == "complete"
+                and job.layer in r.layers and any(s.run_id == r.run_id for s in saes)]
+        if not runs:
+            return
+        run = runs[-1]
+        sae = next(s for s in saes if s.run_id == run.run_id)
+        neurons = sorted(queries.layer_units(con, run.run_id, job.layer), key=lambda u: -(u["dominance"] or 0))
+        dens = queries.group_density(con, run.run_id, -sae.sae_id)
+    finally:
+        con.close()
+    n_feat = job.units // 2
+    feats = sorted((f for f, d in enumerate(dens) if d and d > 0), key=lambda f: dens[f])[:n_feat]
+    nrns = [u["unit"] for u in neurons[: job.units - len(feats)]]
+    total, done = len(feats) + len(nrns), 0
+    k_f = min(len(feats), job.scored // 2)
+    k_n = min(len(nrns), job.scored - k_f)
+    calls = [(feats[:k_f], True, True), (nrns[:k_n], False, True)]  # scored, each group in one call (controls)
+    calls += [(feats[i:i + 4], True, False) for i in range(k_f, len(feats), 4)]  # the rest in small groups, so
+    calls += [(nrns[i:i + 4], False, False) for i in range(k_n, len(nrns), 4)]  # progress shows as they finish
+    for ids, is_feat, scored in calls:
+        if not ids:
+            continue
+        spec = ",".join(str(u) if is_feat else f"{job.layer}:{u}" for u in ids)
+        explain(ExplainConfig(db=job.db, run=run.run_id, units=spec, sae=sae.sae_id if is_feat else None,
+                              score=scored))
+        done += len(ids)
+        if on_unit:
+            on_unit(done, total)
 
 
 def _sweep_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
@@ -188,7 +264,8 @@ def record(cfg: DemoConfig, jobs: list[Job]) -> None:
         with writer.transaction(con):
             clear_jobs(con)
             for j in jobs:
-                unit = {"extract": "tokens", "train-sae": "tokens", "sweep": "cells"}.get(j.kind, "passes")
+                unit = {"extract": "tokens", "train-sae": "tokens", "sweep": "cells", "explain": "units"}.get(
+                    j.kind, "passes")
                 total = {"extract": getattr(j.config, "max_tokens", None),
                          "train-sae": getattr(j.config, "tokens", None)}.get(j.kind)
                 j.job_id = add_job(con, j.name, j.kind, total=total, unit=unit)
@@ -243,6 +320,9 @@ def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = Non
                 from core.interventions.sweep import run_sweep
 
                 run_sweep(j.config, on_cell=lambda d, t, track=track: track.progress(d, t))
+                track.finish()
+            elif j.kind == "explain":
+                run_explain(j.config, on_unit=lambda d, t, track=track: track.progress(d, t))
                 track.finish()
             else:
                 shown = on_heads(j.config) if on_heads else None

@@ -1,5 +1,6 @@
-"""`neuroboard demo` with its SAE and sweep jobs: the first model's extraction caches the SAE site, the SAE trains from
-that cache, its features are indexed, a steering sweep is stored, and a second demo finds everything done."""
+"""`neuroboard demo` with its SAE, sweep and explanation jobs: the first model's extraction caches the SAE site, the
+SAE trains from that cache, its features are indexed, a steering sweep is stored, units are explained (some scored)
+with the built-in model, and a second demo finds everything done."""
 
 from core.cli import main
 from core.index import queries
@@ -10,7 +11,7 @@ def test_demo_trains_and_indexes_an_sae(tiny_lm_dir, tmp_path, capsys):
     db = tmp_path / "demo.duckdb"
     args = ["demo", "--db", str(db), "--models", str(tiny_lm_dir), "--max-tokens", "3000", "--ablation-tokens", "0",
             "--sae-site", "resid_post.1", "--sae-tokens", "2048", "--sae-latents", "64", "--sae-k", "4",
-            "--sae-batch", "256", "--no-serve"]
+            "--sae-batch", "256", "--explain-units", "3", "--explain-scored", "2", "--no-serve"]
     assert main(args) == 0
     con = connect(db, read_only=True)
     saes = queries.run_saes(con)
@@ -28,7 +29,15 @@ def test_demo_trains_and_indexes_an_sae(tiny_lm_dir, tmp_path, capsys):
     con.close()
     assert sw.name == "demo: diffmeans:sentiment" and res["layers"] == [1] and len(res["alphas"]) == 5
     assert len(res["prompts"]) == 16 and res["direction"]["made"]["set"] == "sentiment"
+    from core.index.explanations import get_all
+
+    con = connect(db, read_only=True)
+    ex = get_all(con, runs[1].run_id)
+    con.close()
+    assert len(ex) == 3 and {e["layer"] for e in ex} == {-1, 1}  # a feature and neurons of the SAE's layer
+    assert sum(e["scores"] is not None for e in ex) >= 1 and all(e["explainer"] == "local:smollm2-135m" for e in ex)
     capsys.readouterr()
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "already trained" in err and "features are already indexed" in err and "sweep" in err
+    assert "explanations are already stored" in err
