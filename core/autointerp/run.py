@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 from core.autointerp import prompts as P
@@ -142,18 +143,28 @@ def _judge(judge, explanation: str, pos: list[P.Window], neg: list[P.Window], fu
     return S.metrics(truth, pred)
 
 
+@contextmanager
+def _opened(db: str, write: bool = False):
+    """A brief open of the index (core.index.db.connect: waits out another writer's lock)."""
+    from core.index.db import connect
+
+    con = connect(db, read_only=not write)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
 def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             on_unit: Callable[[str, int, int], None] | None = None) -> list[dict]:
     """Explain (and score) cfg.units; one result per unit (module docstring)."""
     from core.index import explanations as X
     from core.index import queries
-    from core.index.db import connect
 
     if cfg.examples < 1 or cfg.window < 1 or cfg.score_windows < 1:
         raise ExplainError("--examples, --window and --score-windows must be positive")
     wanted = parse_units(cfg.units, cfg.sae)
-    con = connect(cfg.db)  # a writing open: brings an older index to the schema with the explanations table
-    try:
+    with _opened(cfg.db, write=True) as con:  # a writing open: brings an older index to the schema
         try:
             run = queries.get_run(con, cfg.run)
         except queries.QueryError as e:
@@ -165,66 +176,71 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
                 raise ExplainError(f"run {cfg.run} has no SAE {cfg.sae}")
             kind = f"feature:{info.path}"
         vocab = queries.vocab(con, run.model_id)
-        for g, _u in wanted:
-            if g >= 0 and g not in run.layers:
-                raise ExplainError(f"run {cfg.run} has no layer {g} (indexed: {queries.layer_ranges(run.layers)})")
-        explainer = explainer or chat(cfg.explainer, load, cfg.model_name)
-        judge = judge or (explainer if not cfg.scorer else chat(cfg.scorer, load, cfg.model_name))
-        settings = {k: v for k, v in asdict(cfg).items() if k in ("examples", "window", "seed", "score_windows")}
         done = {(r["layer"], r["unit"]): r for r in X.get_all(con, cfg.run)}
-        held: dict = {}
-        for n, (g, u) in enumerate(wanted, 1):
+    for g, _u in wanted:
+        if g >= 0 and g not in run.layers:
+            raise ExplainError(f"run {cfg.run} has no layer {g} (indexed: {queries.layer_ranges(run.layers)})")
+    explainer = explainer or chat(cfg.explainer, load, cfg.model_name)
+    judge = judge or (explainer if not cfg.scorer else chat(cfg.scorer, load, cfg.model_name))
+    settings = {k: v for k, v in asdict(cfg).items() if k in ("examples", "window", "seed", "score_windows")}
+    held: dict = {}
+    # the index is open only to read a unit's examples and to write its row: never while a model writes or judges
+    # (the dashboard, e.g. beside `make demo`, reads between those moments)
+    for n, (g, u) in enumerate(wanted, 1):
+        with _opened(cfg.db) as con:
             groups, stats = _windows(con, run, g, u, cfg.window, kind, vocab)
-            sp = P.split(groups, max_explain=cfg.examples)
-            held[(g, u)] = sp
-            prev = done.get((g, u))
-            if prev and not cfg.redo and prev["explainer"] == explainer.name and prev["settings"] == settings:
-                if on_unit:
-                    on_unit("explain", n, len(wanted))
-                continue
-            row = {"run_id": cfg.run, "layer": g, "unit": u, "explainer": explainer.name, "settings": settings}
-            if not stats.get("count_active") or not sp.explain:
-                row |= {"status": "skipped", "reason": "never fires in the indexed tokens" if not
-                        stats.get("count_active") else "no examples to show", "prompt": ""}
-            else:
-                msgs = P.explain_messages(sp.explain)
-                reply = explainer.complete(msgs, 48, prefix=P.EXPLAIN_PREFIX)
-                text = P.parse_explanation(reply)
-                row |= {"prompt": "\n\n".join(m["content"] for m in msgs), "reply": reply,
-                        "status": "ok" if text else "unparsed", "explanation": text}
-            X.put(con, row)
-            done[(g, u)] = row | {"scores": None}
+        sp = P.split(groups, max_explain=cfg.examples)
+        held[(g, u)] = sp
+        prev = done.get((g, u))
+        if prev and not cfg.redo and prev["explainer"] == explainer.name and prev["settings"] == settings:
             if on_unit:
                 on_unit("explain", n, len(wanted))
-        from core.autointerp.search import store_embeddings
+            continue
+        row = {"run_id": cfg.run, "layer": g, "unit": u, "explainer": explainer.name, "settings": settings}
+        if not stats.get("count_active") or not sp.explain:
+            row |= {"status": "skipped", "reason": "never fires in the indexed tokens" if not
+                    stats.get("count_active") else "no examples to show", "prompt": ""}
+        else:
+            msgs = P.explain_messages(sp.explain)
+            reply = explainer.complete(msgs, 48, prefix=P.EXPLAIN_PREFIX)
+            text = P.parse_explanation(reply)
+            row |= {"prompt": "\n\n".join(m["content"] for m in msgs), "reply": reply,
+                    "status": "ok" if text else "unparsed", "explanation": text}
+        with _opened(cfg.db, write=True) as con:
+            X.put(con, row)
+        done[(g, u)] = row | {"scores": None}
+        if on_unit:
+            on_unit("explain", n, len(wanted))
+    from core.autointerp.search import store_embeddings
 
+    with _opened(cfg.db, write=True) as con:
         store_embeddings(con, cfg.run)  # searchable by meaning from now on
-        if cfg.score:
-            ok = [k for k in wanted if done[k]["status"] == "ok"]
-            pairs = S.control_pairs(ok, cfg.seed)
-            for n, key in enumerate(ok, 1):
-                if done[key].get("scores") and not cfg.redo:
-                    continue
-                rng = random.Random(f"{cfg.seed}:{key}")
-                sp = held[key]
-                pos = sp.score[:: max(1, -(-len(sp.score) // cfg.score_windows))][: cfg.score_windows]
-                avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
+    if cfg.score:
+        ok = [k for k in wanted if done[k]["status"] == "ok"]
+        pairs = S.control_pairs(ok, cfg.seed)
+        for n, key in enumerate(ok, 1):
+            if done[key].get("scores") and not cfg.redo:
+                continue
+            rng = random.Random(f"{cfg.seed}:{key}")
+            sp = held[key]
+            pos = sp.score[:: max(1, -(-len(sp.score) // cfg.score_windows))][: cfg.score_windows]
+            avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
+            with _opened(cfg.db) as con:
                 neg = _negatives(con, run, len(pos), 2 * cfg.window + 1, avoid, rng, vocab)
-                scores = {}
-                for label, expl in (("", done[key]["explanation"]),
-                                    ("control_", done[pairs[key]]["explanation"] if key in pairs else None)):
-                    if expl is None or not pos:
-                        continue
-                    scores[f"{label}detection"] = _judge(judge, expl, pos, neg, False, random.Random(rng.random()))
-                    scores[f"{label}fuzzing"] = _judge(judge, expl, pos, neg, True, random.Random(rng.random()))
-                scores |= {"judge": judge.name, "positives": len(pos), "negatives": len(neg),
-                           "control_unit": list(pairs[key]) if key in pairs else None}
+            scores = {}
+            for label, expl in (("", done[key]["explanation"]),
+                                ("control_", done[pairs[key]]["explanation"] if key in pairs else None)):
+                if expl is None or not pos:
+                    continue
+                scores[f"{label}detection"] = _judge(judge, expl, pos, neg, False, random.Random(rng.random()))
+                scores[f"{label}fuzzing"] = _judge(judge, expl, pos, neg, True, random.Random(rng.random()))
+            scores |= {"judge": judge.name, "positives": len(pos), "negatives": len(neg),
+                       "control_unit": list(pairs[key]) if key in pairs else None}
+            with _opened(cfg.db, write=True) as con:
                 X.set_scores(con, cfg.run, key[0], key[1], scores)
-                done[key]["scores"] = scores
-                if on_unit:
-                    on_unit("score", n, len(ok))
-    finally:
-        con.close()
+            done[key]["scores"] = scores
+            if on_unit:
+                on_unit("score", n, len(ok))
     return [result(done[k]) for k in wanted]
 
 
