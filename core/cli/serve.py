@@ -121,8 +121,7 @@ def cmd_serve(a) -> int:
 
     cfg = config_from(a, ServeConfig)
     for db in cfg.db:
-        if not os.path.exists(db):
-            raise IndexNotFoundError(f"index not found: {db} (build one with `neuroboard extract` or `make demo`)")
+        check_db(db)
         try:
             connect(db, wait_s=1.0).close()
         except IndexLockedError:

@@ -24,6 +24,8 @@ _HASHES: dict[tuple[str, int], str] = {}
 
 def weights_sha256(model) -> str:
     """SHA-256 of a torch module's parameters and buffers (cached per module object)."""
+    import torch
+
     key = (type(model).__name__, id(model))
     if key not in _HASHES:
         h = hashlib.sha256()
@@ -31,7 +33,7 @@ def weights_sha256(model) -> str:
         for name in sorted(state):
             t = state[name].detach().contiguous().cpu()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-            h.update(t.view(-1).view(__import__("torch").uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         _HASHES[key] = h.hexdigest()
     return _HASHES[key]
 

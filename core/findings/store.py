@@ -7,15 +7,15 @@ tracked in `findings_schema`, a table no index has, which is how a findings file
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import duckdb
 
 from core.errors import UserError, first_line
+from core.index.db import migrate
+from core.index.db import migrations as index_migrations
 
 DEFAULT_PATH = "data/findings.duckdb"
 
@@ -25,12 +25,7 @@ class FindingsError(UserError):
 
 
 def migrations() -> list[tuple[int, str]]:
-    out = []
-    for f in files("core.findings").joinpath("migrations").iterdir():
-        m = re.match(r"(\d+)_.*\.sql$", f.name)
-        if m:
-            out.append((int(m.group(1)), f.read_text(encoding="utf-8")))
-    return sorted(out)
+    return index_migrations("core.findings")
 
 
 LATEST = max(v for v, _ in migrations())
@@ -107,18 +102,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConn
 
 
 def _migrate(con, version: int) -> None:
-    con.execute("BEGIN")
-    try:
-        con.execute("CREATE TABLE IF NOT EXISTS findings_schema (version INTEGER NOT NULL, "
-                    "applied_at TIMESTAMP DEFAULT current_timestamp)")
-        for v, sql in migrations():
-            if v > version:
-                con.execute(sql)
-                con.execute("INSERT INTO findings_schema (version) VALUES (?)", [v])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+    migrate(con, version, migrations(), "findings_schema")
 
 
 _COLS = "finding_id, position, title, note, url, page, params, snapshot, manifest, CAST(created_at AS VARCHAR)"

@@ -37,9 +37,10 @@ class IndexNotFoundError(NotAnIndexError):
     pass
 
 
-def migrations() -> list[tuple[int, str]]:
+def migrations(package: str = "core.index") -> list[tuple[int, str]]:
+    """(version, SQL) of `package`'s migrations/NNN_*.sql, in order (the index's; the findings file has its own)."""
     out = []
-    for f in files("core.index").joinpath("migrations").iterdir():
+    for f in files(package).joinpath("migrations").iterdir():
         m = re.match(r"(\d+)_.*\.sql$", f.name)
         if m:
             out.append((int(m.group(1)), f.read_text(encoding="utf-8")))
@@ -102,14 +103,20 @@ def connect(path: str | Path, *, read_only: bool = False, wait_s: float | None =
 
 
 def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    migrate(con, version, migrations(), "schema_version")
+
+
+def migrate(con: duckdb.DuckDBPyConnection, version: int, steps: list[tuple[int, str]], table: str) -> None:
+    """Apply the steps newer than `version` in one transaction, recording each in `table` (a fixed name of ours,
+    never user input)."""
     con.execute("BEGIN")
     try:
-        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER NOT NULL, "
                     "applied_at TIMESTAMP DEFAULT current_timestamp)")
-        for v, sql in migrations():
+        for v, sql in steps:
             if v > version:
                 con.execute(sql)
-                con.execute("INSERT INTO schema_version (version) VALUES (?)", [v])
+                con.execute(f"INSERT INTO {table} (version) VALUES (?)", [v])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

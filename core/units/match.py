@@ -219,7 +219,7 @@ def match_units(q: MatchQuery, on_tokens=None, load=None) -> dict:
     """`neuroboard match`: load the model(s), read both unit sets, score, match; Matching.as_dict() plus settings."""
     if q.by not in ("corr", "cosine"):
         raise MatchError(f"--by {q.by!r}: use corr or cosine")
-    if q.tokens < 2 or q.context_len < 1:
+    if q.tokens < 2 or q.context_len < 1:  # before loading any model (_paired checks again, for best_matches)
         raise MatchError("--tokens must be at least 2 and --context-len positive")
     names, lm_a, lm_b = _models(q, load)
     meta = {"a": q.a, "b": q.b, "model_a": lm_a.name, "model_b": lm_b.name}

@@ -46,12 +46,16 @@ def uploaded_set(data: bytes, filename: str) -> str:
     return spec
 
 
+def _held(store: dict, spec: str, what: str):
+    if spec not in store:
+        raise UploadError(f"the uploaded {what} {spec} is not held by this server any more (uploads live in "
+                          "memory): upload the file again")
+    return store[spec]
+
+
 def prompt_set(spec: str):
     """The uploaded PromptSet of `spec` (UploadError when this server no longer holds it)."""
-    if spec not in _sets:
-        raise UploadError(f"the uploaded prompt set {spec} is not held by this server any more (uploads live in "
-                          "memory): upload the file again")
-    return _sets[spec]
+    return _held(_sets, spec, "prompt set")
 
 
 def uploaded_vector(data: bytes, filename: str) -> str:
@@ -81,7 +85,5 @@ def uploaded_vector(data: bytes, filename: str) -> str:
 
 
 def vector(spec: str):
-    if spec not in _vectors:
-        raise UploadError(f"the uploaded direction {spec} is not held by this server any more (uploads live in "
-                          "memory): upload the file again")
-    return _vectors[spec]
+    """The uploaded (d,) vector of `spec` (UploadError when this server no longer holds it)."""
+    return _held(_vectors, spec, "direction")
