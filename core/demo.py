@@ -44,9 +44,9 @@ class DemoConfig:
     """Direction of the first model's demo steering sweep ('' : no sweep), made at its middle block and swept over
     every third block at α -0.5..0.5 on 16 held-out prompts, 8 tokens each."""
     explain_units: int = 24
-    """Units the demo explains with the built-in model, so search works at once: half the demo SAE's features,
-    half the SAE layer's neurons, the most selective first (0: none)."""
-    explain_scored: int = 6
+    """Units the demo explains with the built-in model, so search works at once: two thirds the demo SAE's
+    features, the rest the SAE layer's neurons (explain_picks; 0: none)."""
+    explain_scored: int = 8
     """How many of them are also scored (detection, fuzzing, control), so the pages show what the built-in model's
     explanations are worth."""
     serve: bool = True
@@ -164,9 +164,24 @@ def _explain_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
                 DemoExplain(cfg.db, cfg.models[0], layer, cfg.explain_units, cfg.explain_scored))]
 
 
+def explain_picks(con, run_id: int, layer: int, sae_id: int, n: int) -> tuple[list[int], list[int]]:
+    """The demo's units to explain: 2/3 of n from the SAE's features (active on ≥ 50 tokens and ≤ 5% of them), the
+    rest from the layer's neurons (active on ≥ 50), each group ordered by how much their top examples sit on a
+    handful of tokens (queries.top_token_share, to one decimal), then by how often they fire: units a small
+    explainer can name, that a user meets often, with enough examples to score."""
+    from core.index import queries
+
+    def pick(group, m, max_density):
+        share = queries.top_token_share(con, run_id, group, min_active=50, max_density=max_density)
+        count = dict(con.execute("SELECT unit, count_active FROM unit_stats WHERE run_id = ? AND layer = ?",
+                                 [run_id, group]).fetchall())
+        return sorted(share, key=lambda u: (-round(share[u], 1), -count[u], u))[:m]
+    feats = pick(-sae_id, 2 * n // 3, 0.05)
+    return feats, pick(layer, n - len(feats), 1.0)
+
+
 def run_explain(job: DemoExplain, on_unit=None) -> None:
-    """The demo's explanations: the run of `job.layer` that indexed the demo SAE; its most selective neurons (highest
-    dominance) and its SAE's most selective features (fewest tokens active, among those that fire); the first
+    """The demo's explanations (explain_picks) in the run of `job.layer` that indexed the demo SAE; the first
     `scored` of them scored too."""
     from core.autointerp.run import ExplainConfig, explain
     from core.index import queries
@@ -181,13 +196,9 @@ def run_explain(job: DemoExplain, on_unit=None) -> None:
             return
         run = runs[-1]
         sae = next(s for s in saes if s.run_id == run.run_id)
-        neurons = sorted(queries.layer_units(con, run.run_id, job.layer), key=lambda u: -(u["dominance"] or 0))
-        dens = queries.group_density(con, run.run_id, -sae.sae_id)
+        feats, nrns = explain_picks(con, run.run_id, job.layer, sae.sae_id, job.units)
     finally:
         con.close()
-    n_feat = job.units // 2
-    feats = sorted((f for f, d in enumerate(dens) if d and d > 0), key=lambda f: dens[f])[:n_feat]
-    nrns = [u["unit"] for u in neurons[: job.units - len(feats)]]
     total, done = len(feats) + len(nrns), 0
     k_f = min(len(feats), job.scored // 2)
     k_n = min(len(nrns), job.scored - k_f)
@@ -199,7 +210,7 @@ def run_explain(job: DemoExplain, on_unit=None) -> None:
             continue
         spec = ",".join(str(u) if is_feat else f"{job.layer}:{u}" for u in ids)
         explain(ExplainConfig(db=job.db, run=run.run_id, units=spec, sae=sae.sae_id if is_feat else None,
-                              score=scored))
+                              score=scored, candidates=2))  # 2 chat prompts (+ completion, token list): minutes
         done += len(ids)
         if on_unit:
             on_unit(done, total)

@@ -51,6 +51,15 @@ class LocalChat:
         return prefix + self.lm.tokenizer.decode(toks, skip_special_tokens=True)
 
     @torch.inference_mode()
+    def continue_text(self, text: str, max_tokens: int = 16) -> str:
+        """A plain continuation of `text` (no chat template), greedy, up to the first newline."""
+        from core.model.run import decode
+
+        x = torch.tensor([self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]])
+        _, out = decode(self.lm, x, max_tokens)
+        return self.lm.tokenizer.decode(out[0].tolist(), skip_special_tokens=True).split("\n")[0]
+
+    @torch.inference_mode()
     def yes_score(self, messages: list[dict]) -> float:
         """logit(Yes) − logit(No) of the reply's first token: the judge's answer as a score (> 0: yes)."""
         from core.model.run import logits

@@ -3,12 +3,17 @@ delphi's conventions).
 
 An example is a window of token strings with the unit's activation on each (NaN where the index does not know it:
 an interval sample stores only its own token's activation). In the explainer's prompt:
+  - each example is an excerpt around its peak (EXCERPT_BEFORE tokens before it, EXCERPT_AFTER after);
   - tokens whose activation is above MARK_FRAC × the example's max are marked <<like this>>, consecutive marked
     tokens merged into one span: "the <<quick brown>> fox";
-  - after each example, every marked span with its activation on a 0–10 scale (10 = the unit's max over the shown
-    examples, rounded): "quick brown (7)".
+  - after the excerpts, every marked span with its activation on a 0–10 scale (10 = the unit's max over the shown
+    examples, rounded): "quick brown (7)", and the most frequent marked spans over all the explaining examples;
+  - two worked examples (made up, about animals and colours: nothing a Python-docs corpus is about) come first as
+    earlier turns of the chat: a 135M explainer follows a demonstrated answer far better than an instruction.
 Examples are split once, before anything is shown: from each activation interval (and the top examples), every
 `score_every`-th goes to the scoring set, the rest to the explainer, so no window is both explained and scored.
+Windows where the unit is not active at all (a top-K list of a rare unit is padded with zeros) are left out before
+the split.
 """
 
 from __future__ import annotations
@@ -19,12 +24,27 @@ from dataclasses import dataclass, field
 MARK_FRAC = 0.3
 OPEN, CLOSE = "<<", ">>"
 
+EXCERPT_BEFORE, EXCERPT_AFTER = 8, 3
+EXCERPTS = 12
+"""Excerpts shown in one explainer prompt at most."""
+
 EXPLAIN_SYSTEM = (
-    "You are a meticulous AI researcher studying one neuron of a language model. You will see short text excerpts "
-    "where it activates; the tokens where it is active are marked <<like this>>, and after each excerpt the marked "
-    "tokens are listed with its activation on a 0-10 scale. Work out what the marked tokens have in common, in "
-    "context. Reply with one short phrase (at most 15 words) describing what the neuron responds to, on a final "
-    "line starting 'Explanation:'.")
+    "You are studying one neuron of a language model. You see text excerpts where it is active; the tokens where "
+    "it is active are marked <<like this>>, and the marked tokens are listed with the neuron's activation on a "
+    "0-10 scale. Say in a few words what kind of token or word the marked tokens are.")
+ASK = "What does the neuron respond to?"
+SHOTS = [  # (the user's turn, the explainer's answer): made up, for the format only
+    ("Excerpt 1: my sister has a <<cat>> and two fish\nExcerpt 2: the <<horse>> ran across the field\n"
+     "Excerpt 3: a <<dog>> barked at night\nExcerpt 4: feeding the <<birds>> in winter\n"
+     "Marked tokens (activation 0-10): cat (10), horse (6), dog (9), birds (4)\n"
+     "Most frequent marked tokens: cat (2), horse (1), dog (1), birds (1)\n\n" + ASK,
+     "Explanation: the neuron responds to names of animals."),
+    ("Excerpt 1: she wore a <<red>> dress\nExcerpt 2: the sky turned <<dark blue>>\n"
+     "Excerpt 3: paint it <<green>>, not <<yellow>>\nExcerpt 4: a <<white>> house\n"
+     "Marked tokens (activation 0-10): red (10), dark blue (7), green (8), yellow (5), white (6)\n"
+     "Most frequent marked tokens: red (3), green (2), dark blue (1), yellow (1), white (1)\n\n" + ASK,
+     "Explanation: the neuron responds to colour words."),
+]
 
 DETECT_SYSTEM = (
     "You judge whether text excerpts fit a description of what a neuron in a language model responds to. For each "
@@ -102,18 +122,100 @@ def render(tokens: list[str], spans: list[tuple[int, int]]) -> str:
     return "".join(out).replace("\n", " ")
 
 
-def explain_messages(windows: list[Window], frac: float = MARK_FRAC) -> list[dict]:
-    """The explainer's chat messages for these windows (module docstring)."""
+def excerpt(w: Window, before: int = EXCERPT_BEFORE, after: int = EXCERPT_AFTER) -> Window:
+    """The window cut to `before` tokens before its peak and `after` after it."""
+    known = [i for i, a in enumerate(w.acts) if not math.isnan(a)]
+    if not known:
+        return w
+    pk = max(known, key=lambda i: w.acts[i])
+    a, b = max(0, pk - before), min(len(w.tokens), pk + after + 1)
+    return Window(w.tokens[a:b], w.acts[a:b], w.source, w.doc_id, w.position)
+
+
+def _span_text(tokens: list[str]) -> str:
+    t = "".join(tokens)
+    return t.strip() or repr(t)
+
+
+def explain_messages(windows: list[Window], frac: float = MARK_FRAC, every: list[Window] | None = None,
+                     shots: bool = True) -> list[dict]:
+    """The explainer's chat messages for these windows (module docstring); the most-frequent line counts the marked
+    spans of `every` (default: the windows shown)."""
+    from collections import Counter
+
     vmax = max((w.peak for w in windows), default=0.0) or 1.0
-    parts = []
+    parts, listed = [], []
     for n, w in enumerate(windows, 1):
-        spans = marked_spans(w, frac)
-        acts = [max(w.acts[a:b]) for a, b in spans]
-        listed = ", ".join(f"{''.join(w.tokens[a:b]).strip() or repr(''.join(w.tokens[a:b]))} "
-                           f"({round(10 * x / vmax)})" for (a, b), x in zip(spans, acts, strict=True))
-        parts.append(f"Example {n}: {render(w.tokens, spans)}\nActivations: {listed}")
-    return [{"role": "system", "content": EXPLAIN_SYSTEM},
-            {"role": "user", "content": "\n\n".join(parts) + "\n\nWhat does the neuron respond to?"}]
+        x = excerpt(w)
+        spans = marked_spans(x, frac)
+        parts.append(f"Excerpt {n}: {render(x.tokens, spans).strip()}")
+        listed += [f"{_span_text(x.tokens[a:b])} ({round(10 * max(x.acts[a:b]) / vmax)})" for a, b in spans]
+    freq = Counter(_span_text(x.tokens[a:b]) for x in map(excerpt, every or windows) for a, b in marked_spans(x, frac))
+    user = ("\n".join(parts) + "\nMarked tokens (activation 0-10): " + ", ".join(listed) + "\nMost frequent marked "
+            "tokens: " + ", ".join(f"{t} ({c})" for t, c in freq.most_common(8)) + "\n\n" + ASK)
+    msgs = [{"role": "system", "content": EXPLAIN_SYSTEM}]
+    for q, a in SHOTS if shots else []:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return msgs + [{"role": "user", "content": user}]
+
+
+def candidate_prompts(windows: list[Window], k: int = 3, per: int = EXCERPTS) -> list[list[dict]]:
+    """k explainer prompts over disjoint shares of the explaining windows (windows[i::k], at most `per` each; the
+    most-frequent line counts all of them): k readings of the unit, to choose among by a cheap score."""
+    shares = [windows[i::k][:per] for i in range(k)]
+    return [explain_messages(s, every=windows) for s in shares if s]
+
+
+COMMON_SHOTS = ('Words: "cat", "horse", "dog", "birds"\nWhat they have in common: names of animals\n\n'
+                'Words: "red", "dark blue", "green", "yellow"\nWhat they have in common: colour words\n\n'
+                'Words: "ran", "walked", "jumped", "swam"\nWhat they have in common: verbs of motion in the past '
+                'tense\n\n')
+COMMON_ASK = "What they have in common:"
+
+
+def frequent_spans(windows: list[Window], k: int = 8, frac: float = MARK_FRAC) -> list[str]:
+    """The k most frequent marked spans of the windows (each excerpt's, stripped), most frequent first."""
+    from collections import Counter
+
+    return [t for t, _ in Counter(_span_text(x.tokens[a:b]) for x in map(excerpt, windows)
+                                  for a, b in marked_spans(x, frac)).most_common(k)]
+
+
+def _quoted(spans: list[str]) -> str:
+    return ", ".join(t if len(t) > 2 and t[0] == t[-1] == "'" else f'"{t}"' for t in spans)  # a repr as it is
+
+
+def common_prompt(windows: list[Window], k: int = 6) -> str:
+    """A plain-text completion prompt (no chat): the most frequent marked spans, after three made-up lists, asking
+    what they have in common. Small models name a category this way where they cannot follow an instruction."""
+    return COMMON_SHOTS + "Words: " + _quoted(frequent_spans(windows, k)) + "\n" + COMMON_ASK
+
+
+def parse_common(text: str) -> str | None:
+    """The completion's first line as an explanation ('the neuron responds to …'), None if empty."""
+    line = (text or "").strip().splitlines()[0].strip().rstrip(".") if (text or "").strip() else ""
+    return f"the neuron responds to {line}." if len(line) >= 3 else None
+
+
+def shot_answers() -> list[str]:
+    """The worked examples' answers (SHOTS, COMMON_SHOTS), as explanations."""
+    out = [a.removeprefix("Explanation: ") for _, a in SHOTS]
+    return out + [f"the neuron responds to {line.split(':', 1)[1].strip()}." for line in COMMON_SHOTS.splitlines()
+                  if line.startswith(COMMON_ASK)]
+
+
+def echoes_a_shot(explanation: str, embed, threshold: float = 0.8) -> bool:
+    """Whether an explanation only repeats a worked example's answer, or nearly (sentence-embedding cosine ≥
+    threshold with one of shot_answers(); `embed` gives unit-norm rows): an echo of the demonstration, not a
+    reading of the unit (small explainers do this when they find nothing)."""
+    E = embed([explanation, *shot_answers()])
+    return bool((E[1:] @ E[0]).max() >= threshold)
+
+
+def token_list(windows: list[Window], k: int = 5) -> str | None:
+    """The explanation no model writes: the most frequent marked tokens, quoted (the top-token baseline)."""
+    spans = frequent_spans(windows, k)
+    return f"the neuron responds to the tokens {_quoted(spans)}." if spans else None
 
 
 def parse_explanation(text: str) -> str | None:

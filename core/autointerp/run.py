@@ -1,13 +1,17 @@
 """`neuroboard explain`: explain units from the index's examples, score each explanation, store both.
 
-Phase 1, per unit: the unit's top examples and interval samples (from the index alone), split once into an
-explaining and a scoring set (core.autointerp.prompts.split); the explainer's reply and its parsed explanation are
-stored with the prompt, the explainer's name and the settings. Units already explained with the same explainer and
-settings are skipped (resume). Units that never fire are stored as skipped with the reason.
+Phase 1, per unit: the unit's top examples and interval samples (from the index alone, windows where it is active),
+split once into an explaining and a scoring set (core.autointerp.prompts.split). The explainer answers `candidates`
+prompts, each over its own share of the explaining windows; the candidate kept is the one whose embedding score
+(core.autointerp.scoring.embedding_auc) on the explaining windows against random ones is highest, so the held-out
+scoring set never chooses. The explanation is stored with its prompt, every candidate's reply and selection score,
+the explainer's name and the settings. Units already explained with the same explainer and settings are skipped
+(resume). Units that never fire are stored as skipped with the reason.
 Phase 2 (unless --no-score), per unit: detection and fuzzing on the held-out activating windows and as many
 non-activating ones (random windows of the run's documents away from every stored example of the unit), with the
-unit's explanation and with its control (another unit's explanation). An endpoint judges in calls of five (a list
-of 0/1 answers); the built-in model judges one window at a time by logit(Yes) − logit(No).
+unit's explanation and with its control (another unit's explanation), and the embedding score of both on the same
+windows. An endpoint judges in calls of five (a list of 0/1 answers); the built-in model judges one window at a
+time by logit(Yes) − logit(No).
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ class ExplainConfig:
     """The judge for scoring (default: the explainer)."""
     model_name: str = ""
     """The model name to send to an endpoint (default: 'default')."""
-    examples: int = 40
-    """Examples shown to the explainer at most (the rest of each interval is held out for scoring)."""
+    examples: int = 36
+    """Examples shown to the explainer at most, over all candidates (the rest of each interval is held out for
+    scoring)."""
+    candidates: int = 3
+    """Explainer prompts per unit, each over its own share of the examples; the best by embedding score is kept."""
     window: int = 12
     """Tokens each side of an example's peak."""
     score: bool = True
@@ -143,6 +150,46 @@ def _judge(judge, explanation: str, pos: list[P.Window], neg: list[P.Window], fu
     return S.metrics(truth, pred)
 
 
+def _plain(ws: list[P.Window]) -> list[str]:
+    return [P.render(w.tokens, []) for w in ws]
+
+
+def _choose(explainer, windows: list[P.Window], k: int, neg: list[P.Window]) -> dict:
+    """The explanation row's fields. Candidates: the explainer's replies to k chat prompts over disjoint shares of
+    the windows (P.candidate_prompts); a plain completion naming what the most frequent marked tokens have in
+    common (P.common_prompt; explainers that can continue text: the built-in one); and the top-token list no model
+    writes (P.token_list). With k > 1 the candidate kept is the one with the highest embedding score on (windows,
+    neg), the first on a tie, and a reply that only repeats a worked example's answer is left out (P.echoes_a_shot);
+    with k = 1 the one chat reply. 'unparsed' when nothing parses."""
+    from core.autointerp.search import embed
+
+    cands = []
+    for msgs in P.candidate_prompts(windows, k):
+        reply = explainer.complete(msgs, 48, prefix=P.EXPLAIN_PREFIX)
+        cands.append({"kind": "chat", "prompt": "\n\n".join(m["content"] for m in msgs), "reply": reply,
+                      "text": P.parse_explanation(reply)})
+    if k > 1:
+        for c in cands:
+            if c["text"] and P.echoes_a_shot(c["text"], embed):
+                c["text"], c["reply"] = None, f"(echoes a worked example, left out) {c['reply']}"
+        if hasattr(explainer, "continue_text"):
+            q = P.common_prompt(windows)
+            reply = explainer.continue_text(q)
+            text = P.parse_common(reply)
+            cands.append({"kind": "completion", "prompt": q, "reply": reply,
+                          "text": None if text and P.echoes_a_shot(text, embed) else text})
+        cands.append({"kind": "token list", "prompt": "", "reply": "", "text": P.token_list(windows)})
+        for c in cands:
+            c["sel"] = S.embedding_auc(c["text"], _plain(windows), _plain(neg), embed) if c["text"] else None
+    ok = [c for c in cands if c["text"]]
+    best = max(ok, key=lambda c: -1.0 if c.get("sel") is None else c["sel"]) if ok else cands[0]
+    replies = "\n\n".join(f"[candidate {i}, {c['kind']}{' (kept)' if c is best else ''}; selection AUC "
+                           f"{'-' if c.get('sel') is None else format(c['sel'], '.3f')}] {c['text'] or c['reply']}"
+                           for i, c in enumerate(cands, 1)) if len(cands) > 1 else best["reply"]
+    return {"prompt": best["prompt"], "reply": replies, "status": "ok" if best["text"] else "unparsed",
+            "explanation": best["text"], "source": best["kind"]}
+
+
 @contextmanager
 def _opened(db: str, write: bool = False):
     """A brief open of the index (core.index.db.connect: waits out another writer's lock)."""
@@ -161,8 +208,8 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
     from core.index import explanations as X
     from core.index import queries
 
-    if cfg.examples < 1 or cfg.window < 1 or cfg.score_windows < 1:
-        raise ExplainError("--examples, --window and --score-windows must be positive")
+    if min(cfg.examples, cfg.window, cfg.score_windows, cfg.candidates) < 1:
+        raise ExplainError("--examples, --window, --score-windows and --candidates must be positive")
     wanted = parse_units(cfg.units, cfg.sae)
     with _opened(cfg.db, write=True) as con:  # a writing open: brings an older index to the schema
         try:
@@ -182,14 +229,19 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             raise ExplainError(f"run {cfg.run} has no layer {g} (indexed: {queries.layer_ranges(run.layers)})")
     explainer = explainer or chat(cfg.explainer, load, cfg.model_name)
     judge = judge or (explainer if not cfg.scorer else chat(cfg.scorer, load, cfg.model_name))
-    settings = {k: v for k, v in asdict(cfg).items() if k in ("examples", "window", "seed", "score_windows")}
+    settings = {k: v for k, v in asdict(cfg).items()
+                if k in ("examples", "window", "seed", "score_windows", "candidates")}
     held: dict = {}
     # the index is open only to read a unit's examples and to write its row: never while a model writes or judges
     # (the dashboard, e.g. beside `make demo`, reads between those moments)
     for n, (g, u) in enumerate(wanted, 1):
         with _opened(cfg.db) as con:
             groups, stats = _windows(con, run, g, u, cfg.window, kind, vocab)
-        sp = P.split(groups, max_explain=cfg.examples)
+            groups = [[w for w in grp if w.peak > 0] for grp in groups]  # a rare unit's top-K is padded with zeros
+            sp = P.split(groups, max_explain=cfg.examples)
+            avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
+            sel_neg = _negatives(con, run, len(sp.explain), 2 * cfg.window + 1, avoid,
+                                 random.Random(f"{cfg.seed}:select:{(g, u)}"), vocab) if sp.explain else []
         held[(g, u)] = sp
         prev = done.get((g, u))
         if prev and not cfg.redo and prev["explainer"] == explainer.name and prev["settings"] == settings:
@@ -201,17 +253,13 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             row |= {"status": "skipped", "reason": "never fires in the indexed tokens" if not
                     stats.get("count_active") else "no examples to show", "prompt": ""}
         else:
-            msgs = P.explain_messages(sp.explain)
-            reply = explainer.complete(msgs, 48, prefix=P.EXPLAIN_PREFIX)
-            text = P.parse_explanation(reply)
-            row |= {"prompt": "\n\n".join(m["content"] for m in msgs), "reply": reply,
-                    "status": "ok" if text else "unparsed", "explanation": text}
+            row |= _choose(explainer, sp.explain, cfg.candidates, sel_neg)
         with _opened(cfg.db, write=True) as con:
             X.put(con, row)
         done[(g, u)] = row | {"scores": None}
         if on_unit:
             on_unit("explain", n, len(wanted))
-    from core.autointerp.search import store_embeddings
+    from core.autointerp.search import embed, store_embeddings
 
     with _opened(cfg.db, write=True) as con:
         store_embeddings(con, cfg.run)  # searchable by meaning from now on
@@ -234,6 +282,7 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
                     continue
                 scores[f"{label}detection"] = _judge(judge, expl, pos, neg, False, random.Random(rng.random()))
                 scores[f"{label}fuzzing"] = _judge(judge, expl, pos, neg, True, random.Random(rng.random()))
+                scores[f"{label}embedding"] = {"auc": S.embedding_auc(expl, _plain(pos), _plain(neg), embed)}
             scores |= {"judge": judge.name, "positives": len(pos), "negatives": len(neg),
                        "control_unit": list(pairs[key]) if key in pairs else None}
             with _opened(cfg.db, write=True) as con:
@@ -254,7 +303,8 @@ def result(row: dict) -> dict:
             "reason": row.get("reason"), "detection_bacc": b("detection"), "fuzzing_bacc": b("fuzzing"),
             "control_detection_bacc": b("control_detection"), "control_fuzzing_bacc": b("control_fuzzing"),
             "detection_auc": b("detection", "auc"), "fuzzing_auc": b("fuzzing", "auc"),
-            "control_detection_auc": b("control_detection", "auc"), "control_fuzzing_auc": b("control_fuzzing", "auc")}
+            "control_detection_auc": b("control_detection", "auc"), "control_fuzzing_auc": b("control_fuzzing", "auc"),
+            "embedding_auc": b("embedding", "auc"), "control_embedding_auc": b("control_embedding", "auc")}
 
 
 __all__ = ["ExplainConfig", "ExplainError", "AutointerpError", "explain", "parse_units"]

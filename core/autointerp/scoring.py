@@ -5,6 +5,9 @@ fuzzing: are the marked tokens the right ones?); the labels are compared with th
   F1                 2·precision·recall / (precision + recall) of the positive class
   AUC                the chance a positive window gets a higher judge score than a negative one (ties count half),
                      when the judge gives scores (log-probabilities), else None
+  embedding AUC      embedding scoring: the AUC of the cosine similarity between the explanation's sentence embedding
+                     and each window's (all-MiniLM-L6-v2); needs no judge model, so it still reads when the judge is
+                     too small to (the built-in 135M judge is at chance even with hand-written explanations)
 Control: each unit is scored again with another unit's explanation (control_pairs: a derangement, no unit with its
 own), so a score can be read against what an unrelated explanation gets on the same windows.
 """
@@ -64,3 +67,14 @@ def control_pairs(units: Sequence, seed: int = 0) -> dict:
     order = units[:]
     rng.shuffle(order)
     return {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+
+
+def embedding_auc(explanation: str, pos: Sequence[str], neg: Sequence[str], embed) -> float | None:
+    """Embedding scoring (after delphi's embedding scorer): the AUC of the cosine similarity between the
+    explanation's sentence embedding and each window's, activating windows against non-activating ones. `embed`
+    maps texts to unit-norm rows (core.autointerp.search.embed). Cheap, and independent of the explainer model."""
+    if not pos or not neg:
+        return None
+    E = embed([explanation, *pos, *neg])
+    sims = [float(x) for x in E[1:] @ E[0]]
+    return auc([1] * len(pos) + [0] * len(neg), sims)
