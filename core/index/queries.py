@@ -249,7 +249,7 @@ def group_density(con, run_id: int, group: int) -> list[float]:
 def top_token_share(con, run_id: int, group: int, k: int = 5, min_active: int = 1, max_density: float = 1.0
                     ) -> dict[int, float]:
     """{unit: the share of its top examples (activation > 0) whose token is one of its k most frequent tokens (text
-    trimmed, lower-cased)} for a unit group's units active on ≥ min_active tokens, density ≤ max_density: how few
+    trimmed of spaces, lower-cased)} for a unit group's units active on ≥ min_active tokens, density ≤ max_density: how few
     tokens a unit's strongest activations sit on."""
     rows = con.execute(
         "SELECT e.unit, lower(trim(v.display)), count(*) FROM top_examples e "

@@ -4,6 +4,8 @@ logit effects and custom text for one unit of any `core.units.sources.UnitSource
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import streamlit as st
 
@@ -117,14 +119,18 @@ def explanation_block(path, run_id: int, group: int, unit: int) -> None:
     st.markdown(f"**Explanation:** {md_text(e['explanation'])}")
     sc = e["scores"] or {}
 
-    def b(k):
-        v = (sc.get(k) or {}).get("bacc")
+    def b(k, m="bacc"):
+        v = (sc.get(k) or {}).get(m)
         return "–" if v is None else f"{v:.2f}"
-    st.caption(f"Written by {e['explainer']}. " + (
+    kept = re.search(r"\[candidate \d+, ([a-z ]+) \(kept\)", e["reply"] or "")
+    how = {"token list": " (the top-token list: no model reply explained the examples better)",
+           "completion": " (a plain completion naming what the frequent tokens share)"}.get(kept and kept.group(1), "")
+    st.caption(f"Written by {e['explainer']}{how}. " + (
         f"Balanced accuracy on {sc.get('positives', 0)} held-out activating and {sc.get('negatives', 0)} "
         f"non-activating windows (0.5 = chance): detection **{b('detection')}** (control, another unit's "
         f"explanation: {b('control_detection')}), fuzzing **{b('fuzzing')}** (control {b('control_fuzzing')}); "
-        f"judge {sc.get('judge')}." if sc else "Not scored."))
+        f"judge {sc.get('judge')}. Embedding score (AUC, all-MiniLM-L6-v2, no judge): **{b('embedding', 'auc')}** "
+        f"(control {b('control_embedding', 'auc')})." if sc else "Not scored."))
     with st.expander("The explainer's prompt and reply"):
         st.text(e["prompt"] + "\n\n--- reply ---\n" + (e["reply"] or ""))
 

@@ -16,12 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def reply_for(messages: list[dict], mode: str) -> str:
     system, user = messages[0]["content"], messages[-1]["content"]
-    if "Explanation:" in system and mode == "noexplain":
+    explainer = user.endswith("What does the neuron respond to?")
+    if explainer and mode == "noexplain":
         return "   "
-    if "Explanation:" not in system and mode == "badjudge":
+    if not explainer and mode == "badjudge":
         return "I am not sure what you mean."
-    if "Explanation:" in system:
-        spans = Counter(s.strip() for s in re.findall(r"<<(.*?)>>", user.split("\n\n")[0] + "\n" + user))
+    if explainer:
+        spans = Counter(s.strip() for s in re.findall(r"<<(.*?)>>", user))
         return f"Thinking...\nExplanation: tokens like '{spans.most_common(1)[0][0] if spans else ''}'"
     key = re.search(r"tokens like '(.*?)'", user)
     key = key.group(1) if key else ""

@@ -31,7 +31,7 @@ def test_explain_and_score_with_a_local_endpoint(indexed, capsys):
     db, _, _ = indexed
     with fake_llm() as (url, calls):
         rc = main(["explain", "--db", db, "--run", "1", "--units", "1:0-3", "--explainer", url, "--json",
-                   "--no-progress"])
+                   "--no-progress", "--candidates", "1"])
         out = json.loads(capsys.readouterr().out)
         n_first = calls["n"]
         assert rc == 0 and [r["unit"] for r in out] == ["1:0", "1:1", "1:2", "1:3"]
@@ -42,13 +42,15 @@ def test_explain_and_score_with_a_local_endpoint(indexed, capsys):
                 assert "never fires" in r["reason"]
                 continue
             assert r["status"] == "ok" and r["explanation"].startswith("tokens like")
-            assert "<<" in row["prompt"] and "Activations:" in row["prompt"] and row["explainer"] == f"http:{url}"
+            assert "<<" in row["prompt"] and "Marked tokens (activation 0-10):" in row["prompt"]
+            assert row["explainer"] == f"http:{url}"
             sc = row["scores"]
             assert sc["positives"] > 0 and sc["negatives"] > 0 and sc["control_unit"] != [1, int(r["unit"][2:])]
             assert 0 <= r["detection_bacc"] <= 1 and r["control_detection_bacc"] is not None
+            assert 0 <= r["embedding_auc"] <= 1 and r["control_embedding_auc"] is not None
         # resume: the same settings explain and score nothing again
         assert main(["explain", "--db", db, "--run", "1", "--units", "1:0-3", "--explainer", url, "--json",
-                     "--no-progress"]) == 0
+                     "--no-progress", "--candidates", "1"]) == 0
         assert json.loads(capsys.readouterr().out) == out and calls["n"] == n_first
 
 
@@ -78,7 +80,7 @@ def test_bad_endpoints_and_answers(indexed, capsys):
     assert rows(db) == before  # finished units kept, nothing half-written
     with fake_llm("noexplain") as (url, _):
         assert main(["explain", "--db", db, "--run", "1", "--units", "1:6", "--explainer", url, "--json",
-                     "--no-progress"]) == 0
+                     "--no-progress", "--candidates", "1"]) == 0
     (r,) = json.loads(capsys.readouterr().out)
     assert r["status"] == "unparsed" and r["explanation"] is None and rows(db)[(1, 6)]["reply"] == "   "
     with fake_llm("badjudge") as (url, _):
@@ -134,3 +136,40 @@ def test_search_finds_a_known_explanation_by_a_paraphrase(indexed, tmp_path, cap
         assert main(["search", "--db", str(db), "--query", query, "--json"]) == 0
         top = json.loads(capsys.readouterr().out)[0]
         assert (top["layer"], top["unit"]) == (1, unit) and top["similarity"] > 0.3 and top["detection_bacc"] == 0.8
+
+
+def test_top_token_share_and_demo_picks_equal_brute_force(indexed):
+    """queries.top_token_share against counting each unit's top examples read one by one with their token windows
+    (core.units.sources.unit_view, as the pages read them); the demo's picks are ordered as its docstring says."""
+    from collections import Counter
+
+    from core.demo import explain_picks
+    from core.index import queries
+    from core.units.sources import unit_view
+
+    db, _, run = indexed
+    con = connect(db, read_only=True)
+    try:
+        info = queries.get_run(con, run)
+        vocab = queries.vocab(con, info.model_id)
+        for group in (1, -1):
+            share = queries.top_token_share(con, run, group, k=2, min_active=3)
+            stats = {u: c for u, c in con.execute("SELECT unit, count_active FROM unit_stats WHERE run_id = ? AND "
+                                                  "layer = ?", [run, group]).fetchall()}
+            want = {}
+            for u, c in stats.items():
+                view = unit_view(con, info, group, u, group, 10**6, 1)
+                toks = [vocab[e.seq[e.focus]].strip(" ").lower() for e in view.top if e.activation > 0]
+                if c >= 3 and toks:
+                    want[u] = sum(n for _, n in Counter(toks).most_common(2)) / len(toks)
+            assert share.keys() == want.keys() and len(want) > 3
+            assert all(abs(share[u] - want[u]) < 1e-12 for u in want)
+        feats, nrns = explain_picks(con, run, 1, 1, 6)
+        for got, group, m, dens in ((feats, -1, 4, 0.05), (nrns, 1, 6 - len(feats), 1.0)):
+            share = queries.top_token_share(con, run, group, min_active=50, max_density=dens)
+            count = dict(con.execute("SELECT unit, count_active FROM unit_stats WHERE run_id = ? AND layer = ?",
+                                     [run, group]).fetchall())
+            assert got and got == sorted(share, key=lambda u: (-round(share[u], 1), -count[u], u))[:m]
+            assert all(count[u] >= 50 for u in got)
+    finally:
+        con.close()

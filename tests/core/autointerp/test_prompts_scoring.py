@@ -14,9 +14,25 @@ def test_explainer_prompt_equals_the_hand_written_one():
     w2 = P.Window(["A", " dog", "\n", "ran"], [float("nan"), 1.0, float("nan"), 0.2])  # NaN: unknown, never marked
     msgs = P.explain_messages([w1, w2])
     assert msgs[0] == {"role": "system", "content": P.EXPLAIN_SYSTEM}
-    assert msgs[1]["content"] == ("Example 1: The<< cat sat>> on<< mat>>\nActivations: cat sat (5), mat (10)\n\n"
-                                  "Example 2: A<< dog>> ran\nActivations: dog (2)\n\n"
-                                  "What does the neuron respond to?")
+    assert [m["role"] for m in msgs[1:]] == ["user", "assistant", "user", "assistant", "user"]  # two worked examples
+    assert msgs[2]["content"] == "Explanation: the neuron responds to names of animals."
+    assert msgs[-1]["content"] == ("Excerpt 1: The<< cat sat>> on<< mat>>\nExcerpt 2: A<< dog>> ran\n"
+                                   "Marked tokens (activation 0-10): cat sat (5), mat (10), dog (2)\n"
+                                   "Most frequent marked tokens: cat sat (1), mat (1), dog (1)\n\n"
+                                   "What does the neuron respond to?")
+    # an excerpt is cut to EXCERPT_BEFORE tokens before the peak and EXCERPT_AFTER after it
+    long = P.Window([f" t{i}" for i in range(30)], [0.0] * 20 + [5.0] + [0.0] * 9)
+    x = P.excerpt(long)
+    assert x.tokens == [f" t{i}" for i in range(20 - P.EXCERPT_BEFORE, 20 + P.EXCERPT_AFTER + 1)]
+    # the most-frequent line counts every explaining window, the shown ones are one share each
+    ws = [P.Window([" a", " x"], [0.0, 1.0]), P.Window([" b", " x"], [0.0, 1.0]), P.Window([" c", " y"], [0.0, 1.0])]
+    c1, c2 = P.candidate_prompts(ws, k=2)
+    assert "Excerpt 1: a<< x>>\nExcerpt 2: c<< y>>\n" in c1[-1]["content"]
+    assert "Excerpt 1: b<< x>>\nMarked" in c2[-1]["content"]
+    assert "Most frequent marked tokens: x (2), y (1)" in c1[-1]["content"] == c1[-1]["content"]
+    assert P.common_prompt(ws).endswith('Words: "x", "y"\nWhat they have in common:')
+    assert P.token_list(ws) == 'the neuron responds to the tokens "x", "y".'
+    assert P.parse_common(" numbers and digits\nWords: ...") == "the neuron responds to numbers and digits."
 
 
 def test_marks_threshold_and_merging():
@@ -69,3 +85,53 @@ def test_control_pairs_never_pair_a_unit_with_itself():
         assert sorted(pairs.values()) == sorted(units)
     assert S.control_pairs([(1, 2)]) == {}
     assert not math.isnan(S.auc([1, 0], [1.0, 0.0]))
+
+
+def test_embedding_score_equals_numpy_cosines():
+    """embedding_auc against the AUC of cosines computed here from the model's own embeddings, one text at a time."""
+    import numpy as np
+
+    from core.autointerp.search import embed, embedder
+
+    expl = "numbers and digits"
+    pos, neg = ["in 1905 and 1906", "add 3 to 4", "the year 2024"], ["the cat sat", "a red dress", "and then"]
+    vec = {t: embedder().encode([t])[0] for t in [expl, *pos, *neg]}
+    cos = [float(np.dot(vec[t], vec[expl]) / np.linalg.norm(vec[t]) / np.linalg.norm(vec[expl])) for t in pos + neg]
+    want = sum(1.0 if p > q else 0.5 if p == q else 0.0 for p in cos[:3] for q in cos[3:]) / 9
+    assert S.embedding_auc(expl, pos, neg, embed) == pytest.approx(want, abs=1e-6)
+    assert want > 0.8  # and it reads: digits text is nearer "numbers" than the rest
+    assert S.embedding_auc(expl, pos, [], embed) is None
+
+
+def test_candidates_chosen_by_embedding_score_echoes_left_out():
+    """_choose keeps the parsed candidate with the highest embedding score on the explaining windows (computed here
+    independently), never a reply that repeats a worked example."""
+    from core.autointerp.run import _choose
+    from core.autointerp.search import embed
+
+    replies = iter([P.EXPLAIN_PREFIX + " colour words.",  # an echo of a worked example
+                    P.EXPLAIN_PREFIX + " numbers and years.", P.EXPLAIN_PREFIX + " cooking recipes."])
+
+    class Fake:
+        name = "fake"
+
+        def complete(self, msgs, max_tokens, prefix=""):
+            return next(replies)
+
+        def continue_text(self, text, max_tokens=16):
+            return " names of animals"  # an echo too
+
+    pos = [P.Window([" in", " 19", "05"], [0.0, 2.0, 1.0]), P.Window([" add", " 3"], [0.0, 1.0]),
+           P.Window([" year", " 20", "24"], [0.0, 1.0, 2.0])]
+    neg = [P.Window([" the", " cat", " sat"], [0.0] * 3), P.Window([" a", " red", " dress"], [0.0] * 3),
+           P.Window([" and", " then"], [0.0] * 2)]
+    row = _choose(Fake(), pos, 3, neg)
+    texts = ["the neuron responds to numbers and years.", "the neuron responds to cooking recipes.",
+             P.token_list(pos)]
+    sel = {t: S.embedding_auc(t, ["".join(w.tokens) for w in pos], ["".join(w.tokens) for w in neg], embed)
+           for t in texts}
+    assert row["status"] == "ok" and row["explanation"] == max(texts, key=lambda t: sel[t])
+    assert "colour" not in row["explanation"] and "(echoes a worked example, left out)" in row["reply"]
+    assert row["reply"].count("[candidate") == 5 and "(kept)" in row["reply"]
+    assert P.echoes_a_shot("the neuron responds to the color words.", embed)
+    assert not P.echoes_a_shot("the neuron responds to numbers.", embed)
