@@ -141,8 +141,6 @@ def explain_messages(windows: list[Window], frac: float = MARK_FRAC, every: list
                      shots: bool = True) -> list[dict]:
     """The explainer's chat messages for these windows (module docstring); the most-frequent line counts the marked
     spans of `every` (default: the windows shown)."""
-    from collections import Counter
-
     vmax = max((w.peak for w in windows), default=0.0) or 1.0
     parts, listed = [], []
     for n, w in enumerate(windows, 1):
@@ -150,9 +148,9 @@ def explain_messages(windows: list[Window], frac: float = MARK_FRAC, every: list
         spans = marked_spans(x, frac)
         parts.append(f"Excerpt {n}: {render(x.tokens, spans).strip()}")
         listed += [f"{_span_text(x.tokens[a:b])} ({round(10 * max(x.acts[a:b]) / vmax)})" for a, b in spans]
-    freq = Counter(_span_text(x.tokens[a:b]) for x in map(excerpt, every or windows) for a, b in marked_spans(x, frac))
+    freq = frequent_spans(every or windows, 8, frac)
     user = ("\n".join(parts) + "\nMarked tokens (activation 0-10): " + ", ".join(listed) + "\nMost frequent marked "
-            "tokens: " + ", ".join(f"{t} ({c})" for t, c in freq.most_common(8)) + "\n\n" + ASK)
+            "tokens: " + ", ".join(f"{t} ({c})" for t, c in freq) + "\n\n" + ASK)
     msgs = [{"role": "system", "content": EXPLAIN_SYSTEM}]
     for q, a in SHOTS if shots else []:
         msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
@@ -173,12 +171,13 @@ COMMON_SHOTS = ('Words: "cat", "horse", "dog", "birds"\nWhat they have in common
 COMMON_ASK = "What they have in common:"
 
 
-def frequent_spans(windows: list[Window], k: int = 8, frac: float = MARK_FRAC) -> list[str]:
-    """The k most frequent marked spans of the windows (each excerpt's, stripped), most frequent first."""
+def frequent_spans(windows: list[Window], k: int = 8, frac: float = MARK_FRAC) -> list[tuple[str, int]]:
+    """The k most frequent marked spans of the windows (each excerpt's, stripped) with their counts, most frequent
+    first."""
     from collections import Counter
 
-    return [t for t, _ in Counter(_span_text(x.tokens[a:b]) for x in map(excerpt, windows)
-                                  for a, b in marked_spans(x, frac)).most_common(k)]
+    return Counter(_span_text(x.tokens[a:b]) for x in map(excerpt, windows)
+                   for a, b in marked_spans(x, frac)).most_common(k)
 
 
 def _quoted(spans: list[str]) -> str:
@@ -188,7 +187,7 @@ def _quoted(spans: list[str]) -> str:
 def common_prompt(windows: list[Window], k: int = 6) -> str:
     """A plain-text completion prompt (no chat): the most frequent marked spans, after three made-up lists, asking
     what they have in common. Small models name a category this way where they cannot follow an instruction."""
-    return COMMON_SHOTS + "Words: " + _quoted(frequent_spans(windows, k)) + "\n" + COMMON_ASK
+    return COMMON_SHOTS + "Words: " + _quoted([t for t, _ in frequent_spans(windows, k)]) + "\n" + COMMON_ASK
 
 
 def parse_common(text: str) -> str | None:
@@ -214,7 +213,7 @@ def echoes_a_shot(explanation: str, embed, threshold: float = 0.8) -> bool:
 
 def token_list(windows: list[Window], k: int = 5) -> str | None:
     """The explanation no model writes: the most frequent marked tokens, quoted (the top-token baseline)."""
-    spans = frequent_spans(windows, k)
+    spans = [t for t, _ in frequent_spans(windows, k)]
     return f"the neuron responds to the tokens {_quoted(spans)}." if spans else None
 
 

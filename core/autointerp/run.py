@@ -179,15 +179,17 @@ def _choose(explainer, windows: list[P.Window], k: int, neg: list[P.Window]) -> 
             cands.append({"kind": "completion", "prompt": q, "reply": reply,
                           "text": None if text and P.echoes_a_shot(text, embed) else text})
         cands.append({"kind": "token list", "prompt": "", "reply": "", "text": P.token_list(windows)})
-        for c in cands:
-            c["sel"] = S.embedding_auc(c["text"], _plain(windows), _plain(neg), embed) if c["text"] else None
+        ok = [c for c in cands if c["text"]]
+        for c, sel in zip(ok, S.embedding_aucs([c["text"] for c in ok], _plain(windows), _plain(neg), embed),
+                          strict=True):
+            c["sel"] = sel
     ok = [c for c in cands if c["text"]]
     best = max(ok, key=lambda c: -1.0 if c.get("sel") is None else c["sel"]) if ok else cands[0]
     replies = "\n\n".join(f"[candidate {i}, {c['kind']}{' (kept)' if c is best else ''}; selection AUC "
                            f"{'-' if c.get('sel') is None else format(c['sel'], '.3f')}] {c['text'] or c['reply']}"
                            for i, c in enumerate(cands, 1)) if len(cands) > 1 else best["reply"]
     return {"prompt": best["prompt"], "reply": replies, "status": "ok" if best["text"] else "unparsed",
-            "explanation": best["text"], "source": best["kind"]}
+            "explanation": best["text"]}
 
 
 @contextmanager
@@ -239,12 +241,13 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             groups, stats = _windows(con, run, g, u, cfg.window, kind, vocab)
             groups = [[w for w in grp if w.peak > 0] for grp in groups]  # a rare unit's top-K is padded with zeros
             sp = P.split(groups, max_explain=cfg.examples)
+            prev = done.get((g, u))
+            kept = prev and not cfg.redo and prev["explainer"] == explainer.name and prev["settings"] == settings
             avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
             sel_neg = _negatives(con, run, len(sp.explain), 2 * cfg.window + 1, avoid,
-                                 random.Random(f"{cfg.seed}:select:{(g, u)}"), vocab) if sp.explain else []
+                                 random.Random(f"{cfg.seed}:select:{(g, u)}"), vocab) if sp.explain and not kept else []
         held[(g, u)] = sp
-        prev = done.get((g, u))
-        if prev and not cfg.redo and prev["explainer"] == explainer.name and prev["settings"] == settings:
+        if kept:
             if on_unit:
                 on_unit("explain", n, len(wanted))
             continue
@@ -276,13 +279,14 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             with _opened(cfg.db) as con:
                 neg = _negatives(con, run, len(pos), 2 * cfg.window + 1, avoid, rng, vocab)
             scores = {}
-            for label, expl in (("", done[key]["explanation"]),
-                                ("control_", done[pairs[key]]["explanation"] if key in pairs else None)):
-                if expl is None or not pos:
-                    continue
+            judged = [(label, expl) for label, expl in (
+                ("", done[key]["explanation"]),
+                ("control_", done[pairs[key]]["explanation"] if key in pairs else None)) if expl is not None and pos]
+            for label, expl in judged:
                 scores[f"{label}detection"] = _judge(judge, expl, pos, neg, False, random.Random(rng.random()))
                 scores[f"{label}fuzzing"] = _judge(judge, expl, pos, neg, True, random.Random(rng.random()))
-                scores[f"{label}embedding"] = {"auc": S.embedding_auc(expl, _plain(pos), _plain(neg), embed)}
+            aucs = S.embedding_aucs([e for _, e in judged], _plain(pos), _plain(neg), embed)  # windows embedded once
+            scores |= {f"{label}embedding": {"auc": a} for (label, _), a in zip(judged, aucs, strict=True)}
             scores |= {"judge": judge.name, "positives": len(pos), "negatives": len(neg),
                        "control_unit": list(pairs[key]) if key in pairs else None}
             with _opened(cfg.db, write=True) as con:

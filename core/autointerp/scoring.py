@@ -73,8 +73,13 @@ def embedding_auc(explanation: str, pos: Sequence[str], neg: Sequence[str], embe
     """Embedding scoring (after delphi's embedding scorer): the AUC of the cosine similarity between the
     explanation's sentence embedding and each window's, activating windows against non-activating ones. `embed`
     maps texts to unit-norm rows (core.autointerp.search.embed). Cheap, and independent of the explainer model."""
+    return embedding_aucs([explanation], pos, neg, embed)[0]
+
+
+def embedding_aucs(explanations: Sequence[str], pos: Sequence[str], neg: Sequence[str], embed) -> list[float | None]:
+    """embedding_auc of each explanation on the same windows, which are embedded once."""
     if not pos or not neg:
-        return None
-    E = embed([explanation, *pos, *neg])
-    sims = [float(x) for x in E[1:] @ E[0]]
-    return auc([1] * len(pos) + [0] * len(neg), sims)
+        return [None] * len(explanations)
+    W, Q = embed([*pos, *neg]), embed(list(explanations))
+    truth = [1] * len(pos) + [0] * len(neg)
+    return [auc(truth, [float(x) for x in W @ q]) for q in Q]
