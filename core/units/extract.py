@@ -155,8 +155,9 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
     """Run (or resume) an extraction; returns the run_id. Validates all input before writing anything."""
     corpus = Corpus(cfg.corpus)
     corpus.validate()
-    if cfg.max_tokens < 1 or cfg.context_len < 1:
-        raise ExtractError("--max-tokens and --context-len must be positive")
+    for name in ("max_tokens", "context_len", "top_k", "samples", "hist_bins", "batch_tokens"):
+        if getattr(cfg, name) < 1:
+            raise ExtractError(f"--{name.replace('_', '-')} must be positive (got {getattr(cfg, name)})")
     if cfg.ctx_examples < 0 or cfg.ctx_window < 0:
         raise ExtractError("--ctx-examples and --ctx-window must be >= 0")
     if cfg.threads:
