@@ -16,7 +16,7 @@ import streamlit as st
 
 from core.errors import UserError
 from core.findings.views import PAGES as SNAPSHOT_PAGES
-from dashboard.shell.params import md_text
+from dashboard.shell.params import int_param, md_text
 
 PAGE_FILES = Path(__file__).resolve().parents[1] / "app_pages"
 
@@ -107,11 +107,9 @@ def tour_bar(url_path: str) -> None:
     if not found:
         st.info("This tour has no findings.")
         return
-    try:
-        i = int(st.query_params.get("tour", 0))
-    except ValueError:
-        i = 0
-    i = max(0, min(i, len(found)))
+    i, problem = int_param(st.query_params, "tour", 0, 0, len(found))
+    if problem:
+        st.warning(problem)
 
     def go(j: int):
         f = found[j - 1]
