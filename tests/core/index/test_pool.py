@@ -54,3 +54,30 @@ def test_threads_read_at_once(tiny_index):
     assert not errors and out == [2] * 80
     time.sleep(0.01)
     pool.close_all()
+
+
+def test_replaced_or_deleted_underneath_is_read_afresh(tiny_index, tmp_path):
+    """The held file replaced by another index, then deleted: each read sees what is there now, not the old file
+    the shared connection still holds open."""
+    import shutil
+
+    import pytest
+
+    from core.index.db import IndexFileError, connect
+
+    path, other = tmp_path / "served.duckdb", tmp_path / "other.duckdb"
+    shutil.copy(tiny_index, path)
+    shutil.copy(tiny_index, other)
+    con = connect(other)
+    con.execute("DELETE FROM runs WHERE run_id = 2")
+    con.close()
+    with pool.reading(path, idle_s=30) as cur:
+        assert [r.run_id for r in list_runs(cur)] == [1, 2]
+    held = pool._files[str(path.resolve())].con
+    other.replace(path)  # replaced while held open
+    with pool.reading(path, idle_s=30) as cur:
+        assert [r.run_id for r in list_runs(cur)] == [1] and pool._files[str(path.resolve())].con is not held
+    path.unlink()  # deleted while held open
+    with pytest.raises(IndexFileError, match="not found"), pool.reading(path, idle_s=30):
+        pass
+    pool.close_all()
