@@ -10,6 +10,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from core.faults import point
+
 if TYPE_CHECKING:  # the writer takes results; reading an index must not import torch
     from core.units.reduce import LayerResult
 
@@ -143,6 +145,7 @@ def write_chunk(con, run_id: int, corpus_id: int, docs: list[tuple[int, str, str
             "norms": pa.FixedSizeListArray.from_arrays(flat, L).cast(pa.list_(pa.float32()))}))
         con.execute("UPDATE runs SET tokens_done = ?, docs_done = ?, updated_at = current_timestamp "
                     "WHERE run_id = ?", [progress[0], progress[1], run_id])
+        point("write")  # the fault matrix: killed with the chunk written, not committed
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from core.data.corpus import Chunk, Corpus, batches, iter_chunks, text_sha
 from core.errors import UserError
+from core.faults import point
 from core.index import writer
 from core.index.db import connect
 from core.model.intervene import Edit
@@ -195,6 +196,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
                                _run_docs(chunk), tokens, norms, (run.tokens_done, run.docs_next))
         finally:
             con.close()
+        point("committed")  # the fault matrix: killed with the chunk committed, its checkpoint not saved
         _save_checkpoint(cfg.db, run)
         if preview and run.tokens_done >= cfg.preview_tokens and run.tokens_done < run.target:
             _publish(cfg, run, complete=False)  # the pages can open this run now
@@ -297,6 +299,7 @@ def _feature_maps(cfg: ExtractConfig, run: _Run) -> None:
         with writer.transaction(con):
             for sae_id, xy in maps.items():
                 writer.set_sae_umap(con, run.run_id, sae_id, xy)
+                point("umap")  # the fault matrix: killed writing the feature maps, after the run completed
     finally:
         con.close()
 
@@ -386,6 +389,7 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
             sel["ctx"] = _context_rows(valid, rows, W)
         forward_until(lm, ids, last, edits=edits)  # no unembedding: it is not needed here
         done += int(valid.sum())
+        point("batch")  # the fault matrix: killed mid-chunk
         if on_batch:
             on_batch(done)
     token_ids = np.concatenate([np.asarray(ids, np.int32) for _, _, ids in chunk.docs])
@@ -422,6 +426,7 @@ def _save_checkpoint(db: str, run: _Run) -> None:
     state = {f"{layer}.{k}": v for layer, red in run.reducers.items() for k, v in red.state_dict().items()}
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     save_file(state, str(tmp), metadata={"docs_next": str(run.docs_next), "tokens_done": str(run.tokens_done)})
+    point("checkpoint")  # the fault matrix: killed with the new checkpoint written beside the old, not moved in
     os.replace(tmp, path)
 
 
@@ -454,6 +459,7 @@ def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
             writer.truncate_run(con, run.run_id, run.docs_next)
             for group in run.reducers:  # neuron layers, then SAEs' features (group -s)
                 writer.write_layer(con, run.run_id, run.reducers[group].finalize(), doc_of, cfg.hist_bins)
+                point("publish")  # the fault matrix: killed mid-finalize
             if complete:
                 writer.complete_run(con, run.run_id, run.tokens_done, run.docs_next)
             else:
