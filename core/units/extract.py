@@ -289,19 +289,13 @@ def _sae_row(sae, site: Site, path: str) -> dict:
             "activation": sae.activation, "k": sae.k, "format": sae.meta.get("format"), "quality": nb.get("quality")}
 
 
-def _feature_maps(cfg: ExtractConfig, run: _Run) -> None:
-    """Each SAE's feature map (core.saes.features.feature_map) into run_saes.umap, once, after the run completes."""
+def _feature_maps(cfg: ExtractConfig, run: _Run) -> dict[int, np.ndarray]:
+    """{sae_id: each SAE's feature map (core.saes.features.feature_map)} for --sae-map, else {}."""
     from core.saes.features import feature_map
 
-    maps = {-group: feature_map(sae) for group, (sae, _) in run.saes.items() if sae.d_sae >= 4}
-    con = connect(cfg.db)
-    try:
-        with writer.transaction(con):
-            for sae_id, xy in maps.items():
-                writer.set_sae_umap(con, run.run_id, sae_id, xy)
-                point("umap")  # the fault matrix: killed writing the feature maps, after the run completed
-    finally:
-        con.close()
+    if not (cfg.sae_map and run.saes):
+        return {}
+    return {-group: feature_map(sae) for group, (sae, _) in run.saes.items() if sae.d_sae >= 4}
 
 
 def _run_docs(chunk: Chunk) -> dict:
@@ -446,7 +440,9 @@ def _load_checkpoint(db: str, run: _Run) -> None:
 
 def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
     """Write every unit's results from the reducers' state (which goes on unchanged) in one transaction: the
-    run's final results (`complete`), or a preview covering the tokens indexed so far."""
+    run's final results (`complete`, with its SAEs' feature maps: a run is never complete without them), or a
+    preview covering the tokens indexed so far."""
+    maps = _feature_maps(cfg, run) if complete else {}
     con = connect(cfg.db)
     try:
         tok0, doc_ids = writer.doc_offsets(con, run.run_id)
@@ -460,6 +456,9 @@ def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
             for group in run.reducers:  # neuron layers, then SAEs' features (group -s)
                 writer.write_layer(con, run.run_id, run.reducers[group].finalize(), doc_of, cfg.hist_bins)
                 point("publish")  # the fault matrix: killed mid-finalize
+            for sae_id, xy in maps.items():
+                writer.set_sae_umap(con, run.run_id, sae_id, xy)
+                point("umap")  # the fault matrix: killed writing the feature maps
             if complete:
                 writer.complete_run(con, run.run_id, run.tokens_done, run.docs_next)
             else:
@@ -468,8 +467,6 @@ def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
         con.close()
     if not complete:
         return
-    if cfg.sae_map and run.saes:
-        _feature_maps(cfg, run)
     ckpt = checkpoint_path(cfg.db, run.run_id)
     ckpt.unlink(missing_ok=True)
     try:
