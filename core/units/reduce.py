@@ -132,6 +132,60 @@ class LayerReducer:
                 raise ValueError(f"checkpoint tensor {k} has shape {tuple(v.shape)}, expected {tuple(cur.shape)}")
             setattr(self, k, v.clone())
 
+    # ---------------------------------------------------------------- merge
+    @torch.inference_mode()
+    def merge(self, other: LayerReducer) -> None:
+        """Fold in another reducer of the same units that saw other tokens (a shard of the corpus, with global
+        token indices): afterwards this state is what one reducer over both token sets holds. Counts, histograms,
+        max/min, the top-K (same order, ties by earlier token) with their contexts and the interval reservoirs are
+        exact: each is a function of the token set (a reservoir keeps its bin's S' lowest priorities, and priorities
+        of one unit never tie: fmix32 is a bijection). The float64 sum behind the mean is exact up to the order of
+        its additions (a few ulps)."""
+        if (other.d, other.layer, other.cfg) != (self.d, self.layer, self.cfg):
+            raise ValueError("merge: reducers of different units or settings")
+        self.flush()
+        o = LayerReducer(self.d, self.layer, self.cfg)
+        o.load_state_dict(other.state_dict())
+        # both to the common bin width: a unit with no data, or only zeros (they sit in the centre bin at every
+        # width), takes the other's width outright, as update() does for a unit's first non-zero batch
+        fresh_s = (self.exp == -1000) | ((self.max == 0) & (self.min == 0))
+        fresh_o = (o.exp == -1000) | ((o.max == 0) & (o.min == 0))
+        target = torch.where(fresh_s & ~fresh_o, o.exp, torch.where(fresh_o & ~fresh_s, self.exp,
+                                                                    torch.maximum(self.exp, o.exp)))
+        for red, fresh in ((self, fresh_s), (o, fresh_o)):
+            red.exp[fresh] = target[fresh]
+            while True:
+                grow = target > red.exp
+                if not grow.any():
+                    break
+                red._merge_once(grow.nonzero().squeeze(1))
+        self.hist += o.hist
+        self.n_tokens += o.n_tokens
+        self.sum += o.sum
+        torch.maximum(self.max, o.max, out=self.max)
+        torch.minimum(self.min, o.min, out=self.min)
+        self._merge_top(o)
+        live = o.res_tok.view(-1) >= 0
+        gi = torch.arange(self.d * self.cfg.hist_bins).repeat_interleave(self.cfg.reservoir)[live]
+        if gi.numel():
+            self._merge_reservoir(gi, o.res_prio.view(-1)[live], o.res_tok.view(-1)[live], o.res_val.view(-1)[live])
+
+    def _merge_top(self, o: LayerReducer) -> None:
+        """Both top-K lists of every unit as one, by (value desc, token asc), empties last; contexts follow."""
+        K, Kc = self.cfg.top_k, self.cfg.ctx_examples
+        vals = torch.cat([self.top_val, o.top_val])  # (2K, d)
+        toks = torch.cat([self.top_tok, o.top_tok])
+        keys = order_keys(vals, toks)
+        keys[toks < 0] = torch.iinfo(torch.int64).min
+        order = torch.sort(keys, dim=0, descending=True, stable=True).indices[:K]  # (K, d)
+        self.top_val = torch.gather(vals, 0, order).contiguous()
+        self.top_tok = torch.gather(toks, 0, order).contiguous()
+        if Kc:
+            pad = torch.full((K - Kc, self.d, self.top_ctx.shape[2]), torch.nan)
+            ctx = torch.cat([self.top_ctx, pad, o.top_ctx, pad])  # (2K, d, 2W+1): ranks >= Kc carry none
+            idx = order[:Kc, :, None].expand(-1, -1, ctx.shape[2])
+            self.top_ctx = torch.gather(ctx, 0, idx).contiguous()
+
     # ---------------------------------------------------------------- update
     @torch.inference_mode()
     def update(self, acts: torch.Tensor, tok: torch.Tensor, ctx: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
