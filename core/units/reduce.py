@@ -117,6 +117,9 @@ class LayerReducer:
         self._hist_offs = (torch.arange(d) * (2 * F) + F - 1).float()  # (d,)
         self._pending: list[tuple[torch.Tensor, ...]] = []  # reservoir candidates not merged yet
         self._n_pending = 0
+        self.sum_log: list[torch.Tensor] | None = None
+        """When a list: each batch's float64 sum, in order (a shard keeps it, so that merging shards in corpus order
+        adds the same numbers in the same order as one pass: the mean bit for bit)."""
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -140,7 +143,8 @@ class LayerReducer:
         max/min, the top-K (same order, ties by earlier token) with their contexts and the interval reservoirs are
         exact: each is a function of the token set (a reservoir keeps its bin's S' lowest priorities, and priorities
         of one unit never tie: fmix32 is a bijection). The float64 sum behind the mean is exact up to the order of
-        its additions (a few ulps)."""
+        its additions (a few ulps); bit for bit when `other` kept its `sum_log` and shards are merged in corpus
+        order into a fresh reducer: its batch sums are then added one by one, as one pass adds them."""
         if (other.d, other.layer, other.cfg) != (self.d, self.layer, self.cfg):
             raise ValueError("merge: reducers of different units or settings")
         self.flush()
@@ -161,7 +165,11 @@ class LayerReducer:
                 red._merge_once(grow.nonzero().squeeze(1))
         self.hist += o.hist
         self.n_tokens += o.n_tokens
-        self.sum += o.sum
+        if other.sum_log is not None:
+            for s in other.sum_log:
+                self.sum += s
+        else:
+            self.sum += o.sum
         torch.maximum(self.max, o.max, out=self.max)
         torch.minimum(self.min, o.min, out=self.min)
         self._merge_top(o)
@@ -209,7 +217,10 @@ class LayerReducer:
         torch.maximum(self.max, mx, out=self.max)
         torch.minimum(self.min, mn, out=self.min)
         self.n_tokens += n
-        self.sum += (torch.ones(1, n) @ acts).squeeze(0).double()  # (d,) a BLAS reduction
+        bsum = (torch.ones(1, n) @ acts).squeeze(0).double()  # (d,) a BLAS reduction
+        self.sum += bsum
+        if self.sum_log is not None:
+            self.sum_log.append(bsum)
         F, K, S2 = self.cfg.hist_bins, self.cfg.top_k, self.cfg.reservoir
         scale = torch.ldexp(torch.full((self.d,), float(F)), -self.exp.float())  # (d,) = F / 2^e, exact
         thash = as_int32(fmix32(tok))  # (n,)

@@ -70,3 +70,38 @@ def test_merge_refuses_other_units():
     cfg = ReduceConfig(top_k=2, samples=1, hist_bins=4)
     with pytest.raises(ValueError, match="different units"):
         LayerReducer(4, 0, cfg).merge(LayerReducer(5, 0, cfg))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_merge_in_corpus_order_with_sum_logs_equals_one_pass_bit_for_bit(seed):
+    """What a sharded extraction does (core.units.shards): each shard keeps its batch sums, and the shards are
+    merged in corpus order into a fresh reducer; then the float64 sum, so the mean, is bit-equal too."""
+    rng = random.Random(seed)
+    cfg = ReduceConfig(top_k=6, samples=3, hist_bins=8, ctx_examples=3, ctx_window=2)
+    acts = stream(seed + 10)
+    n = acts.shape[0]
+    batches = [(a, a + 60) for a in range(0, n, 60)]  # 40 batches
+    bounds = sorted(rng.sample(range(2, len(batches) - 2), 2))
+    shards = [batches[a:b] for a, b in zip([0, *bounds], [*bounds, len(batches)], strict=True)]
+    # unit 3 sums to 1 in the first batch and to 2^-53 in each later one: one pass adds them to 1 one at a time and
+    # stays at 1; a shard's total of them is large enough to move 1, so adding shard totals differs in the last bit
+    acts[:, 3] = 0.0
+    acts[0, 3] = 1.0
+    acts[torch.arange(60, n, 60) + 7, 3] = 2.0**-53
+    whole = run(acts, batches, cfg)
+    merged, plain = LayerReducer(acts.shape[1], 3, cfg), LayerReducer(acts.shape[1], 3, cfg)
+    for sh in shards:
+        part = LayerReducer(acts.shape[1], 3, cfg)
+        part.sum_log = []
+        W = cfg.ctx_window
+        for a, b in sh:
+            x = acts[a:b]
+            i = torch.arange(b - a)[:, None] + torch.arange(-W, W + 1)[None, :]
+            part.update(x, torch.arange(a, b), (x, torch.where((i >= 0) & (i < b - a), i, torch.full_like(i, -1))))
+        merged.merge(part)
+        part.sum_log = None
+        plain.merge(part)
+    want, got = whole.state_dict(), merged.state_dict()
+    for key in want:
+        assert torch.equal(got[key].nan_to_num(-7.0), want[key].nan_to_num(-7.0)), key
+    assert want["sum"][3] == 1.0 and plain.sum[3] != 1.0, "shard totals added as totals must round differently"
