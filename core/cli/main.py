@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from core.cli.args import add_config, config_from
+from core.cli.args import add_config, config_from, field_docs
 from core.cli.autointerp import COMMANDS as AUTOINTERP_COMMANDS
 from core.cli.autointerp import PARSERS as AUTOINTERP_PARSERS
 from core.cli.compare import COMMANDS as COMPARE_COMMANDS
@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = command("extract", ExtractConfig, "run a corpus through a model once and index every MLP neuron",
-                json_help="print the finished run as JSON", progress=True)
+                json_help="print the finished run as JSON", progress=True, skip=("ray",))
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help=field_docs(ExtractConfig)["ray"])
     p.add_argument("--resume", action="store_true", help="continue the unfinished run with the same settings")
     command("train-lens", TunedLensConfig, "train a tuned lens (an affine map per block) into the lens store",
             json_help="print the report as one JSON object", progress=True)
@@ -122,6 +124,8 @@ def cmd_extract(a) -> int:
     from core.units.extract import extract
 
     cfg = config_from(a, ExtractConfig)
+    if cfg.ray is not None:  # say where the shards ran (and how many an earlier attempt had finished)
+        logging.getLogger("core.units.shards").setLevel(logging.INFO)
     bar = _TokenBar(not a.no_progress)
     try:
         run_id = extract(cfg, resume=a.resume, on_progress=bar)

@@ -85,12 +85,20 @@ class ExtractConfig:
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
     threads: int | None = None
-    """torch threads (default: torch's choice)."""
+    """torch threads (default: torch's choice; on Ray, each task's --ray-cpus)."""
+    ray: str | None = None
+    """Run the forward passes as Ray tasks over shards of documents: '' or 'local' starts a local cluster (or joins
+    $RAY_ADDRESS), else a cluster address (auto, HOST:6379, ray://HOST:10001). The index equals one process's."""
+    shard_chunks: int = 4
+    """With --ray: chunks (--chunk-tokens each) per task; the unit of work and of resume."""
+    ray_cpus: int = 1
+    """With --ray: CPUs per task (its torch threads unless --threads)."""
 
     def identity(self) -> dict:
-        """What must match for --resume to continue a run."""
+        """What must match for --resume to continue a run (with or without --ray: the chunks are the same)."""
         d = asdict(self)
-        for k in ("db", "threads", "trust_remote_code", "sae_map", "capture", "capture_dir"):
+        for k in ("db", "threads", "trust_remote_code", "sae_map", "capture", "capture_dir", "ray", "shard_chunks",
+                  "ray_cpus"):
             d.pop(k)
         if not d["preview_tokens"]:  # runs made before the field existed match a config without a preview
             d.pop("preview_tokens")
@@ -161,6 +169,10 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
             raise ExtractError(f"--{name.replace('_', '-')} must be positive (got {getattr(cfg, name)})")
     if cfg.ctx_examples < 0 or cfg.ctx_window < 0:
         raise ExtractError("--ctx-examples and --ctx-window must be >= 0")
+    if cfg.ray is not None:
+        from core.units import shards
+
+        shards.check(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
@@ -171,7 +183,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
         raise ExtractError(str(e)) from None
     rcfg = ReduceConfig(top_k=cfg.top_k, samples=cfg.samples, hist_bins=cfg.hist_bins,
                         ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
-    saes = _load_saes(cfg, lm)
+    saes = load_saes(cfg.sae, lm)
     cap = _capture_site(cfg, lm)
     run = _open_run(cfg, corpus, lm, layers, rcfg, resume, saes)
     run.capture = cap
@@ -182,6 +194,9 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
                          chunk_tokens=cfg.chunk_tokens, start_doc=run.docs_next, start_tok=run.tokens_done,
                          first_chunk_tokens=cfg.preview_tokens or None)
     preview = bool(cfg.preview_tokens) and run.tokens_done < cfg.preview_tokens
+    if cfg.ray is not None:
+        shards.run(cfg, lm, run, chunks, preview=preview, on_progress=on_progress)
+        chunks = ()
     for chunk in chunks:
         def batch_done(n: int, tok0: int = chunk.tok0) -> None:  # progress inside a chunk, per batch
             if on_progress:
@@ -189,24 +204,29 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
 
         tokens, norms = _forward_chunk(lm, chunk, run, cfg.batch_tokens, cfg.include_special, batch_done)
         _write_capture(run, chunk)
-        run.tokens_done, run.docs_next = chunk.tok0 + chunk.n_tokens, chunk.docs[-1][0] + 1
-        con = connect(cfg.db)
-        try:
-            writer.write_chunk(con, run.run_id, run.corpus_id, [(d, t, text_sha(t)) for d, t, _ in chunk.docs],
-                               _run_docs(chunk), tokens, norms, (run.tokens_done, run.docs_next))
-        finally:
-            con.close()
-        point("committed")  # the fault matrix: killed with the chunk committed, its checkpoint not saved
-        _save_checkpoint(cfg.db, run)
+        commit_chunk(cfg.db, run, chunk, tokens, norms)
+        save_checkpoint(cfg.db, run)
         if preview and run.tokens_done >= cfg.preview_tokens and run.tokens_done < run.target:
-            _publish(cfg, run, complete=False)  # the pages can open this run now
+            publish(cfg, run, complete=False)  # the pages can open this run now
             preview = False
         if on_progress:
             on_progress(Progress(run.tokens_done, run.target, run.docs_next, time.monotonic() - t0))
-    _publish(cfg, run, complete=True)
+    publish(cfg, run, complete=True)
     if run.capture:
         (Path(run.capture[1]) / "complete").write_text(str(run.tokens_done))
     return run.run_id
+
+
+def commit_chunk(db: str, run: _Run, chunk: Chunk, tokens: dict, norms: np.ndarray) -> None:
+    """A chunk's documents, token rows and norms into the index with the run's progress, in one transaction."""
+    run.tokens_done, run.docs_next = chunk.tok0 + chunk.n_tokens, chunk.docs[-1][0] + 1
+    con = connect(db)
+    try:
+        writer.write_chunk(con, run.run_id, run.corpus_id, [(d, t, text_sha(t)) for d, t, _ in chunk.docs],
+                           _run_docs(chunk), tokens, norms, (run.tokens_done, run.docs_next))
+    finally:
+        con.close()
+    point("committed")  # the fault matrix: killed with the chunk committed, its checkpoint not saved
 
 
 def _capture_site(cfg: ExtractConfig, lm: LoadedModel) -> tuple | None:
@@ -240,13 +260,13 @@ def _write_capture(run: _Run, chunk: Chunk) -> None:
     os.replace(tmp, path)
 
 
-def _load_saes(cfg: ExtractConfig, lm: LoadedModel) -> list[tuple]:
+def load_saes(paths: list[str], lm: LoadedModel) -> list[tuple]:
     """[(SAE, input Site)] for --sae, each checked against this model (SAEError, one line, before any write)."""
     from core.saes.formats import load_sae
     from core.saes.sae import check_for_model
 
     out = []
-    for path in cfg.sae:
+    for path in paths:
         sae = load_sae(path)
         out.append((sae, check_for_model(sae, lm)[0]))
     return out
@@ -305,11 +325,13 @@ def _run_docs(chunk: Chunk) -> dict:
 
 
 def forward_chunk(lm: LoadedModel, chunk: Chunk, reducers: dict[int, LayerReducer], *, batch_tokens: int = 4096,
-                  include_special: bool = False):
+                  include_special: bool = False, saes: dict[int, tuple] | None = None):
     """The extraction forward pass alone (no index writes, no checkpoint): folds `chunk` into `reducers`
-    ({layer: LayerReducer}) exactly as `extract` does and returns the chunk's (tokens, norms). For benchmarks."""
+    ({layer: LayerReducer}, and {-s: ...} for `saes` {-s: (SAE, input Site)}) exactly as `extract` does and returns
+    the chunk's (tokens, norms). For benchmarks and for Ray tasks (core.units.shards)."""
     special = set() if include_special else set(lm.tokenizer.all_special_ids)
-    run = _Run(run_id=0, corpus_id=0, layers=sorted(reducers), target=0, reducers=reducers, special=special)
+    run = _Run(run_id=0, corpus_id=0, layers=sorted(g for g in reducers if g >= 0), target=0, reducers=reducers,
+               special=special, saes=saes or {})
     return _forward_chunk(lm, chunk, run, batch_tokens, include_special)
 
 
@@ -414,7 +436,7 @@ def _pack(batch, special: set[int], include_special: bool):
     return ids, valid, counted, tok
 
 
-def _save_checkpoint(db: str, run: _Run) -> None:
+def save_checkpoint(db: str, run: _Run) -> None:
     path = checkpoint_path(db, run.run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {f"{layer}.{k}": v for layer, red in run.reducers.items() for k, v in red.state_dict().items()}
@@ -438,7 +460,7 @@ def _load_checkpoint(db: str, run: _Run) -> None:
     run.docs_next, run.tokens_done = int(meta["docs_next"]), int(meta["tokens_done"])
 
 
-def _publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
+def publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
     """Write every unit's results from the reducers' state (which goes on unchanged) in one transaction: the
     run's final results (`complete`, with its SAEs' feature maps: a run is never complete without them), or a
     preview covering the tokens indexed so far."""
