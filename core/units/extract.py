@@ -185,6 +185,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
                         ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
     saes = load_saes(cfg.sae, lm)
     cap = _capture_site(cfg, lm)
+    cluster = shards.connect(cfg.ray) if cfg.ray is not None else None  # unreachable: one line, nothing written
     run = _open_run(cfg, corpus, lm, layers, rcfg, resume, saes)
     run.capture = cap
     t0 = time.monotonic()
@@ -195,7 +196,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
                          first_chunk_tokens=cfg.preview_tokens or None)
     preview = bool(cfg.preview_tokens) and run.tokens_done < cfg.preview_tokens
     if cfg.ray is not None:
-        shards.run(cfg, lm, run, chunks, preview=preview, on_progress=on_progress)
+        shards.run(cluster, cfg, run, chunks, preview=preview, on_progress=on_progress)
         chunks = ()
     for chunk in chunks:
         def batch_done(n: int, tok0: int = chunk.tok0) -> None:  # progress inside a chunk, per batch

@@ -166,18 +166,29 @@ def load_result(folder: Path, shard: Shard) -> dict | None:
 
 
 # ---------------------------------------------------------------- driver
-def _connect(address: str):
+def connect(address: str) -> tuple:
+    """(the ray module, whether this call started it): joins the cluster at `address` ('' or 'local': $RAY_ADDRESS,
+    else a new local cluster). A host:port nobody listens on is an ExtractError after a 5 s probe (Ray itself would
+    wait for minutes)."""
     import ray
 
     if ray.is_initialized():
         return ray, False
     addr = None if address in ("", "local") else address
+    hostport = (addr or "").removeprefix("ray://")
+    if ":" in hostport:
+        host, _, port = hostport.rpartition(":")
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except (OSError, ValueError) as e:
+            raise ex.ExtractError(f"--ray {address}: no Ray cluster answers there ({e})") from None
     try:
         ray.init(address=addr, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  configure_logging=False)
     except Exception as e:  # ConnectionError, a bad address (ValueError), a cluster of another Ray version
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ex.ExtractError(f"--ray {address or 'local'}: cannot start or reach the Ray cluster ({msg})") from None
+        hint = "; a cluster with token authentication needs RAY_AUTH_MODE=token here too" if addr else ""
+        raise ex.ExtractError(f"--ray {address or 'local'}: cannot start or reach the Ray cluster ({msg}{hint})") from None
     return ray, True
 
 
@@ -191,20 +202,25 @@ def _result(ray, ref) -> dict:
         raise
 
 
-def run(cfg, lm, run: ex._Run, chunks: Iterable[Chunk], *, preview: bool,
+def run(cluster: tuple, cfg, run: ex._Run, chunks: Iterable[Chunk], *, preview: bool,
         on_progress: Callable | None = None) -> dict:
     """Every chunk from the run's position on, as Ray tasks over shards of `cfg.shard_chunks` chunks, merged in
-    order into `run`'s reducers (token rows written, checkpoint saved after each shard). Returns counts:
-    {'shards', 'ran', 'reused', 'hosts'}."""
-    ray, started = _connect(cfg.ray)
+    order into `run`'s reducers (token rows written, checkpoint saved after each shard). `cluster`: connect()'s.
+    Returns counts: {'shards', 'ran', 'reused', 'workers', 'hosts'}."""
+    ray, started = cluster
     try:
-        return _drive(ray, cfg, lm, run, chunks, preview, on_progress)
+        return _drive(ray, cfg, run, chunks, preview, on_progress)
     finally:
         if started:
             ray.shutdown()
 
 
-def _drive(ray, cfg, lm, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
+def _slim(shard: Shard) -> list[Chunk]:
+    """The shard's chunks without document texts (a task needs only token ids)."""
+    return [replace(c, docs=[(d, "", ids) for d, _, ids in c.docs]) for c in shard.chunks]
+
+
+def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
     rcfg = next(iter(run.reducers.values())).cfg
     spec = Spec(model=cfg.model, trust_remote_code=cfg.trust_remote_code, layers=tuple(run.layers), rcfg=rcfg,
                 sae=tuple(cfg.sae), batch_tokens=cfg.batch_tokens, include_special=cfg.include_special,
@@ -217,7 +233,7 @@ def _drive(ray, cfg, lm, run: ex._Run, chunks, preview: bool, on_progress) -> di
     refs: dict = {}  # ObjectRef -> shard index
     done: dict[int, dict | None] = {}  # finished, not merged: the result, or None (read back from its file)
     it, more, nxt = group(chunks, cfg.shard_chunks), True, 0
-    counts = {"shards": 0, "ran": 0, "reused": 0, "hosts": set()}
+    counts = {"shards": 0, "ran": 0, "reused": 0, "workers": set()}
     t0 = time.monotonic()
     while True:
         while more and len(refs) < cap and len(shards) - nxt < 4 * cap:
@@ -231,18 +247,17 @@ def _drive(ray, cfg, lm, run: ex._Run, chunks, preview: bool, on_progress) -> di
                 done[i] = None
                 counts["reused"] += 1
                 continue
-            slim = [replace(c, docs=[(d, "", ids) for d, _, ids in c.docs]) for c in sh.chunks]  # no texts
-            refs[task.remote(spec, slim)] = i
+            refs[task.remote(spec, _slim(sh))] = i
             counts["ran"] += 1
         while nxt in done:
             sh = shards[nxt]
             res = done.pop(nxt) or load_result(folder, sh)
             if res is None:  # a file from another grouping: run it again
-                refs[task.remote(spec, sh.chunks)] = nxt
+                refs[task.remote(spec, _slim(sh))] = nxt
                 counts["ran"] += 1
                 break
             _merge(cfg, run, sh, res, folder)
-            counts["hosts"].add(res["host"].rsplit(":", 1)[0])
+            counts["workers"].add(res["host"])
             shards[nxt], nxt = None, nxt + 1
             if preview and run.tokens_done >= cfg.preview_tokens and run.tokens_done < run.target:
                 ex.publish(cfg, run, complete=False)
@@ -265,8 +280,10 @@ def _drive(ray, cfg, lm, run: ex._Run, chunks, preview: bool, on_progress) -> di
         f.unlink()
     if folder.exists():
         folder.rmdir()
-    log.info("ray: %d shards, %d run as tasks, %d reused from an earlier attempt, on %d hosts", counts["shards"],
-             counts["ran"], counts["reused"], len(counts["hosts"]))
+    workers = counts.pop("workers") - {""}
+    counts |= {"workers": len(workers), "hosts": len({w.rsplit(":", 1)[0] for w in workers})}
+    log.info("ray: %d shards, %d run as tasks, %d reused from an earlier attempt; %d worker processes on %d hosts",
+             counts["shards"], counts["ran"], counts["reused"], counts["workers"], counts["hosts"])
     return counts
 
 
