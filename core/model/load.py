@@ -47,6 +47,12 @@ class LoadedModel:
     def n_layers(self) -> int:
         return len(self.parts.layers)
 
+    @property
+    def device(self) -> torch.device:
+        from core.model.device import module_device
+
+        return module_device(self.model)
+
     def info(self) -> dict:
         cfg = self.model.config
         return {"name": self.name, "source": self.source, "arch": type(self.model).__name__,
@@ -151,14 +157,18 @@ def _load_folder(folder: Path | str, dtype: torch.dtype, attn: str, trust_remote
     return model, tok
 
 
-def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype = torch.float32,
-               attn: str = "sdpa", paths: PartPaths | None = None) -> LoadedModel:
-    """Load `name`: a built-in name, a .gguf file, a local model folder, or a Hugging Face hub id.
+def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype | str = torch.float32,
+               attn: str = "sdpa", paths: PartPaths | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load `name`: a built-in name, a .gguf file, a local model folder, or a Hugging Face hub id, in `dtype`
+    (float32, bfloat16, float16) on `device` (core.model.device: checked first, one line if absent).
 
     `attn="eager"` is needed for attention patterns (SDPA returns none); `set_attn(model, "eager")` switches later.
     `paths`: module paths for a model whose structure the finder cannot read (core.model.parts.PartPaths).
     Raises ModelLoadError with a one-line message naming what was tried.
     """
+    from core.model.device import resolve_device, resolve_dtype
+
+    dtype, dev = resolve_dtype(dtype), resolve_device(device)
     tried = []
     try:
         if name in BUILTIN:
@@ -194,6 +204,8 @@ def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype
         raise ModelLoadError(f"could not load model {name!r} (tried {'; '.join(tried) or name}): "
                              f"{first_line(e)}") from e
     model.eval().requires_grad_(False)
+    if dev.type != "cpu":
+        model.to(dev)
     return LoadedModel(name=name, source=source, model=model, tokenizer=tok, parts=find_parts(model, paths))
 
 

@@ -53,8 +53,10 @@ def forward_until(lm, ids: torch.Tensor, last_layer: int | None = None, *,
                   edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = None,
                   attention_mask: torch.Tensor | None = None, replay: tuple[int, object] | None = None) -> None:
     """Run the model without its unembedding over `ids` (B, T), stopping after block `last_layer` (None: every
-    block and the final norm), with `edits` applied (core.model.intervene). Edits that store read the results."""
+    block and the final norm), with `edits` applied (core.model.intervene). Edits that store read the results.
+    `ids` and the mask go to the model's device; edits see tensors there."""
     parts = getattr(lm, "parts", lm)
+    ids, attention_mask = _to_model(parts, ids, attention_mask)
     with intervene(parts, edits, stop_after=last_layer, replay=replay):
         try:
             parts.base(input_ids=ids, attention_mask=attention_mask)
@@ -64,10 +66,22 @@ def forward_until(lm, ids: torch.Tensor, last_layer: int | None = None, *,
 
 def logits(lm, ids: torch.Tensor, *, edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = None,
            attention_mask: torch.Tensor | None = None, replay: tuple[int, object] | None = None) -> torch.Tensor:
-    """(B, T, V) the model's output logits with `edits` applied (a full pass, unembedding included)."""
+    """(B, T, V) the model's output logits with `edits` applied (a full pass, unembedding included), on the
+    model's device."""
     parts = getattr(lm, "parts", lm)
+    ids, attention_mask = _to_model(parts, ids, attention_mask)
     with intervene(parts, edits, replay=replay):
         return parts.model(input_ids=ids, attention_mask=attention_mask).logits
+
+
+def _to_model(parts, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ids and mask on the model's device (no copy on the CPU)."""
+    from core.model.device import module_device
+
+    dev = module_device(parts.model)
+    if ids.device == dev:
+        return ids, mask
+    return ids.to(dev), (mask.to(dev) if mask is not None else None)
 
 
 def _cache_arg(model: torch.nn.Module) -> str:
@@ -91,9 +105,10 @@ def decode(lm, ids: torch.Tensor, tokens: int, *, edits: Mapping[Site | str, Edi
     gens = [torch.Generator().manual_seed(seed) if (b < len(sample) and sample[b]) else None for b in range(B)]
     key = _cache_arg(parts.model)
     out = torch.empty(B, tokens, dtype=torch.long)
+    ids, _ = _to_model(parts, ids, None)
     with intervene(parts, edits):
         res = parts.model(input_ids=ids, use_cache=True)
-        first = res.logits[:, -1].float()
+        first = res.logits[:, -1].float().cpu()
         last = first
         for i in range(tokens):
             nxt = torch.empty(B, dtype=torch.long)
@@ -103,6 +118,6 @@ def decode(lm, ids: torch.Tensor, tokens: int, *, edits: Mapping[Site | str, Edi
             out[:, i] = nxt
             if i + 1 < tokens:
                 cache = getattr(res, "cache", None) or getattr(res, "past_key_values", None)
-                res = parts.model(input_ids=nxt[:, None], use_cache=True, **{key: cache})
-                last = res.logits[:, -1].float()
+                res = parts.model(input_ids=nxt[:, None].to(ids.device), use_cache=True, **{key: cache})
+                last = res.logits[:, -1].float().cpu()
     return first, out

@@ -25,6 +25,7 @@ Everything runs in float32 on the CPU; `encode`/`decode` accept any leading shap
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -74,6 +75,15 @@ class SAE:
             if t is not None:
                 setattr(self, name, torch.as_tensor(t).detach().to(torch.float32).contiguous())
         self.validate()
+
+    def to(self, device: torch.device | str) -> SAE:
+        """This SAE with its tensors on `device` (itself when they are there already)."""
+        device = torch.device(device)
+        if self.W_enc.device == device:
+            return self
+        moved = {n: getattr(self, n).to(device) for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "density")
+                 if getattr(self, n) is not None}
+        return dataclasses.replace(self, **moved)
 
     # ---- shape and value checks -------------------------------------------------------------------------------
     @property

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -84,6 +85,10 @@ class ExtractConfig:
     """Folder of that cache (default: INDEX.acts/<model>-<site>)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
+    device: str = "cpu"
+    """Where the model runs: cpu, cuda, cuda:N or mps (the statistics are kept on the CPU, in float32)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The model's weights and activations."""
     threads: int | None = None
     """torch threads (default: torch's choice; on Ray, each task's --ray-cpus)."""
     ray: str | None = None
@@ -106,6 +111,9 @@ class ExtractConfig:
             d.pop("sae")
         else:
             d["sae"] = [str(Path(p).expanduser().resolve()) for p in d["sae"]]
+        if d["device"] == "cpu" and d["dtype"] == "float32":  # and for runs on the defaults
+            d.pop("device")
+            d.pop("dtype")
         return d
 
 
@@ -175,7 +183,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
         shards.check(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype, device=cfg.device)
     layers = parse_layers(cfg.layers, lm.n_layers)
     try:
         check_length(lm.model, cfg.context_len, f"--context-len {cfg.context_len}: a window")
@@ -269,7 +277,8 @@ def load_saes(paths: list[str], lm: LoadedModel) -> list[tuple]:
     out = []
     for path in paths:
         sae = load_sae(path)
-        out.append((sae, check_for_model(sae, lm)[0]))
+        site = check_for_model(sae, lm)[0]
+        out.append((sae.to(lm.device), site))
     return out
 
 
@@ -352,21 +361,21 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
 
     def fold(layer: int) -> Edit:  # neurons: (B, T, d_mlp) -> the layer's reducer
         def fn(x: torch.Tensor) -> None:
-            a = x.reshape(-1, x.shape[-1])  # (B*T, d_mlp)
+            a = x.reshape(-1, x.shape[-1]).to("cpu", torch.float32)  # (B*T, d_mlp); no copy on a float32 CPU
             ctx = (a, sel["ctx"]) if "ctx" in sel else None
             run.reducers[layer].update(a if sel["all"] else a[sel["rows"]], sel["tok"], ctx)
         return fn
 
     def norm(j: int) -> Edit:  # resid_post: (B, T, d_model) -> each real token's L2 norm
         def fn(h: torch.Tensor) -> None:
-            norms[sel["dst"], j] = torch.linalg.vector_norm(h.float(), dim=-1).reshape(-1)[sel["valid"]].numpy()
+            norms[sel["dst"], j] = torch.linalg.vector_norm(h.float(), dim=-1).reshape(-1).cpu()[sel["valid"]].numpy()
         return fn
 
     def fold_sae(group: int) -> Edit:  # an SAE's input site (B, T, ...) -> its features (B*T, d_sae) -> reducer
         sae = run.saes[group][0]
 
         def fn(x: torch.Tensor) -> None:
-            f = sae.encode(x.reshape(-1, sae.d_in))  # (B*T, d_sae); padding rows are never selected
+            f = sae.encode(x.reshape(-1, sae.d_in).float()).cpu()  # (B*T, d_sae); padding rows never selected
             ctx = (f, sel["ctx"]) if "ctx" in sel else None
             run.reducers[group].update(f if sel["all"] else f[sel["rows"]], sel["tok"], ctx)
         return fn
@@ -386,7 +395,7 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
         run.cap_rows = []
 
         def keep(x: torch.Tensor) -> None:
-            a = x.reshape(x.shape[0] * x.shape[1], -1)[sel["rows"]].to(torch.float16)  # (n, d)
+            a = x.reshape(x.shape[0] * x.shape[1], -1).cpu()[sel["rows"]].to(torch.float16)  # (n, d)
             run.cap_rows.append((a, sel["held"][sel["rows"] // x.shape[1]]))
 
         edits.setdefault(cap_site, []).append(keep)

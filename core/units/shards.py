@@ -63,6 +63,8 @@ class Spec:
     batch_tokens: int
     include_special: bool
     threads: int
+    device: str = "cpu"
+    dtype: str = "float32"
 
 
 @dataclass
@@ -109,10 +111,10 @@ def shard_task(spec: Spec, chunks: list[Chunk]) -> dict:
     from core.model.load import load_model
 
     torch.set_num_threads(spec.threads)
-    key = (spec.model, spec.trust_remote_code, spec.sae)
+    key = (spec.model, spec.trust_remote_code, spec.sae, spec.device, spec.dtype)
     if _CACHE.get("key") != key:
         _CACHE.clear()
-        lm = load_model(spec.model, trust_remote_code=spec.trust_remote_code)
+        lm = load_model(spec.model, trust_remote_code=spec.trust_remote_code, dtype=spec.dtype, device=spec.device)
         _CACHE.update(key=key, lm=lm, saes=ex.load_saes(list(spec.sae), lm))
     lm, saes = _CACHE["lm"], _CACHE["saes"]
     reducers = _reducers(spec, lm.parts.d_mlp, [sae.d_sae for sae, _ in saes])
@@ -224,8 +226,9 @@ def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
     rcfg = next(iter(run.reducers.values())).cfg
     spec = Spec(model=cfg.model, trust_remote_code=cfg.trust_remote_code, layers=tuple(run.layers), rcfg=rcfg,
                 sae=tuple(cfg.sae), batch_tokens=cfg.batch_tokens, include_special=cfg.include_special,
-                threads=cfg.threads or cfg.ray_cpus)
-    task = ray.remote(shard_task).options(num_cpus=cfg.ray_cpus, max_retries=3)
+                threads=cfg.threads or cfg.ray_cpus, device=cfg.device, dtype=cfg.dtype)
+    gpus = 1 if cfg.device.startswith("cuda") else 0  # a task on a GPU asks Ray for one
+    task = ray.remote(shard_task).options(num_cpus=cfg.ray_cpus, num_gpus=gpus, max_retries=3)
     folder = shard_dir(cfg.db, run.run_id)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     cap = max(2, 2 * cpus // cfg.ray_cpus)  # tasks in flight: each worker has the next one queued

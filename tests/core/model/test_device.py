@@ -1,0 +1,92 @@
+"""--device and --dtype (core.model.device): checked before anything loads or is written; a model loaded in bfloat16
+gives the logits of transformers' own bfloat16 load; an extraction in bfloat16 stores the bfloat16 model's own
+activations (each a bfloat16 value, maxima equal to plain hooks on that model). CUDA itself is not on this machine:
+the tests that need it skip where it is absent, and the absence is one line."""
+
+import subprocess
+import sys
+
+import duckdb
+import numpy as np
+import pytest
+import torch
+from helpers.raw import neurons
+from helpers.tiny import write_corpus
+
+from core.data.corpus import Corpus, tokenize
+from core.model.device import DeviceError, resolve_device, resolve_dtype
+from core.model.load import load_model
+from core.units.extract import ExtractConfig, extract
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+
+
+def test_dtype_names_and_bad_ones():
+    assert resolve_dtype("bfloat16") is torch.bfloat16 and resolve_dtype(torch.float32) is torch.float32
+    for bad in ("float64", "bf16", torch.int8):
+        with pytest.raises(DeviceError, match="--dtype"):
+            resolve_dtype(bad)
+
+
+@no_cuda
+def test_absent_or_malformed_device_is_one_line():
+    assert resolve_device("cpu") == torch.device("cpu")
+    for bad, msg in (("cuda", "no CUDA GPU here"), ("cuda:3", "no CUDA GPU here"), ("gpu", "expected cpu, cuda"),
+                     ("tpu", "expected cpu, cuda")):
+        with pytest.raises(DeviceError, match=msg) as e:
+            resolve_device(bad)
+        assert "\n" not in str(e.value)
+
+
+def test_bfloat16_model_equals_transformers_own_bfloat16_load(tiny_lm_dir):
+    from transformers import AutoModelForCausalLM
+
+    lm = load_model(str(tiny_lm_dir), dtype="bfloat16")
+    assert {p.dtype for p in lm.model.parameters()} == {torch.bfloat16} and lm.device == torch.device("cpu")
+    ref = AutoModelForCausalLM.from_pretrained(str(tiny_lm_dir), attn_implementation="sdpa",
+                                               dtype=torch.bfloat16).eval()
+    ids = torch.tensor([[0, 5, 17, 42, 99, 7, 3]])
+    with torch.inference_mode():
+        assert torch.equal(lm.model(ids).logits, ref(ids).logits)
+        assert not torch.equal(lm.model(ids).logits.float(),
+                               load_model(str(tiny_lm_dir)).model(ids).logits), "bfloat16 changes the numbers"
+
+
+def test_bfloat16_extraction_stores_the_bfloat16_models_activations(tiny_lm_dir, tmp_path):
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=8)
+    got = {}
+    for dtype in ("float32", "bfloat16"):
+        cfg = ExtractConfig(model=str(tiny_lm_dir), db=str(tmp_path / f"{dtype}.duckdb"), corpus=corpus,
+                            max_tokens=10**9, context_len=32, top_k=4, samples=2, batch_tokens=96, layers="1",
+                            dtype=dtype)
+        run = extract(cfg)
+        con = duckdb.connect(cfg.db, read_only=True)
+        got[dtype] = (np.array(con.execute("SELECT max FROM unit_stats WHERE run_id = ? ORDER BY unit",
+                                           [run]).fetchall(), np.float32)[:, 0],
+                      np.array(con.execute("SELECT activation FROM top_examples WHERE run_id = ?",
+                                           [run]).fetchall(), np.float32)[:, 0],
+                      con.execute("SELECT config FROM runs").fetchall()[0][0])
+        con.close()
+    lm = load_model(str(tiny_lm_dir), dtype="bfloat16")
+    A = np.concatenate([neurons(lm, ids[s: s + 32], 1).float().numpy()
+                        for ids in (tokenize(lm.tokenizer, t) for t in Corpus(corpus).documents())
+                        for s in range(0, len(ids), 32)])
+    mx, top, config = got["bfloat16"]
+    as_bf16 = torch.from_numpy(top).to(torch.bfloat16).float().numpy()
+    assert np.array_equal(as_bf16, top), "every stored activation is a bfloat16 value"
+    np.testing.assert_allclose(mx, A.max(0), rtol=2e-2, atol=1e-2)  # batched vs one window at a time, in bf16
+    mx32, top32, config32 = got["float32"]
+    assert not np.array_equal(torch.from_numpy(top32).to(torch.bfloat16).float().numpy(), top32)
+    assert '"dtype": "bfloat16"' in config and '"dtype"' not in config32  # a run's identity, when not the default
+
+
+@no_cuda
+def test_cli_device_absent_one_line_nothing_written(tiny_lm_dir, tmp_path):
+    db = tmp_path / "i.duckdb"
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=3)
+    for extra, msg in ((("--device", "cuda"), "no CUDA GPU here"), (("--dtype", "float64"), "invalid choice")):
+        r = subprocess.run([sys.executable, "-m", "core.cli", "extract", "--model", str(tiny_lm_dir), "--corpus",
+                            corpus, "--db", str(db), "--no-progress", *extra], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not db.exists()
