@@ -77,7 +77,7 @@ def site_batches(lm, windows: list[Window], sites: list[Site], *, batch_tokens: 
         got: dict = {}
         forward_until(lm, ids, last, edits={s: store(got, i) for i, s in enumerate(sites)}, attention_mask=valid)
         keep = counted_mask(ids, valid, special)
-        yield [flat(got[i]).float()[keep] for i in range(len(sites))]
+        yield [flat(got[i]).float()[keep.to(got[i].device)] for i in range(len(sites))]
 
 
 def epochs(windows: list[Window], seed: int) -> Iterator[Window]:

@@ -59,7 +59,8 @@ class Accumulator:
         self.n = 0
 
     def add(self, y: torch.Tensor, y_hat: torch.Tensor, f: torch.Tensor) -> None:
-        """y, y_hat (n, d_out); f (n, d_sae)."""
+        """y, y_hat (n, d_out); f (n, d_sae), on any device (summed on the CPU)."""
+        y, y_hat, f = y.cpu(), y_hat.cpu(), f.cpu()
         y64 = y.double()
         self.err += float(((y64 - y_hat.double()) ** 2).sum())
         self.sum += y64.sum(0)
@@ -98,12 +99,15 @@ def evaluate(sae: SAE, lm, windows: list[Window], site_in: Site, site_out: Site,
     """Every number above on `windows` (held-out windows of core.saes.acts.split_corpus); `density`, when given,
     receives each latent's firing share there ("density": (d_sae,) tensor)."""
     special = set(lm.tokenizer.all_special_ids)
+    dev = lm.device
+    sae = sae.to(dev)
     acc = Accumulator(sae.d_sae, sae.d_out)
     sums = {"clean": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
     n_pairs = 0
     for batch in batches(windows, batch_tokens):
         ids, valid = pad_batch([w.ids for w in batch])
         keep = counted_mask(ids, valid, special)  # (B, T)
+        ids, valid, keep = ids.to(dev), valid.to(dev), keep.to(dev)
         got: dict = {}
         edits = {site_in: store(got, "x")} | ({site_out: store(got, "y")} if site_out != site_in else {})
         if ce:

@@ -99,6 +99,10 @@ class TrainSAEConfig:
     """Seed of the initialisation and the shuffles."""
     threads: int | None = None
     """torch threads (default: torch's choice)."""
+    device: str = "cpu"
+    """Where the model runs and the SAE trains: cpu, cuda, cuda:N or mps."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The model's weights (the SAE trains in float32 on its float32 copies of the activations)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
 
@@ -169,10 +173,10 @@ class PickPre(torch.autograd.Function):
         x_in, W_enc, idx = ctx.saved_tensors
         N, M = x_in.shape[0], W_enc.shape[1]
         flat_idx, flat_g = idx.reshape(-1), g.reshape(-1).contiguous()
-        rows = torch.arange(N).repeat_interleave(idx.shape[1])
+        rows = torch.arange(N, device=idx.device).repeat_interleave(idx.shape[1])
         G_t = torch.sparse_coo_tensor(torch.stack([flat_idx, rows]), flat_g, (M, N))  # (M, N) sparse
         grad_W = torch.sparse.mm(G_t, x_in).T if ctx.needs_input_grad[1] else None  # (d_in, M)
-        grad_b = torch.zeros(M).index_add_(0, flat_idx, flat_g) if ctx.needs_input_grad[2] else None
+        grad_b = torch.zeros(M, device=g.device).index_add_(0, flat_idx, flat_g) if ctx.needs_input_grad[2] else None
         grad_x = F.embedding_bag(idx, W_enc.T, per_sample_weights=g, mode="sum") if ctx.needs_input_grad[0] else None
         return grad_x, grad_W, grad_b, None, None
 
@@ -181,19 +185,20 @@ class TopKTrainer:
     """The parameters and one optimisation step; `sae()` is the SAE as trained so far."""
 
     def __init__(self, d_in: int, d_out: int, latents: int, k: int, transcoder: bool, lr: float, auxk_alpha: float,
-                 dead_tokens: int, total_steps: int, seed: int = 0) -> None:
+                 dead_tokens: int, total_steps: int, seed: int = 0, device: str | torch.device = "cpu") -> None:
         if k > latents:
             raise TrainError(f"--k {k} is more than the SAE's {latents} latents")
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same start on any device
         W_dec = torch.randn(latents, d_out, generator=g)
         W_dec /= W_dec.norm(dim=-1, keepdim=True)
-        self.W_enc = (W_dec.T.clone() if d_in == d_out else
-                      torch.randn(d_in, latents, generator=g) / math.sqrt(d_in)).requires_grad_()  # (d_in, latents)
-        self.W_dec = W_dec.requires_grad_()  # (latents, d_out)
-        self.b_enc = torch.zeros(latents, requires_grad=True)
-        self.b_dec = torch.zeros(d_out, requires_grad=True)
+        W_enc = W_dec.T.clone() if d_in == d_out else torch.randn(d_in, latents, generator=g) / math.sqrt(d_in)
+        self.device = torch.device(device)
+        self.W_enc = W_enc.to(self.device).requires_grad_()  # (d_in, latents)
+        self.W_dec = W_dec.to(self.device).requires_grad_()  # (latents, d_out)
+        self.b_enc = torch.zeros(latents, device=self.device, requires_grad=True)
+        self.b_dec = torch.zeros(d_out, device=self.device, requires_grad=True)
         self.k, self.transcoder, self.alpha, self.dead_tokens = k, transcoder, auxk_alpha, dead_tokens
-        self.since = torch.zeros(latents, dtype=torch.long)  # training tokens since each latent last fired
+        self.since = torch.zeros(latents, dtype=torch.long, device=self.device)  # tokens since each last fired
         self.opt = torch.optim.Adam([self.W_enc, self.b_enc, self.W_dec, self.b_dec], lr=lr)
         warm = max(1, total_steps // 20)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
@@ -202,6 +207,7 @@ class TopKTrainer:
 
     def start(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """b_dec at the mean of y (and a transcoder's b_enc at −mean(x) W_enc), from the first buffer."""
+        x, y = x.to(self.device), y.to(self.device)
         with torch.no_grad():
             self.b_dec.copy_(y.mean(0))
             if self.transcoder:
@@ -210,6 +216,7 @@ class TopKTrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, float]:
         """One Adam step on a batch x (B, d_in) -> y (B, d_out); returns (FVU, L0, dead share) of the batch."""
+        x, y = x.to(self.device), y.to(self.device)
         x_in = x if self.transcoder else x - self.b_dec  # (B, d_in)
         with torch.no_grad():
             pre = torch.addmm(self.b_enc, x_in, self.W_enc)  # (B, latents), the one dense product
@@ -245,8 +252,8 @@ class TopKTrainer:
         return float(fvu.detach()), float((vals > 0).sum()) / len(x), n_dead / len(self.since)
 
     def sae(self, **kw) -> SAE:
-        return SAE(self.W_enc.detach().clone(), self.b_enc.detach().clone(), self.W_dec.detach().clone(),
-                   self.b_dec.detach().clone(), activation="topk", k=self.k, b_dec_in=not self.transcoder, **kw)
+        return SAE(self.W_enc.detach().cpu().clone(), self.b_enc.detach().cpu().clone(),
+                   self.W_dec.detach().cpu().clone(), self.b_dec.detach().cpu().clone(), activation="topk", k=self.k, b_dec_in=not self.transcoder, **kw)
 
 
 def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] | None = None) -> dict:
@@ -255,7 +262,7 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_site = out_site_for(cfg.site, cfg.transcode, cfg.out_site)
-    lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    lm = lm or load_model(cfg.model, trust_remote_code=cfg.trust_remote_code, dtype=cfg.dtype, device=cfg.device)
     from core.model.sites import Site
 
     s_in = Site.parse(cfg.site)
@@ -288,7 +295,8 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
     steps = max(1, cfg.tokens // cfg.batch)
     dead_tokens = cfg.dead_tokens or min(10_000_000, max(cfg.batch, cfg.tokens // 4))
     lr = cfg.lr or default_lr(latents)
-    tr = TopKTrainer(d_in, d_out, latents, cfg.k, cfg.transcode, lr, cfg.auxk_alpha, dead_tokens, steps, cfg.seed)
+    tr = TopKTrainer(d_in, d_out, latents, cfg.k, cfg.transcode, lr, cfg.auxk_alpha, dead_tokens, steps, cfg.seed,
+                     device=lm.device)
     target = steps * cfg.batch
     batches = _cached_batches(cfg, tr, target) if cfg.acts else _streamed_batches(cfg, lm, tr, split, s_in, s_out,
                                                                                   d_in, d_out, target)

@@ -90,3 +90,33 @@ def test_cli_device_absent_one_line_nothing_written(tiny_lm_dir, tmp_path):
                            timeout=300)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not db.exists()
+
+
+def test_train_sae_in_bfloat16_measures_the_bfloat16_model(tiny_lm_dir, tmp_path):
+    """train-sae --dtype bfloat16: the model runs in bfloat16, the SAE trains in float32 and is saved so; the held-out
+    clean loss it reports is the next-token loss of transformers' own bfloat16 load on those windows, by hand."""
+    from transformers import AutoModelForCausalLM
+
+    from core.saes import acts
+    from core.saes.formats import load_sae
+    from core.saes.train import TrainSAEConfig, _take, train_sae
+
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=40)
+    cfg = TrainSAEConfig(model=str(tiny_lm_dir), site="resid_post.1", out=str(tmp_path / "sae"), corpus=corpus,
+                         tokens=2048, latents=64, k=4, batch=256, buffer_tokens=1024, context_len=32, eval_tokens=1000,
+                         dtype="bfloat16")
+    report = train_sae(cfg)
+    sae = load_sae(tmp_path / "sae")
+    assert sae.W_enc.dtype == torch.float32 and np.isfinite(report["quality"]["fvu"])
+    ref = AutoModelForCausalLM.from_pretrained(str(tiny_lm_dir), dtype=torch.bfloat16).eval()
+    lm = load_model(str(tiny_lm_dir))
+    special = set(lm.tokenizer.all_special_ids)
+    split = acts.split_corpus(corpus, lm.tokenizer, context_len=32,
+                              max_tokens=cfg.tokens + cfg.tokens // (acts.HOLDOUT_EVERY - 1) + cfg.eval_tokens * 2)
+    losses = []
+    with torch.inference_mode():
+        for w in _take(split.held_out, cfg.eval_tokens):
+            logp = ref(torch.tensor([w.ids])).logits[0].float().log_softmax(-1)
+            losses += [-float(logp[t, w.ids[t + 1]]) for t in range(len(w.ids) - 1)
+                       if w.ids[t] not in special and w.ids[t + 1] not in special]
+    assert report["quality"]["ce_clean"] == pytest.approx(np.mean(losses), rel=2e-3)
