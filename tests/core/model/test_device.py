@@ -119,4 +119,5 @@ def test_train_sae_in_bfloat16_measures_the_bfloat16_model(tiny_lm_dir, tmp_path
             logp = ref(torch.tensor([w.ids])).logits[0].float().log_softmax(-1)
             losses += [-float(logp[t, w.ids[t + 1]]) for t in range(len(w.ids) - 1)
                        if w.ids[t] not in special and w.ids[t + 1] not in special]
-    assert report["quality"]["ce_clean"] == pytest.approx(np.mean(losses), rel=2e-3)
+    # equal up to summation order; the float32 model's differs here by 1.6e-5 (relative)
+    assert report["quality"]["ce_clean"] == pytest.approx(np.mean(losses), rel=2e-6)
