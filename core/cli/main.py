@@ -151,7 +151,7 @@ def cmd_train_lens(a) -> int:
 
     cfg = config_from(a, TunedLensConfig)
     cfg.validate()  # before the model loads
-    lm = load_model(cfg.model)
+    lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     bar = Bar(not a.no_progress, "train-lens", unit="step")
     try:
         lens, report = train_tuned_lens(lm, cfg, on_progress=lambda step, steps, kl: bar.update(step, steps,

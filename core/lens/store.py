@@ -45,7 +45,7 @@ def save_tuned_lens(lens: TunedLens, report: TunedLensReport | dict | None, fold
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta = lens.metadata()
-    tensors = {k: v.detach().float().contiguous() for k, v in lens.state_dict().items()}
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in lens.state_dict().items()}
     tmp = folder / f"{WEIGHTS}.tmp{os.getpid()}"
     save_file(tensors, str(tmp), metadata={k: str(v) for k, v in meta.items()})
     os.replace(tmp, folder / WEIGHTS)

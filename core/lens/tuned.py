@@ -105,6 +105,10 @@ class TunedLensConfig:
     """Seed of the batch order."""
     threads: int | None = None
     """torch threads (default: torch's choice)."""
+    device: str = "cpu"
+    """Where the model runs and the lens trains: cpu, cuda, cuda:N or mps."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The model's weights (the lens's own maps stay float32)."""
     out: str | None = None
     """Store folder; None: core.lens.store.store_dir(model)."""
 
@@ -179,7 +183,8 @@ def streams(lm: LoadedModel, batch: list[Window]) -> torch.Tensor:
     ids, valid = pad_batch([w.ids for w in batch])  # (B, T) right padding: no real token attends to a pad
     with torch.no_grad():
         forward_until(lm, ids, L - 1, edits={Site("resid_post", layer): store(got, layer) for layer in range(L)})
-    return torch.stack([got[layer][valid] for layer in range(L)])  # (L, n, d_model)
+    keep = valid.to(got[0].device)
+    return torch.stack([got[layer][keep] for layer in range(L)])  # (L, n, d_model)
 
 
 # ----------------------------------------------------------------------------- loss
@@ -262,7 +267,7 @@ def _train(lm: LoadedModel, cfg: TunedLensConfig, on_progress) -> tuple[TunedLen
     held, train = split_windows(lm, cfg)
     plan = batches(train, cfg.batch_tokens)
     steps = cfg.steps or len(plan)
-    lens = TunedLens.for_model(lm)
+    lens = TunedLens.for_model(lm).to(lm.device)
     opt, sched = _optimizer(lens, cfg, steps)
     gen = torch.Generator().manual_seed(cfg.seed)
     order: list[int] = []
