@@ -188,6 +188,6 @@ def layer_representations(lm: LoadedModel, texts: list[str], *, pool: Literal["l
         forward_until(lm, input_ids, L - 1, attention_mask=valid.long(),
                       edits={Site("resid_post", layer): store(got, layer) for layer in range(L)})
         for layer in range(L):
-            h = got[layer].float().masked_fill(weights[..., None] == 0, 0)  # (B, T, d)
+            h = got[layer].float().cpu().masked_fill(weights[..., None] == 0, 0)  # (B, T, d)
             out[layer, batch] = torch.einsum("bt,btd->bd", weights, h).numpy()
     return out

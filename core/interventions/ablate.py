@@ -49,6 +49,7 @@ def _writes_linearly(parts) -> bool:
 def _orth_out(m: torch.nn.Module, r: torch.Tensor) -> None:
     """m's output (a linear map) made orthogonal to r̂, in place: W_io ← W_io − (W_io r̂) r̂ᵀ, b ← b − (b·r̂) r̂."""
     W = in_out(m)  # (in, out) view of the parameter
+    r = r.to(W.device)
     W -= (W.float() @ r)[:, None].to(W.dtype) * r[None].to(W.dtype)
     if getattr(m, "bias", None) is not None:
         m.bias -= (m.bias.float() @ r).to(m.bias.dtype) * r.to(m.bias.dtype)

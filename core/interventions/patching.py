@@ -75,7 +75,7 @@ def prompt_pair(lm, clean: str, corrupted: str) -> tuple[torch.Tensor, torch.Ten
 
 def _diff(out: torch.Tensor, answer: int, foil: int) -> torch.Tensor:
     """(B,) logit difference at the last position of logits (B, T, V) or last-position logits (B, V)."""
-    last = (out[:, -1] if out.ndim == 3 else out).float()
+    last = (out[:, -1] if out.ndim == 3 else out).float().cpu()
     return last[:, answer] - last[:, foil]
 
 
@@ -179,8 +179,9 @@ def direction_patch(lm, clean: str, corrupted: str, answer: str, foil: str, site
     U = torch.stack([d / d.norm() for d in dirs])  # (1 + controls, d) unit rows
 
     def along(x: torch.Tensor) -> torch.Tensor:  # row b moves to the clean value along U[b]
-        delta = ((src.float() - x.float()) * U[:, None, :]).sum(-1, keepdim=True)  # (B, T, 1)
-        return (x.float() + delta * U[:, None, :]).to(x.dtype)
+        u = U.to(x.device)[:, None, :]
+        delta = ((src.float() - x.float()) * u).sum(-1, keepdim=True)  # (B, T, 1)
+        return (x.float() + delta * u).to(x.dtype)
 
     out = last_logits(lm, x_ids.expand(len(U), -1), {site: along})
     eff = ((_diff(out, a, f) - m_x) / (m_c - m_x)).tolist()
@@ -234,5 +235,6 @@ def backpatch(lm, prompt: str, answer: str, on_layer=None) -> BackPatch:
 
 def _prob_rank(last: torch.Tensor, a: int) -> tuple[np.ndarray, np.ndarray]:
     """(B,) probability and rank (0 = top) of token a in logits (B, V)."""
+    last = last.float().cpu()
     p = last.softmax(-1)[:, a]
     return p.numpy(), (last > last[:, a: a + 1]).sum(-1).numpy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from core.model.load import load_model
 
@@ -31,6 +32,10 @@ class SteerQuery:
     ablate: bool = False
     """Directional ablation instead of steering: the direction removed from every write into the stream, at every
     layer and position (--alpha is then unused; --layer still says where a prompt-set direction is made)."""
+    device: str = "cpu"
+    """Where the model runs: cpu, cuda, cuda:N or mps."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The model's weights and activations (edits are made in float32 and cast)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
 
@@ -47,6 +52,10 @@ class PatchQuery:
     """The answer token (one token, e.g. ' Paris' with its leading space)."""
     foil: str
     """The foil token the corrupted prompt favours."""
+    device: str = "cpu"
+    """Where the model runs: cpu, cuda, cuda:N or mps."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The model's weights and activations (edits are made in float32 and cast)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
 
@@ -59,6 +68,10 @@ class BackpatchQuery:
     """The prompt."""
     answer: str
     """The answer token (one token)."""
+    device: str = "cpu"
+    """Where the model runs: cpu, cuda, cuda:N or mps."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The model's weights and activations (edits are made in float32 and cast)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
 
@@ -67,7 +80,7 @@ def steer_json(q: SteerQuery, lm=None) -> dict:
     from core.interventions.directions import from_spec
     from core.interventions.steer import steer
 
-    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code)
+    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code, dtype=q.dtype, device=q.device)
     d = from_spec(lm, q.direction, q.layer, q.positive)
     if q.ablate:
         from core.interventions.steer import ablate
@@ -81,12 +94,12 @@ def steer_json(q: SteerQuery, lm=None) -> dict:
 def patch_json(q: PatchQuery, lm=None, on_layer=None) -> dict:
     from core.interventions.patching import patch_grid
 
-    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code)
+    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code, dtype=q.dtype, device=q.device)
     return patch_grid(lm, q.clean, q.corrupted, q.answer, q.foil, on_layer=on_layer).as_dict()
 
 
 def backpatch_json(q: BackpatchQuery, lm=None, on_layer=None) -> dict:
     from core.interventions.patching import backpatch
 
-    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code)
+    lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code, dtype=q.dtype, device=q.device)
     return backpatch(lm, q.prompt, q.answer, on_layer=on_layer).as_dict()

@@ -72,7 +72,7 @@ def steer_edit(vector: torch.Tensor, rows: torch.Tensor, start: int | None, prom
         y = x.clone()
         first = (start or 0) if calls[0] == 0 and x.shape[1] == prompt_len else 0
         calls[0] += 1
-        y[rows, first:] += vector.to(x.dtype)
+        y[rows, first:] += vector.to(x.device, x.dtype)
         return y
     return fn
 

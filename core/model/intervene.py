@@ -53,7 +53,7 @@ def _apply(site: Site, fns: Sequence[Edit], x: torch.Tensor) -> torch.Tensor | N
             raise SiteError(f"site {site} can be read, not replaced")
         if y.shape != x.shape:
             raise SiteError(f"an edit at {site} returned shape {tuple(y.shape)}, expected {tuple(x.shape)}")
-        cur, changed = y.to(x.dtype), True
+        cur, changed = y.to(x.device, x.dtype), True
     return cur if changed else None
 
 
@@ -181,7 +181,8 @@ def trace_block(parts) -> tuple[list[str], bool]:
         handles.append(parts.layers[0].register_forward_hook(lambda _m, _i, o: out.append(o)))
         try:
             with torch.inference_mode():
-                parts.base(input_ids=torch.zeros(1, 2, dtype=torch.long))
+                dev = next(parts.base.parameters()).device
+                parts.base(input_ids=torch.zeros(1, 2, dtype=torch.long, device=dev))
         finally:
             for h in handles:
                 h.remove()
@@ -214,7 +215,7 @@ def fill(value: torch.Tensor, positions=None) -> Edit:
     """Replace the activation by `value` broadcast over batch and positions (e.g. its mean: mean ablation)."""
     def fn(x: torch.Tensor) -> torch.Tensor:
         y = x.clone()
-        y[_at(positions)] = value.to(x.dtype)
+        y[_at(positions)] = value.to(x.device, x.dtype)
         return y
     return fn
 
@@ -223,7 +224,7 @@ def add(vector: torch.Tensor, scale: float = 1.0, positions=None) -> Edit:
     """Add scale * vector (broadcast over batch and positions; e.g. a steering vector (d_model,))."""
     def fn(x: torch.Tensor) -> torch.Tensor:
         y = x.clone()
-        y[_at(positions)] += (scale * vector).to(x.dtype)
+        y[_at(positions)] += (scale * vector).to(x.device, x.dtype)
         return y
     return fn
 
@@ -235,7 +236,7 @@ def patch(source: torch.Tensor, positions=None) -> Edit:
         if source.shape != x.shape:
             raise SiteError(f"a patch of shape {tuple(source.shape)} cannot replace {tuple(x.shape)}")
         y = x.clone()
-        y[_at(positions)] = source[_at(positions)].to(x.dtype)
+        y[_at(positions)] = source[_at(positions)].to(x.device, x.dtype)
         return y
     return fn
 
@@ -247,6 +248,7 @@ def project_out(direction: torch.Tensor, positions=None) -> Edit:
     def fn(x: torch.Tensor) -> torch.Tensor:
         y = x.clone()
         sel = y[_at(positions)]
-        y[_at(positions)] = (sel.float() - (sel.float() @ r)[..., None] * r).to(x.dtype)
+        rd = r.to(x.device)
+        y[_at(positions)] = (sel.float() - (sel.float() @ rd)[..., None] * rd).to(x.dtype)
         return y
     return fn
