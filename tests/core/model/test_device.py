@@ -148,3 +148,34 @@ def test_train_lens_in_bfloat16_measures_the_bfloat16_model(tiny_lm_dir):
             n += len(w.ids)
     # equal to 1e-5 here; the float32 model's differs by 6e-4 and 1.5e-3 (relative)
     np.testing.assert_allclose(report.logit_kl[: L - 1], kl / n, rtol=1e-4)
+
+
+def test_steer_in_bfloat16_equals_a_hand_hook_on_the_bfloat16_model(tiny_lm_dir, tmp_path):
+    """steer --dtype bfloat16: the next-token KL between default and steered equals the one from transformers' own
+    bfloat16 load with a plain forward hook adding alpha·ν·d̂ to block 1's output (float32 vector cast to bf16)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    from core.interventions.query import SteerQuery, steer_json
+    from core.model.tokens import tokenize as tok
+
+    v = torch.randn(64, generator=torch.Generator().manual_seed(3))
+    save_file({"direction": v}, str(tmp_path / "d.safetensors"))
+    out = steer_json(SteerQuery(model=str(tiny_lm_dir), layer=1, direction=f"file:{tmp_path / 'd.safetensors'}",
+                                alpha=4.0, prompt="The cat sat on the", tokens=3, dtype="bfloat16"))
+    vec = (4.0 * out["stream_norm"] * v / v.norm()).to(torch.bfloat16)
+    ref = AutoModelForCausalLM.from_pretrained(str(tiny_lm_dir), dtype=torch.bfloat16).eval()
+    ids = torch.tensor([tok(load_model(str(tiny_lm_dir)).tokenizer, "The cat sat on the")])
+
+    def add(_m, _i, o):
+        return (o[0] + vec, *o[1:]) if isinstance(o, tuple) else o + vec
+
+    with torch.inference_mode():
+        lp0 = ref(ids).logits[0, -1].float().log_softmax(-1)
+        h = ref.model.layers[1].register_forward_hook(add)
+        try:
+            lp1 = ref(ids).logits[0, -1].float().log_softmax(-1)
+        finally:
+            h.remove()
+    kl = float((lp0.exp() * (lp0 - lp1)).sum())
+    assert kl > 1e-3 and out["next_token_kl"] == pytest.approx(kl, rel=1e-3)
