@@ -90,6 +90,16 @@ def test_cli_device_absent_one_line_nothing_written(tiny_lm_dir, tmp_path):
                            timeout=300)
         assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not db.exists()
+    m = str(tiny_lm_dir)
+    for args in (["train-sae", "--model", m, "--site", "resid_post.1", "--out", str(tmp_path / "s")],
+                 ["train-lens", "--model", m, "--out", str(tmp_path / "l")],
+                 ["steer", "--model", m, "--layer", "1", "--direction", "neuron:1:0", "--alpha", "1", "--prompt", "a"],
+                 ["patch", "--model", m, "--clean", "a b", "--corrupted", "a c", "--answer", "b", "--foil", "c"]):
+        r = subprocess.run([sys.executable, "-m", "core.cli", *args, "--device", "cuda"], capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 2 and "no CUDA GPU here" in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
+            args[0], r.stderr)
+    assert not (tmp_path / "s").exists() and not (tmp_path / "l").exists()
 
 
 def test_train_sae_in_bfloat16_measures_the_bfloat16_model(tiny_lm_dir, tmp_path):
