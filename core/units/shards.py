@@ -37,6 +37,8 @@ from core.units.reduce import LayerReducer, ReduceConfig
 
 log = logging.getLogger(__name__)
 TOKEN_COLS = ("doc_id", "position", "token_id", "counted")
+RETRIES = 3
+"""Ray runs a task again on another worker this many times when its worker or node dies."""
 
 
 def check(cfg) -> None:
@@ -202,6 +204,10 @@ def _result(ray, ref) -> dict:
         if isinstance(cause, UserError):  # e.g. the model or an SAE file is missing on that machine
             raise ex.ExtractError(f"a Ray task failed: {cause}") from None
         raise
+    except ray.exceptions.RayError as e:  # a worker or node lost after Ray's retries, the cluster gone
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ex.ExtractError(f"a Ray task failed after {RETRIES} retries ({type(e).__name__}: {msg}); the shards "
+                              "finished so far are saved: --resume continues from them") from None
 
 
 def run(cluster: tuple, cfg, run: ex._Run, chunks: Iterable[Chunk], *, preview: bool,
@@ -228,7 +234,7 @@ def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
                 sae=tuple(cfg.sae), batch_tokens=cfg.batch_tokens, include_special=cfg.include_special,
                 threads=cfg.threads or cfg.ray_cpus, device=cfg.device, dtype=cfg.dtype)
     gpus = 1 if cfg.device.startswith("cuda") else 0  # a task on a GPU asks Ray for one
-    task = ray.remote(shard_task).options(num_cpus=cfg.ray_cpus, num_gpus=gpus, max_retries=3)
+    task = ray.remote(shard_task).options(num_cpus=cfg.ray_cpus, num_gpus=gpus, max_retries=RETRIES)
     folder = shard_dir(cfg.db, run.run_id)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     cap = max(2, 2 * cpus // cfg.ray_cpus)  # tasks in flight: each worker has the next one queued
