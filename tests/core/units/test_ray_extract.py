@@ -80,6 +80,19 @@ def test_ray_index_equals_one_process(tiny_lm_dir, tmp_path, cluster, setup):
     assert not list(tmp_path.glob("ray.duckdb.ckpt/*")), "shard results and checkpoint are removed when complete"
 
 
+def test_ray_with_a_preview_equals_one_process(tiny_lm_dir, tmp_path, cluster, setup):
+    """--preview-tokens (a smaller first chunk, results published after it) on Ray and in one process."""
+    corpus = setup[0]
+    one, on_ray = tmp_path / "one.duckdb", tmp_path / "ray.duckdb"
+    subprocess.run(cli(tiny_lm_dir, corpus, one, "--preview-tokens", "600"), check=True, env=_env(), timeout=600)
+    done = subprocess.run(cli(tiny_lm_dir, corpus, on_ray, "--preview-tokens", "600", "--ray", cluster,
+                              "--shard-chunks", "3"), env=_env(), timeout=600, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    want, got = snapshot(one), snapshot(on_ray)
+    for table in want:
+        assert got[table] == want[table], table
+
+
 @pytest.mark.parametrize("where,resume_on_ray", [("shard:3", True), ("committed:5", False)],
                          ids=["shard-saved-resume-on-ray", "mid-shard-resume-one-process"])
 def test_killed_driver_resumes_per_shard(tiny_lm_dir, tmp_path, cluster, setup, where, resume_on_ray):
