@@ -193,7 +193,7 @@ def extract(cfg: ExtractConfig, *, resume: bool = False, lm: LoadedModel | None 
                         ctx_examples=cfg.ctx_examples, ctx_window=cfg.ctx_window)
     saes = load_saes(cfg.sae, lm)
     cap = _capture_site(cfg, lm)
-    cluster = shards.connect(cfg.ray) if cfg.ray is not None else None  # unreachable: one line, nothing written
+    cluster = shards.connect(cfg) if cfg.ray is not None else None  # unreachable: one line, nothing written
     run = _open_run(cfg, corpus, lm, layers, rcfg, resume, saes)
     run.capture = cap
     t0 = time.monotonic()

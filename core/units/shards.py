@@ -170,12 +170,24 @@ def load_result(folder: Path, shard: Shard) -> dict | None:
 
 
 # ---------------------------------------------------------------- driver
-def connect(address: str) -> tuple:
-    """(the ray module, whether this call started it): joins the cluster at `address` ('' or 'local': $RAY_ADDRESS,
-    else a new local cluster). A host:port nobody listens on is an ExtractError after a 5 s probe (Ray itself would
-    wait for minutes)."""
+def connect(cfg) -> tuple:
+    """(the ray module, whether this call started it): joins the cluster at `cfg.ray` ('' or 'local': $RAY_ADDRESS,
+    else a new local cluster), before anything is written. A host:port nobody listens on is an ExtractError after a
+    5 s probe (Ray itself would wait for minutes); so is a cluster without room for one task."""
     import ray
 
+    ray_, started = _join(ray, cfg.ray)
+    have = ray.cluster_resources()
+    gpus = 1 if cfg.device.startswith("cuda") else 0
+    if cfg.ray_cpus > have.get("CPU", 0) or gpus > have.get("GPU", 0):  # Ray would wait for such a worker for ever
+        if started:
+            ray.shutdown()
+        raise ex.ExtractError(f"--ray-cpus {cfg.ray_cpus}{' and a GPU' if gpus else ''} per task: the cluster has "
+                              f"{int(have.get('CPU', 0))} CPUs and {int(have.get('GPU', 0))} GPUs in all")
+    return ray_, started
+
+
+def _join(ray, address: str) -> tuple:
     if ray.is_initialized():
         return ray, False
     addr = None if address in ("", "local") else address
@@ -236,7 +248,7 @@ def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
     gpus = 1 if cfg.device.startswith("cuda") else 0  # a task on a GPU asks Ray for one
     task = ray.remote(shard_task).options(num_cpus=cfg.ray_cpus, num_gpus=gpus, max_retries=RETRIES)
     folder = shard_dir(cfg.db, run.run_id)
-    cpus = int(ray.cluster_resources().get("CPU", 1))
+    cpus = int(ray.cluster_resources().get("CPU", 0))
     cap = max(2, 2 * cpus // cfg.ray_cpus)  # tasks in flight: each worker has the next one queued
     shards: list[Shard | None] = []
     refs: dict = {}  # ObjectRef -> shard index

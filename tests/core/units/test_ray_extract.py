@@ -116,6 +116,13 @@ def test_killed_driver_resumes_per_shard(tiny_lm_dir, tmp_path, cluster, setup, 
         assert got[table] == want[table], table
 
 
+def test_more_cpus_per_task_than_the_cluster_has_is_one_line(tiny_lm_dir, tmp_path, cluster, setup):
+    r = subprocess.run(cli(tiny_lm_dir, setup[0], tmp_path / "x.duckdb", "--ray", cluster, "--ray-cpus", "64"),
+                       env=_env(), timeout=300, capture_output=True, text=True)
+    assert r.returncode == 2 and "the cluster has 2 CPUs" in r.stderr, r.stderr
+    assert not (tmp_path / "x.duckdb").exists(), "nothing is written before the cluster is found to fit"
+
+
 def test_ray_bad_input_one_line(tiny_lm_dir, tmp_path, setup):
     corpus, _, _ = setup
     db = tmp_path / "bad.duckdb"
