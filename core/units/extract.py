@@ -285,8 +285,9 @@ def load_saes(paths: list[str], lm: LoadedModel) -> list[tuple]:
 def _open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[int], rcfg: ReduceConfig,
               resume: bool, saes: list[tuple] = ()) -> _Run:
     ident = cfg.identity()
-    reducers = {layer: LayerReducer(lm.parts.d_mlp, layer, rcfg) for layer in layers}
-    reducers |= {-s: LayerReducer(sae.d_sae, -s, rcfg) for s, (sae, _) in enumerate(saes, 1)}
+    dev = lm.device  # the reducers work beside the model (state_dict and finalize give CPU copies)
+    reducers = {layer: LayerReducer(lm.parts.d_mlp, layer, rcfg, dev) for layer in layers}
+    reducers |= {-s: LayerReducer(sae.d_sae, -s, rcfg, dev) for s, (sae, _) in enumerate(saes, 1)}
     by_group = {-s: pair for s, pair in enumerate(saes, 1)}
     special = set() if cfg.include_special else set(lm.tokenizer.all_special_ids)
     con = connect(cfg.db)
@@ -361,7 +362,7 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
 
     def fold(layer: int) -> Edit:  # neurons: (B, T, d_mlp) -> the layer's reducer
         def fn(x: torch.Tensor) -> None:
-            a = x.reshape(-1, x.shape[-1]).to("cpu", torch.float32)  # (B*T, d_mlp); no copy on a float32 CPU
+            a = x.reshape(-1, x.shape[-1])  # (B*T, d_mlp); the reducer takes it as float32 on its device
             ctx = (a, sel["ctx"]) if "ctx" in sel else None
             run.reducers[layer].update(a if sel["all"] else a[sel["rows"]], sel["tok"], ctx)
         return fn
@@ -375,7 +376,7 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
         sae = run.saes[group][0]
 
         def fn(x: torch.Tensor) -> None:
-            f = sae.encode(x.reshape(-1, sae.d_in).float()).cpu()  # (B*T, d_sae); padding rows never selected
+            f = sae.encode(x.reshape(-1, sae.d_in).float())  # (B*T, d_sae); padding rows are never selected
             ctx = (f, sel["ctx"]) if "ctx" in sel else None
             run.reducers[group].update(f if sel["all"] else f[sel["rows"]], sel["tok"], ctx)
         return fn
@@ -401,6 +402,7 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
         edits.setdefault(cap_site, []).append(keep)
         extra.append(cap_site.layer)
     last = max(list(layers) + extra)
+    red_dev = any_red.device
     done = 0
     for batch in batches(chunk.windows, batch_tokens):
         ids, valid, counted, tok = _pack(batch, run.special, include_special)
@@ -413,6 +415,10 @@ def _forward_chunk(lm: LoadedModel, chunk: Chunk, run: _Run, batch_tokens: int, 
             sel["held"] = torch.tensor([held_out(w.doc_id, w.start) for w in batch], dtype=torch.uint8)
         if W is not None:
             sel["ctx"] = _context_rows(valid, rows, W)
+        if red_dev.type != "cpu":  # once per batch, not once per layer
+            sel["tok"] = sel["tok"].to(red_dev)
+            if W is not None:
+                sel["ctx"] = sel["ctx"].to(red_dev)
         forward_until(lm, ids, last, edits=edits)  # no unembedding: it is not needed here
         done += int(valid.sum())
         point("batch")  # the fault matrix: killed mid-chunk

@@ -34,6 +34,9 @@ import torch
 from core.units import fused
 
 INT32_MAX = 2**31 - 1
+STATE = ("n_tokens", "sum", "max", "min", "exp", "hist", "top_val", "top_tok", "top_ctx", "res_prio", "res_tok",
+         "res_val")
+"""A reducer's state: what a checkpoint or a shard's result holds."""
 
 
 @dataclass
@@ -94,10 +97,13 @@ def order_keys(vals: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
 
 
 class LayerReducer:
-    """Running state of one layer's d units. All tensors live on the CPU."""
+    """Running state of one layer's d units. Its tensors live on `device` (the CPU by default, where the compiled
+    kernels of core/units/fused.c run; elsewhere, e.g. beside a model on a GPU, the same steps run as torch ops);
+    state_dict() and finalize() always give CPU tensors and arrays."""
 
-    def __init__(self, d: int, layer: int, cfg: ReduceConfig) -> None:
+    def __init__(self, d: int, layer: int, cfg: ReduceConfig, device: str | torch.device = "cpu") -> None:
         self.d, self.layer, self.cfg = d, layer, cfg
+        self.device = torch.device(device)
         F, S2, K = cfg.hist_bins, cfg.reservoir, cfg.top_k
         self.n_tokens = torch.zeros((), dtype=torch.int64)
         self.sum = torch.zeros(d, dtype=torch.float64)
@@ -115,6 +121,9 @@ class LayerReducer:
         self.res_val = torch.zeros(d * F, S2)  # (d*F, S')
         self.uhash = as_int32(unit_hash(d, layer))  # (d,)
         self._hist_offs = (torch.arange(d) * (2 * F) + F - 1).float()  # (d,)
+        if self.device.type != "cpu":
+            for k in (*STATE, "uhash", "_hist_offs"):
+                setattr(self, k, getattr(self, k).to(self.device))
         self._pending: list[tuple[torch.Tensor, ...]] = []  # reservoir candidates not merged yet
         self._n_pending = 0
         self.sum_log: list[torch.Tensor] | None = None
@@ -123,17 +132,16 @@ class LayerReducer:
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The state as CPU tensors (checkpoints, shard results)."""
         self.flush()
-        keys = ["n_tokens", "sum", "max", "min", "exp", "hist", "top_val", "top_tok", "top_ctx",
-                "res_prio", "res_tok", "res_val"]
-        return {k: getattr(self, k).contiguous() for k in keys}
+        return {k: getattr(self, k).cpu().contiguous() for k in STATE}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for k, v in state.items():
             cur = getattr(self, k)
             if cur.shape != v.shape or cur.dtype != v.dtype:
                 raise ValueError(f"checkpoint tensor {k} has shape {tuple(v.shape)}, expected {tuple(cur.shape)}")
-            setattr(self, k, v.clone())
+            setattr(self, k, v.to(self.device, copy=True))
 
     # ---------------------------------------------------------------- merge
     @torch.inference_mode()
@@ -148,7 +156,7 @@ class LayerReducer:
         if (other.d, other.layer, other.cfg) != (self.d, self.layer, self.cfg):
             raise ValueError("merge: reducers of different units or settings")
         self.flush()
-        o = LayerReducer(self.d, self.layer, self.cfg)
+        o = LayerReducer(self.d, self.layer, self.cfg, self.device)
         o.load_state_dict(other.state_dict())
         # both to the common bin width: a unit with no data, or only zeros (they sit in the centre bin at every
         # width), takes the other's width outright, as update() does for a unit's first non-zero batch
@@ -167,14 +175,14 @@ class LayerReducer:
         self.n_tokens += o.n_tokens
         if other.sum_log is not None:
             for s in other.sum_log:
-                self.sum += s
+                self.sum += s.to(self.device)
         else:
             self.sum += o.sum
         torch.maximum(self.max, o.max, out=self.max)
         torch.minimum(self.min, o.min, out=self.min)
         self._merge_top(o)
         live = o.res_tok.view(-1) >= 0
-        gi = torch.arange(self.d * self.cfg.hist_bins).repeat_interleave(self.cfg.reservoir)[live]
+        gi = torch.arange(self.d * self.cfg.hist_bins, device=self.device).repeat_interleave(self.cfg.reservoir)[live]
         if gi.numel():
             self._merge_reservoir(gi, o.res_prio.view(-1)[live], o.res_tok.view(-1)[live], o.res_val.view(-1)[live])
 
@@ -189,7 +197,7 @@ class LayerReducer:
         self.top_val = torch.gather(vals, 0, order).contiguous()
         self.top_tok = torch.gather(toks, 0, order).contiguous()
         if Kc:
-            pad = torch.full((K - Kc, self.d, self.top_ctx.shape[2]), torch.nan)
+            pad = torch.full((K - Kc, self.d, self.top_ctx.shape[2]), torch.nan, device=self.device)
             ctx = torch.cat([self.top_ctx, pad, o.top_ctx, pad])  # (2K, d, 2W+1): ranks >= Kc carry none
             idx = order[:Kc, :, None].expand(-1, -1, ctx.shape[2])
             self.top_ctx = torch.gather(ctx, 0, idx).contiguous()
@@ -206,8 +214,12 @@ class LayerReducer:
         n = acts.shape[0]
         if n == 0:
             return
-        acts = acts.float().contiguous()
-        if fused.library() is not None:
+        acts = acts.to(self.device, torch.float32).contiguous()
+        tok = tok.to(self.device)
+        if ctx is not None:
+            ctx = (ctx[0].to(self.device, torch.float32), ctx[1].to(self.device))
+        compiled = self.device.type == "cpu" and fused.library() is not None
+        if compiled:
             mx, mn = fused.minmax(acts)  # (d,), (d,) in one pass
         else:
             mx, mn = acts.amax(0), acts.amin(0)  # (d,), (d,); aminmax(dim=0) is ~10x slower on CPU
@@ -217,7 +229,7 @@ class LayerReducer:
         torch.maximum(self.max, mx, out=self.max)
         torch.minimum(self.min, mn, out=self.min)
         self.n_tokens += n
-        bsum = (torch.ones(1, n) @ acts).squeeze(0).double()  # (d,) a BLAS reduction
+        bsum = (torch.ones(1, n, device=self.device) @ acts).squeeze(0).double()  # (d,) a BLAS reduction
         self.sum += bsum
         if self.sum_log is not None:
             self.sum_log.append(bsum)
@@ -225,7 +237,7 @@ class LayerReducer:
         scale = torch.ldexp(torch.full((self.d,), float(F)), -self.exp.float())  # (d,) = F / 2^e, exact
         thash = as_int32(fmix32(tok))  # (n,)
         top = res = None
-        if fused.library() is not None:  # one pass: histogram and both candidate lists (core/units/fused.c)
+        if compiled:  # one pass: histogram and both candidate lists (core/units/fused.c)
             cap = 4 * K * self.d // max(1, torch.get_num_threads()) + 1
             top, res = fused.scan(acts, thash, self.uhash, scale, F, self.hist, self.top_val[K - 1].contiguous(),
                                   self.res_prio[:, S2 - 1].contiguous(), cap)
@@ -266,7 +278,7 @@ class LayerReducer:
         new = torch.zeros_like(h)
         new[:, F // 2: F // 2 + F] = h.view(-1, F, 2).sum(2)
         self.hist[units] = new
-        rows = (units[:, None] * F + torch.arange(F)).view(-1)  # (u*F,)
+        rows = (units[:, None] * F + torch.arange(F, device=self.device)).view(-1)  # (u*F,)
         p = self.res_prio[rows].view(-1, F // 2, 2 * S2).to(torch.int64)  # (u, F/2, 2S')
         t = self.res_tok[rows].view(-1, F // 2, 2 * S2)
         v = self.res_val[rows].view(-1, F // 2, 2 * S2)
@@ -275,7 +287,7 @@ class LayerReducer:
         merged = [torch.gather(x, 2, order) for x in (p.to(torch.int32), t, v)]
         for dst, src, empty in zip((self.res_prio, self.res_tok, self.res_val), merged, (INT32_MAX, -1, 0.0),
                                    strict=True):
-            block = torch.full((units.numel(), F, S2), empty, dtype=dst.dtype)
+            block = torch.full((units.numel(), F, S2), empty, dtype=dst.dtype, device=self.device)
             block[:, : F // 2] = src
             dst[rows] = block.view(-1, S2)
         self.exp[units] += 1
@@ -309,7 +321,7 @@ class LayerReducer:
         o2 = torch.sort(all_u[o1], stable=True).indices
         order = o1[o2]  # by unit, then key desc
         u_sorted = all_u[order]
-        rank = torch.arange(order.numel()) - torch.searchsorted(u_sorted, u_sorted, side="left")
+        rank = torch.arange(order.numel(), device=self.device) - torch.searchsorted(u_sorted, u_sorted, side="left")
         ok = rank < K
         self.top_val[rank[ok], u_sorted[ok]] = all_v[order[ok]]
         self.top_tok[rank[ok], u_sorted[ok]] = all_t[order[ok]]
@@ -323,7 +335,7 @@ class LayerReducer:
         src, dst_r, dst_u = order[sel], rank[sel], u_sorted[sel]  # merged-list index, new rank, unit
         n_old, a = self.cfg.top_k * aff.numel(), aff.numel()
         old = src < n_old  # entries of the old top-K: flat index k * a + i of (K, a)
-        vals = torch.full((src.numel(), W2), torch.nan)
+        vals = torch.full((src.numel(), W2), torch.nan, device=self.device)
         o = src[old]
         keep = o // a < Kc  # an old entry from rank >= Kc cannot rise, so this is all of them
         vals[old] = torch.where(keep[:, None], self.top_ctx[(o // a).clamp(max=Kc - 1), aff[o % a]], torch.nan)
@@ -345,10 +357,10 @@ class LayerReducer:
         tau = self.res_prio[:, S2 - 1].view(self.d, F).to(torch.int64)  # (d, F)
         # b_thr per unit minimises the expected number of tokens passing, judged from the histogram so far:
         # tokens below bin b_thr pass with probability frac(pthr), tokens above always pass
-        pthr_at = torch.cat([torch.full((self.d, 1), -(2**31)), tau.cummax(1).values], 1)  # (d, F+1)
+        pthr_at = torch.cat([torch.full((self.d, 1), -(2**31), device=self.device), tau.cummax(1).values], 1)
         counts = self.hist.double()  # (d, 2F)
         below = counts[:, :F].sum(1, keepdim=True) + torch.cat(
-            [torch.zeros(self.d, 1, dtype=torch.float64), counts[:, F:].cumsum(1)], 1)  # (d, F+1)
+            [torch.zeros(self.d, 1, dtype=torch.float64, device=self.device), counts[:, F:].cumsum(1)], 1)
         cost = (pthr_at + 2**31).double() / 2**32 * below + (counts.sum(1, keepdim=True) - below)
         b_thr = cost.argmin(1)  # (d,)
         pthr = pthr_at.gather(1, b_thr[:, None]).squeeze(1).clamp(max=INT32_MAX).to(torch.int32)  # (d,)
@@ -410,7 +422,7 @@ class LayerReducer:
         gi, pr, tk, vv = (torch.cat(x) for x in zip(*self._pending, strict=True))
         self._pending, self._n_pending = [], 0
         if units is not None:
-            hit = torch.zeros(self.d, dtype=torch.bool)
+            hit = torch.zeros(self.d, dtype=torch.bool, device=self.device)
             hit[units] = True
             now = hit[gi // self.cfg.hist_bins]
             later = ~now
@@ -435,7 +447,7 @@ class LayerReducer:
         order = key.argsort()
         all_g, all_p, all_t, all_v = all_g[order], all_p[order], all_t[order], all_v[order]
         first = torch.searchsorted(all_g, all_g, side="left")
-        rank = torch.arange(all_g.numel()) - first
+        rank = torch.arange(all_g.numel(), device=self.device) - first
         ok = rank < S2
         self.res_prio[aff] = INT32_MAX
         self.res_tok[aff] = -1
@@ -449,6 +461,10 @@ class LayerReducer:
     def finalize(self) -> LayerResult:
         from core.units.intervals import interval_samples
 
+        if self.device.type != "cpu":  # the results from a CPU copy
+            cpu = LayerReducer(self.d, self.layer, self.cfg)
+            cpu.load_state_dict(self.state_dict())
+            return cpu.finalize()
         self.flush()
         n = int(self.n_tokens)
         F = self.cfg.hist_bins

@@ -119,21 +119,20 @@ def shard_task(spec: Spec, chunks: list[Chunk]) -> dict:
         lm = load_model(spec.model, trust_remote_code=spec.trust_remote_code, dtype=spec.dtype, device=spec.device)
         _CACHE.update(key=key, lm=lm, saes=ex.load_saes(list(spec.sae), lm))
     lm, saes = _CACHE["lm"], _CACHE["saes"]
-    reducers = _reducers(spec, lm.parts.d_mlp, [sae.d_sae for sae, _ in saes])
+    reducers = _reducers(spec, lm.parts.d_mlp, [sae.d_sae for sae, _ in saes], lm.device)
     for r in reducers.values():
         r.sum_log = []
     by_group = {-s: pair for s, pair in enumerate(saes, 1)}
     rows = [ex.forward_chunk(lm, c, reducers, batch_tokens=spec.batch_tokens, include_special=spec.include_special,
                              saes=by_group) for c in chunks]
-    state = {g: {**r.state_dict(), "sum_log": torch.stack(r.sum_log) if r.sum_log else torch.zeros(0, r.d,
-                                                                                                   dtype=torch.float64)}
-             for g, r in reducers.items()}
+    state = {g: {**r.state_dict(), "sum_log": torch.stack(r.sum_log).cpu() if r.sum_log else torch.zeros(
+        0, r.d, dtype=torch.float64)} for g, r in reducers.items()}
     return {"state": state, "rows": rows, "host": f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _reducers(spec: Spec, d_mlp: int, d_saes: list[int]) -> dict[int, LayerReducer]:
-    out = {layer: LayerReducer(d_mlp, layer, spec.rcfg) for layer in spec.layers}
-    return out | {-s: LayerReducer(d, -s, spec.rcfg) for s, d in enumerate(d_saes, 1)}
+def _reducers(spec: Spec, d_mlp: int, d_saes: list[int], device: torch.device) -> dict[int, LayerReducer]:
+    out = {layer: LayerReducer(d_mlp, layer, spec.rcfg, device) for layer in spec.layers}
+    return out | {-s: LayerReducer(d, -s, spec.rcfg, device) for s, d in enumerate(d_saes, 1)}
 
 
 # ---------------------------------------------------------------- shard files
