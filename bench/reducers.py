@@ -1,12 +1,11 @@
-"""The host-side ceiling of a GPU extraction: how fast the reducers alone fold smollm2's activations on this CPU.
+"""How fast the reducers alone fold smollm2's activations on this CPU (the ceiling of CPU-side reduction).
 
     .venv/bin/python bench/reducers.py [--tokens 16384] [--threads 2]
 
-On a GPU (`extract --device cuda`) the forward pass leaves the CPU, but every batch's activations still come back
-to the CPU reducers (core.units.extract: the statistics are one code on any device). So the reducers' own rate is
-a floor under the time of any GPU run: 10M tokens take at least 10M / that rate. This runs the real extraction
-pass (core.units.extract.forward_chunk, all 30 layers' neurons) and times, inside it, only the reducers' updates;
-the rest is the forward pass on this CPU. One JSON object goes to stdout.
+Were a GPU run's activations brought back to reducers on the CPU, their rate would be a floor under its time:
+10M tokens would take at least 10M / that rate (which is why `extract --device cuda` keeps its reducers on the GPU).
+This runs the real extraction pass (core.units.extract.forward_chunk, all 30 layers' neurons) on the CPU and times,
+inside it, only the reducers' updates; the rest is the forward pass. One JSON object goes to stdout.
 """
 
 from __future__ import annotations
