@@ -5,6 +5,7 @@ same corpus, bit for bit (neurons and an SAE's features); a driver killed with S
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -22,10 +23,14 @@ from core.saes.sae import SAE
 pytest.importorskip("ray", reason="ray is an optional extra (pip install 'neuroboard[ray]'); make install adds it")
 
 
+TOKEN = secrets.token_hex(32)
+"""This cluster's authentication token (Ray >= 2.59 turns token authentication on; `ray start` needs a token it
+can find, and who joins by address sends it): given to the cluster and every driver, never written to ~/.ray."""
+
+
 def _env(**kw):
-    env = {k: v for k, v in os.environ.items() if k not in (ENV, "RAY_ADDRESS")}
-    # Ray >= 2.59 turns token authentication on for a cluster started here: who joins it by address sends the token
-    return {**env, "PYTHONPATH": os.getcwd(), "RAY_AUTH_MODE": "token", **kw}
+    env = {k: v for k, v in os.environ.items() if k not in (ENV, "RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
+    return {**env, "PYTHONPATH": os.getcwd(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN, **kw}
 
 
 def _ray(*args, check=True):
