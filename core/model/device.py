@@ -1,8 +1,8 @@
 """Where and in what precision a model runs: `--device` (cpu, the default; cuda, cuda:N, mps) and `--dtype`
 (float32, the default; bfloat16, float16), checked before anything is loaded or written (one line each).
 
-The model's weights and its forward pass go to the device; what the index stores is computed from activations
-copied back as float32 (core.units.extract), so reducers, checkpoints and the index are the same code on any
+The model's weights and its forward pass go to the device, and so do extraction's reducers (core.units.reduce),
+whose state_dict and finalize give CPU copies: checkpoints, shard results and the index are the same code on any
 device. A run's device and dtype are part of its identity when not the defaults: a resumed run must use the
 same kernels.
 """

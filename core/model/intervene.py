@@ -25,6 +25,7 @@ from contextlib import contextmanager
 
 import torch
 
+from core.model.device import module_device
 from core.model.sites import Site, SiteError, check_site
 
 Edit = Callable[[torch.Tensor], torch.Tensor | None]
@@ -181,8 +182,7 @@ def trace_block(parts) -> tuple[list[str], bool]:
         handles.append(parts.layers[0].register_forward_hook(lambda _m, _i, o: out.append(o)))
         try:
             with torch.inference_mode():
-                dev = next(parts.base.parameters()).device
-                parts.base(input_ids=torch.zeros(1, 2, dtype=torch.long, device=dev))
+                parts.base(input_ids=torch.zeros(1, 2, dtype=torch.long, device=module_device(parts.base)))
         finally:
             for h in handles:
                 h.remove()

@@ -22,6 +22,7 @@ import torch
 
 from core.errors import UserError, first_line
 from core.model.builtin import BUILTIN
+from core.model.device import module_device, resolve_device, resolve_dtype
 from core.model.parts import ModelParts, PartPaths, find_parts
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        from core.model.device import module_device
-
         return module_device(self.model)
 
     def info(self) -> dict:
@@ -166,8 +165,6 @@ def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype
     `paths`: module paths for a model whose structure the finder cannot read (core.model.parts.PartPaths).
     Raises ModelLoadError with a one-line message naming what was tried.
     """
-    from core.model.device import resolve_device, resolve_dtype
-
     dtype, dev = resolve_dtype(dtype), resolve_device(device)
     tried = []
     try:

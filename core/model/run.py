@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from core.errors import UserError
+from core.model.device import module_device
 from core.model.intervene import Edit, StopForward, intervene
 from core.model.parts import text_config
 from core.model.sites import Site
@@ -76,8 +77,6 @@ def logits(lm, ids: torch.Tensor, *, edits: Mapping[Site | str, Edit | Sequence[
 
 def _to_model(parts, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ids and mask on the model's device (no copy on the CPU)."""
-    from core.model.device import module_device
-
     dev = module_device(parts.model)
     if ids.device == dev:
         return ids, mask

@@ -20,7 +20,8 @@ Math (x: one token's activation at `site`, flattened to d_in; every format's loa
     x̂ = (f W_dec + b_dec)        W_dec (d_sae, d_out), rows are the features' output directions
     x̂ = x̂ / scale, then norm⁻¹   the inverse of the input normalisation, with that token's own factors
 
-Everything runs in float32 on the CPU; `encode`/`decode` accept any leading shape (..., d_in).
+Everything runs in float32, on the CPU unless moved (`SAE.to`, beside a model on a GPU); `encode`/`decode` accept
+any leading shape (..., d_in).
 """
 
 from __future__ import annotations

@@ -252,8 +252,8 @@ class TopKTrainer:
         return float(fvu.detach()), float((vals > 0).sum()) / len(x), n_dead / len(self.since)
 
     def sae(self, **kw) -> SAE:
-        return SAE(self.W_enc.detach().cpu().clone(), self.b_enc.detach().cpu().clone(),
-                   self.W_dec.detach().cpu().clone(), self.b_dec.detach().cpu().clone(), activation="topk", k=self.k, b_dec_in=not self.transcoder, **kw)
+        W_enc, b_enc, W_dec, b_dec = (t.detach().cpu().clone() for t in (self.W_enc, self.b_enc, self.W_dec, self.b_dec))
+        return SAE(W_enc, b_enc, W_dec, b_dec, activation="topk", k=self.k, b_dec_in=not self.transcoder, **kw)
 
 
 def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] | None = None) -> dict:

@@ -234,7 +234,7 @@ class LayerReducer:
         if self.sum_log is not None:
             self.sum_log.append(bsum)
         F, K, S2 = self.cfg.hist_bins, self.cfg.top_k, self.cfg.reservoir
-        scale = torch.ldexp(torch.full((self.d,), float(F)), -self.exp.float())  # (d,) = F / 2^e, exact
+        scale = torch.ldexp(torch.full((self.d,), float(F), device=self.device), -self.exp.float())  # (d,) F/2^e
         thash = as_int32(fmix32(tok))  # (n,)
         top = res = None
         if compiled:  # one pass: histogram and both candidate lists (core/units/fused.c)

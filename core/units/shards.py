@@ -177,13 +177,18 @@ def connect(cfg) -> tuple:
 
     ray_, started = _join(ray, cfg.ray)
     have = ray.cluster_resources()
-    gpus = 1 if cfg.device.startswith("cuda") else 0
+    gpus = _gpus(cfg)
     if cfg.ray_cpus > have.get("CPU", 0) or gpus > have.get("GPU", 0):  # Ray would wait for such a worker for ever
         if started:
             ray.shutdown()
         raise ex.ExtractError(f"--ray-cpus {cfg.ray_cpus}{' and a GPU' if gpus else ''} per task: the cluster has "
                               f"{int(have.get('CPU', 0))} CPUs and {int(have.get('GPU', 0))} GPUs in all")
     return ray_, started
+
+
+def _gpus(cfg) -> int:
+    """GPUs a task asks Ray for: one when the model runs on CUDA."""
+    return 1 if cfg.device.startswith("cuda") else 0
 
 
 def _join(ray, address: str) -> tuple:
@@ -244,8 +249,7 @@ def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
     spec = Spec(model=cfg.model, trust_remote_code=cfg.trust_remote_code, layers=tuple(run.layers), rcfg=rcfg,
                 sae=tuple(cfg.sae), batch_tokens=cfg.batch_tokens, include_special=cfg.include_special,
                 threads=cfg.threads or cfg.ray_cpus, device=cfg.device, dtype=cfg.dtype)
-    gpus = 1 if cfg.device.startswith("cuda") else 0  # a task on a GPU asks Ray for one
-    task = ray.remote(shard_task).options(num_cpus=cfg.ray_cpus, num_gpus=gpus, max_retries=RETRIES)
+    task = ray.remote(shard_task).options(num_cpus=cfg.ray_cpus, num_gpus=_gpus(cfg), max_retries=RETRIES)
     folder = shard_dir(cfg.db, run.run_id)
     cpus = int(ray.cluster_resources().get("CPU", 0))
     cap = max(2, 2 * cpus // cfg.ray_cpus)  # tasks in flight: each worker has the next one queued

@@ -8,13 +8,9 @@ import signal
 import subprocess
 
 import pytest
-import torch
-from helpers.resume import cli, snapshot
-from helpers.tiny import write_corpus
+from helpers.resume import cli, corpus_and_sae, snapshot
 
 from core.faults import ENV
-from core.saes.formats import save_saelens
-from core.saes.sae import SAE
 
 # (kill point, how many times it is passed first, with an SAE's features)
 MOMENTS = [
@@ -36,12 +32,9 @@ MOMENTS = [
 def refs(tiny_lm_dir, tmp_path_factory):
     """{with_sae: (corpus, extra args, the uninterrupted run's snapshot)}."""
     tmp = tmp_path_factory.mktemp("kill")
-    corpus = write_corpus(tmp / "c.txt", n_docs=40, seed=3)
-    g = torch.Generator().manual_seed(5)
-    sae = SAE(torch.randn(64, 80, generator=g) * 0.2, torch.randn(80, generator=g) * 0.1,
-              torch.randn(80, 64, generator=g), torch.zeros(64), activation="topk", k=6, site="resid_post.1")
+    corpus, sae = corpus_and_sae(tmp)
     out = {}
-    for with_sae, extra in ((False, ()), (True, ("--sae", str(save_saelens(sae, tmp / "sae"))))):
+    for with_sae, extra in ((False, ()), (True, ("--sae", sae))):
         ref = tmp / f"ref-{with_sae}.duckdb"
         subprocess.run(cli(tiny_lm_dir, corpus, ref, *extra), check=True, env=_env(), timeout=600)
         out[with_sae] = corpus, extra, snapshot(ref)

@@ -18,6 +18,22 @@ def cli(model_dir, corpus, db, *extra):
             "--threads", "1", "--no-progress", *extra]
 
 
+def corpus_and_sae(folder) -> tuple[str, str]:
+    """A 40-document corpus and a small TopK SAE on resid_post.1 of the tiny Llama (SAELens layout) in `folder`:
+    (corpus path, SAE folder)."""
+    import torch
+
+    from core.saes.formats import save_saelens
+    from core.saes.sae import SAE
+    from helpers.tiny import write_corpus
+
+    corpus = write_corpus(folder / "c.txt", n_docs=40, seed=3)
+    g = torch.Generator().manual_seed(5)
+    sae = SAE(torch.randn(64, 80, generator=g) * 0.2, torch.randn(80, generator=g) * 0.1,
+              torch.randn(80, 64, generator=g), torch.zeros(64), activation="topk", k=6, site="resid_post.1")
+    return corpus, str(save_saelens(sae, folder / "sae"))
+
+
 def snapshot(db):
     con = duckdb.connect(str(db), read_only=True)
     try:

@@ -12,13 +12,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
-from helpers.resume import cli, snapshot
-from helpers.tiny import write_corpus
+from helpers.resume import cli, corpus_and_sae, snapshot
 
 from core.faults import ENV
-from core.saes.formats import save_saelens
-from core.saes.sae import SAE
 
 pytest.importorskip("ray", reason="ray is an optional extra (pip install 'neuroboard[ray]'); make install adds it")
 
@@ -53,11 +49,8 @@ def cluster():
 def setup(tiny_lm_dir, tmp_path_factory):
     """(corpus, extra args with an SAE, the one-process run's snapshot)."""
     tmp = tmp_path_factory.mktemp("ray")
-    corpus = write_corpus(tmp / "c.txt", n_docs=40, seed=3)
-    g = torch.Generator().manual_seed(5)
-    sae = SAE(torch.randn(64, 80, generator=g) * 0.2, torch.randn(80, generator=g) * 0.1,
-              torch.randn(80, 64, generator=g), torch.zeros(64), activation="topk", k=6, site="resid_post.1")
-    extra = ("--sae", str(save_saelens(sae, tmp / "sae")))
+    corpus, sae = corpus_and_sae(tmp)
+    extra = ("--sae", sae)
     ref = tmp / "one.duckdb"
     subprocess.run(cli(tiny_lm_dir, corpus, ref, *extra), check=True, env=_env(), timeout=600)
     return corpus, extra, snapshot(ref)
