@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from core.autointerp import lexical
+
 MARK_FRAC = 0.3
 OPEN, CLOSE = "<<", ">>"
 
@@ -212,9 +214,18 @@ def echoes_a_shot(explanation: str, embed, threshold: float = 0.8) -> bool:
 
 
 def token_list(windows: list[Window], k: int = 5) -> str | None:
-    """The explanation no model writes: the most frequent marked tokens, quoted (the top-token baseline)."""
-    spans = [t for t, _ in frequent_spans(windows, k)]
-    return f"the neuron responds to the tokens {_quoted(spans)}." if spans else None
+    """The explanation no model writes: the most frequent marked spans, quoted (the top-token baseline), named by
+    their class when most marked spans share one (core.autointerp.lexical); then only that class's spans are
+    listed: 'the neuron responds to numbers: "3", "1".'"""
+    from collections import Counter
+
+    raw = ["".join(x.tokens[a:b]) for x in map(excerpt, windows) for a, b in marked_spans(x)]
+    named = lexical.name(raw)
+    keep = raw if named is None else [r for r in raw if lexical.token_class(r) in named[1]]
+    spans = [t for t, _ in Counter(_span_text([r]) for r in keep).most_common(k)]
+    if not spans:
+        return None
+    return f"the neuron responds to {named[0] + ':' if named else 'the tokens'} {_quoted(spans)}."
 
 
 def parse_explanation(text: str) -> str | None:
