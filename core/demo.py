@@ -292,6 +292,7 @@ def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = Non
     return a job's progress callback for the terminal; `say` gets one line per job."""
     from core.errors import UserError
     from core.heads.score import score_heads
+    from core.index.db import fold_wal
     from core.index.jobs import Tracker
     from core.units.extract import extract
 
@@ -351,4 +352,5 @@ def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = Non
         except BaseException as e:  # Ctrl-C or a crash: say so in the index, then stop as asked
             track.fail("interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}")
             raise
+        fold_wal(cfg.db, wait_s=2.0)  # each finished job's writes into the file (core.index.db: durability)
     return failures

@@ -42,7 +42,7 @@ def tiny_index(tmp_path):
     """A small index: one model, one corpus, run 1 complete (1,000 tokens), run 2 running at 40% (400 / 1,000)."""
     import json
 
-    from core.index.db import connect
+    from core.index.db import connect, fold_wal
 
     path = tmp_path / "index.duckdb"
     con = connect(path)
@@ -57,6 +57,7 @@ def tiny_index(tmp_path):
                          [2, 1, 1, config, [0, 2], "running", 400, 5, 1000, None]])
     finally:
         con.close()
+    fold_wal(path)  # one file, as a finished writer leaves it (tests copy it)
     return path
 
 

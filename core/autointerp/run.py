@@ -294,6 +294,9 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             done[key]["scores"] = scores
             if on_unit:
                 on_unit("score", n, len(ok))
+    from core.index.db import fold_wal
+
+    fold_wal(cfg.db, wait_s=2.0)  # the run's explanations into the file (core.index.db: durability)
     return [result(done[k]) for k in wanted]
 
 

@@ -25,7 +25,7 @@ from core.data.corpus import Chunk, Corpus, batches, iter_chunks, text_sha
 from core.errors import UserError
 from core.faults import point
 from core.index import writer
-from core.index.db import connect
+from core.index.db import connect, fold_wal
 from core.model.intervene import Edit
 from core.model.load import LoadedModel, load_model
 from core.model.run import ContextLengthError, check_length, forward_until, pad_batch
@@ -505,6 +505,7 @@ def publish(cfg: ExtractConfig, run: _Run, *, complete: bool) -> None:
         con.close()
     if not complete:
         return
+    fold_wal(cfg.db, wait_s=2.0)  # the finished run into the file (core.index.db: durability)
     ckpt = checkpoint_path(cfg.db, run.run_id)
     ckpt.unlink(missing_ok=True)
     try:

@@ -63,7 +63,7 @@ def test_replaced_or_deleted_underneath_is_read_afresh(tiny_index, tmp_path):
 
     import pytest
 
-    from core.index.db import IndexFileError, connect
+    from core.index.db import IndexFileError, connect, fold_wal
 
     path, other = tmp_path / "served.duckdb", tmp_path / "other.duckdb"
     shutil.copy(tiny_index, path)
@@ -71,6 +71,7 @@ def test_replaced_or_deleted_underneath_is_read_afresh(tiny_index, tmp_path):
     con = connect(other)
     con.execute("DELETE FROM runs WHERE run_id = 2")
     con.close()
+    fold_wal(other)  # one file, as a finished writer leaves it
     with pool.reading(path, idle_s=30) as cur:
         assert [r.run_id for r in list_runs(cur)] == [1, 2]
     held = pool._files[str(path.resolve())].con
