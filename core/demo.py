@@ -46,7 +46,7 @@ class DemoConfig:
     explain_units: int = 24
     """Units the demo explains with the built-in model, so search works at once: two thirds the demo SAE's
     features, the rest the SAE layer's neurons (explain_picks; 0: none)."""
-    explain_scored: int = 8
+    explain_scored: int = 24
     """How many of them are also scored (detection, fuzzing, control), so the pages show what the built-in model's
     explanations are worth."""
     serve: bool = True
@@ -166,16 +166,28 @@ def _explain_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
 
 def explain_picks(con, run_id: int, layer: int, sae_id: int, n: int) -> tuple[list[int], list[int]]:
     """The demo's units to explain: 2/3 of n from the SAE's features (active on ≥ 50 tokens and ≤ 5% of them), the
-    rest from the layer's neurons (active on ≥ 50), each group ordered by how much their top examples sit on a
-    handful of tokens (queries.top_token_share, to one decimal), then by how often they fire: units a small
-    explainer can name, that a user meets often, with enough examples to score."""
+    rest from the layer's neurons (active on ≥ 50). Each group is ranked by how much their top examples sit on a
+    handful of tokens (queries.top_token_share, to one decimal), then by the share of one token class among them
+    (core.autointerp.lexical: numbers, Python keywords, line breaks, …), then by how often they fire: units a small
+    explainer can name, that a user meets often, with enough examples to score. The picks take turns over the
+    units' main classes (and units of no class), best first in each, so a demo shows many kinds of unit, not twelve
+    kinds of line break."""
+    from core.autointerp import lexical
     from core.index import queries
 
     def pick(group, m, max_density):
-        share = queries.top_token_share(con, run_id, group, min_active=50, max_density=max_density)
+        tokens = queries.top_tokens(con, run_id, group, min_active=50, max_density=max_density)
+        share = queries.top_token_share(con, run_id, group, tokens=tokens)
         count = dict(con.execute("SELECT unit, count_active FROM unit_stats WHERE run_id = ? AND layer = ?",
                                  [run_id, group]).fetchall())
-        return sorted(share, key=lambda u: (-round(share[u], 1), -count[u], u))[:m]
+        by_class: dict = {}
+        named = {u: lexical.name([t for t, k in tokens[u].items() for _ in range(k)]) for u in share}
+        pure = {u: round(named[u][2], 2) if named[u] and len(named[u][1]) == 1 else 0.0 for u in share}
+        for u in sorted(share, key=lambda u: (-round(share[u], 1), -pure[u], -count[u], u)):
+            by_class.setdefault(named[u] and named[u][1][0], []).append(u)  # by its main class
+        turns = [u for i in range(max(map(len, by_class.values()), default=0))
+                 for units in by_class.values() if i < len(units) for u in units[i:i + 1]]
+        return turns[:m]
     feats = pick(-sae_id, 2 * n // 3, 0.05)
     return feats, pick(layer, n - len(feats), 1.0)
 

@@ -27,6 +27,7 @@ SYMBOLS = {
     "\\": "backslashes", "<": "angle brackets", ">": "angle brackets", "@": "at signs", "%": "percent signs",
     "+": "plus signs", "&": "ampersands", "~": "tildes", "^": "carets", "$": "dollar signs",
 }
+SYMBOL_CLASSES = set(SYMBOLS.values()) | {"punctuation"}
 BE = {"am", "is", "are", "was", "were", "be", "been", "being"}
 ARTICLES = {"a", "an", "the"}
 CONJUNCTIONS = {"and", "or", "but", "nor"}
@@ -64,16 +65,22 @@ def token_class(text: str) -> str | None:
     return None
 
 
-def name(spans: list[str], share: float = SHARE) -> tuple[str, set[str]] | None:
-    """(the name, its classes) of the class, or the two classes ('A and B'), covering at least `share` of these
-    marked spans' texts; None if none does. Two classes name them only when neither one alone does, each covers
-    20%, and together they cover `share`."""
+def name(spans: list[str], share: float = SHARE) -> tuple[str, list[str], float] | None:
+    """(the name, its classes, the share of spans they cover) for the class, or the two classes ('A and B'),
+    covering at least `share` of these marked spans' texts; None if none does. Two classes name them only when
+    neither one alone does, each covers 20%, and together they cover `share`. Symbols of different kinds that
+    together cover `share` are 'punctuation'."""
     if not spans:
         return None
     n = len(spans)
-    ranked = [(c, k) for c, k in Counter(token_class(s) for s in spans).most_common() if c is not None]
+    classes = [token_class(s) for s in spans]
+    ranked = [(c, k) for c, k in Counter(classes).most_common() if c is not None]
     if ranked and ranked[0][1] >= share * n:
-        return ranked[0][0], {ranked[0][0]}
+        return ranked[0][0], [ranked[0][0]], ranked[0][1] / n
     if len(ranked) > 1 and ranked[1][1] >= 0.2 * n and ranked[0][1] + ranked[1][1] >= share * n:
-        return f"{ranked[0][0]} and {ranked[1][0]}", {ranked[0][0], ranked[1][0]}
+        return f"{ranked[0][0]} and {ranked[1][0]}", [ranked[0][0], ranked[1][0]], (ranked[0][1] + ranked[1][1]) / n
+    marks = {c for c in classes if c in SYMBOL_CLASSES}
+    covered = sum(c in marks for c in classes)
+    if covered >= share * n:
+        return "punctuation", sorted(marks), covered / n
     return None

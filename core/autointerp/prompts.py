@@ -183,7 +183,9 @@ def frequent_spans(windows: list[Window], k: int = 8, frac: float = MARK_FRAC) -
 
 
 def _quoted(spans: list[str]) -> str:
-    return ", ".join(t if len(t) > 2 and t[0] == t[-1] == "'" else f'"{t}"' for t in spans)  # a repr as it is
+    """Each span in double quotes; a repr (whitespace) as it is, and a span with a double quote in single ones."""
+    return ", ".join(t if len(t) > 2 and t[0] == t[-1] == "'" else f"'{t}'" if '"' in t else f'"{t}"'
+                     for t in spans)
 
 
 def common_prompt(windows: list[Window], k: int = 6) -> str:

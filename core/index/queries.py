@@ -246,19 +246,35 @@ def group_density(con, run_id: int, group: int) -> list[float]:
     return [r[0] for r in rows]
 
 
-def top_token_share(con, run_id: int, group: int, k: int = 5, min_active: int = 1, max_density: float = 1.0
-                    ) -> dict[int, float]:
-    """{unit: the share of its top examples (activation > 0) whose token is one of its k most frequent tokens (text
-    trimmed of spaces, lower-cased)} for a unit group's units active on ≥ min_active tokens, density ≤ max_density: how few
-    tokens a unit's strongest activations sit on."""
+def top_tokens(con, run_id: int, group: int, min_active: int = 1, max_density: float = 1.0
+               ) -> dict[int, dict[str, int]]:
+    """{unit: {token text as shown: how many of its top examples (activation > 0) peak on it}} for a unit group's
+    units active on ≥ min_active tokens, density ≤ max_density."""
     rows = con.execute(
-        "SELECT e.unit, lower(trim(v.display)), count(*) FROM top_examples e "
+        "SELECT e.unit, v.display, count(*) FROM top_examples e "
         "JOIN unit_stats s ON s.run_id = e.run_id AND s.layer = e.layer AND s.unit = e.unit "
         "JOIN tokens t ON t.run_id = e.run_id AND t.doc_id = e.doc_id AND t.position = e.position "
         "JOIN runs r ON r.run_id = e.run_id JOIN vocab v ON v.model_id = r.model_id AND v.token_id = t.token_id "
         "WHERE e.run_id = ? AND e.layer = ? AND e.activation > 0 AND s.count_active >= ? AND s.density <= ? "
         "GROUP BY 1, 2", [run_id, group, min_active, max_density]).fetchall()
-    by: dict[int, list[int]] = {}
-    for unit, _, n in rows:
-        by.setdefault(unit, []).append(n)
-    return {u: sum(sorted(ns, reverse=True)[:k]) / sum(ns) for u, ns in by.items()}
+    out: dict[int, dict[str, int]] = {}
+    for unit, text, n in rows:
+        out.setdefault(unit, {})[text] = n
+    return out
+
+
+def top_token_share(con, run_id: int, group: int, k: int = 5, min_active: int = 1, max_density: float = 1.0,
+                    tokens: dict[int, dict[str, int]] | None = None) -> dict[int, float]:
+    """{unit: the share of its top examples (activation > 0) whose token is one of its k most frequent tokens (text
+    trimmed of spaces, lower-cased)} for a unit group's units active on ≥ min_active tokens, density ≤ max_density
+    (or of `tokens`, top_tokens' answer): how few tokens a unit's strongest activations sit on."""
+    from collections import Counter
+
+    tokens = top_tokens(con, run_id, group, min_active, max_density) if tokens is None else tokens
+    out = {}
+    for u, by in tokens.items():
+        c: Counter = Counter()
+        for text, n in by.items():
+            c[text.strip(" ").lower()] += n
+        out[u] = sum(n for _, n in c.most_common(k)) / sum(c.values())
+    return out

@@ -140,9 +140,11 @@ def test_search_finds_a_known_explanation_by_a_paraphrase(indexed, tmp_path, cap
 
 def test_top_token_share_and_demo_picks_equal_brute_force(indexed):
     """queries.top_token_share against counting each unit's top examples read one by one with their token windows
-    (core.units.sources.unit_view, as the pages read them); the demo's picks are ordered as its docstring says."""
+    (core.units.sources.unit_view, as the pages read them); the demo's picks are ordered as its docstring says, from
+those tokens."""
     from collections import Counter
 
+    from core.autointerp import lexical
     from core.demo import explain_picks
     from core.index import queries
     from core.units.sources import unit_view
@@ -166,10 +168,27 @@ def test_top_token_share_and_demo_picks_equal_brute_force(indexed):
             assert all(abs(share[u] - want[u]) < 1e-12 for u in want)
         feats, nrns = explain_picks(con, run, 1, 1, 6)
         for got, group, m, dens in ((feats, -1, 4, 0.05), (nrns, 1, 6 - len(feats), 1.0)):
-            share = queries.top_token_share(con, run, group, min_active=50, max_density=dens)
             count = dict(con.execute("SELECT unit, count_active FROM unit_stats WHERE run_id = ? AND layer = ?",
                                      [run, group]).fetchall())
-            assert got and got == sorted(share, key=lambda u: (-round(share[u], 1), -count[u], u))[:m]
+            dense = dict(con.execute("SELECT unit, density FROM unit_stats WHERE run_id = ? AND layer = ?",
+                                     [run, group]).fetchall())
+            peaks = {}  # each unit's top-example tokens, read one by one as the pages read them
+            for u in count:
+                view = unit_view(con, info, group, u, group, 10**6, 1)
+                toks = [vocab[e.seq[e.focus]] for e in view.top if e.activation > 0]
+                if count[u] >= 50 and dense[u] <= dens and toks:
+                    peaks[u] = toks
+            share = {u: sum(n for _, n in Counter(t.strip(" ").lower() for t in ts).most_common(5)) / len(ts)
+                     for u, ts in peaks.items()}
+            named = {u: lexical.name(ts) for u, ts in peaks.items()}
+            pure = {u: round(named[u][2], 2) if named[u] and len(named[u][1]) == 1 else 0.0 for u in peaks}
+            by_class = {}  # ranked, then grouped by main class; the picks take turns over the classes
+            for u in sorted(peaks, key=lambda u: (-round(share[u], 1), -pure[u], -count[u], u)):
+                by_class.setdefault(named[u][1][0] if named[u] else None, []).append(u)
+            turns = []
+            for i in range(max(map(len, by_class.values()))):
+                turns += [units[i] for units in by_class.values() if i < len(units)]
+            assert got and got == turns[:m]
             assert all(count[u] >= 50 for u in got)
     finally:
         con.close()

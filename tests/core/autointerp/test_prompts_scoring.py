@@ -31,7 +31,7 @@ def test_explainer_prompt_equals_the_hand_written_one():
     assert "Excerpt 1: b<< x>>\nMarked" in c2[-1]["content"]
     assert "Most frequent marked tokens: x (2), y (1)" in c1[-1]["content"] == c1[-1]["content"]
     assert P.common_prompt(ws).endswith('Words: "x", "y"\nWhat they have in common:')
-    assert P.token_list(ws) == 'the neuron responds to the tokens "x", "y".'
+    assert P.token_list(ws) == 'the neuron responds to single letters: "x", "y".'
     assert P.parse_common(" numbers and digits\nWords: ...") == "the neuron responds to numbers and digits."
 
 
@@ -135,3 +135,43 @@ def test_candidates_chosen_by_embedding_score_echoes_left_out():
     assert row["reply"].count("[candidate") == 5 and "(kept)" in row["reply"]
     assert P.echoes_a_shot("the neuron responds to the color words.", embed)
     assert not P.echoes_a_shot("the neuron responds to numbers.", embed)
+
+
+def test_token_classes_by_hand():
+    """core.autointerp.lexical on spans whose classes are written here by hand (the first rule that matches)."""
+    from core.autointerp import lexical as X
+
+    want = {"\n": "line breaks", "\n    ": "line breaks", "   ": "spaces", " 3": "numbers", "3.14": "numbers",
+            "1,000": "numbers", "-2": "numbers", "v3": None, " is": 'forms of the verb "to be"',
+            " Were": 'forms of the verb "to be"', " the": "articles", " or": "conjunctions", " except": "Python keywords",
+            "match": "Python keywords", "Except": None, "__init__": "special method names",
+            "eq__()": "special method names", " len": "names of Python built-ins", ".": "full stops",
+            "“": "quotation marks", ")).": "punctuation", "((": "opening brackets", " x": "single letters",
+            " evaluated": None, "_": "underscores"}
+    for text, cls in want.items():
+        assert X.token_class(text) == cls, text
+    # one class over 60%; else two, each over 20%, together over 60%; else symbols of any kind; else none
+    assert X.name([" 1", " 2", "3", " 44", " dog", " cat"]) == ("numbers", ["numbers"], 4 / 6)
+    assert X.name([" 1", " 2", " if", " for", " dog"]) == ("numbers and Python keywords",
+                                                          ["numbers", "Python keywords"], 4 / 5)
+    assert X.name([" 1", " 2", " 3", " if", " dog", " cat"]) is None  # keywords under 20%
+    assert X.name([".", ",", ":", ";", "(", " dog", " cat"]) == (
+        "punctuation", ["colons", "commas", "full stops", "opening brackets", "semicolons"], 5 / 7)
+    assert X.name([" dog", " cat"]) is None and X.name([]) is None
+
+
+def test_token_list_named_by_class_lists_the_class_own_spans():
+    """The token-list explanation: named by the class most marked spans share, listing that class's spans by
+    frequency; a unit of no class keeps the plain list; a span holding a double quote is shown in single quotes."""
+    def w(*pairs):
+        return P.Window([t for t, _ in pairs], [a for _, a in pairs])
+    digits = [w((" in", 0.0), (" 19", 2.0), ("05", 1.0)), w((" add", 0.0), (" 3", 1.0)), w((" 3", 1.0), (" x", 0.0)),
+              w((" the", 1.0)), w((" 7", 1.0))]
+    # marked spans: " 1905" (merged), " 3", " 3", " the", " 7": numbers cover 4/5
+    assert P.token_list(digits) == 'the neuron responds to numbers: "3", "1905", "7".'
+    mixed = [w((" dog", 1.0)), w((" cat", 1.0)), w((" 3", 1.0))]
+    assert P.token_list(mixed) == 'the neuron responds to the tokens "dog", "cat", "3".'
+    quotes = [w(('"', 1.0)), w((' “', 1.0)), w(('"', 1.0), ("a", 0.0))]
+    assert P.token_list(quotes) == "the neuron responds to quotation marks: '\"', \"“\"."
+    breaks = [w(("a", 0.0), ("\n", 1.0)), w(("\n  ", 1.0)), w(("b", 0.0), ("\n", 1.0))]
+    assert P.token_list(breaks) == "the neuron responds to line breaks: '\\n', '\\n  '."
