@@ -212,7 +212,7 @@ def run_explain(job: DemoExplain, on_unit=None) -> None:
     finally:
         con.close()
     total, done = len(feats) + len(nrns), 0
-    k_f = min(len(feats), job.scored // 2)
+    k_f = min(len(feats), max(job.scored // 2, job.scored - len(nrns)))  # half each, or what the other lacks
     k_n = min(len(nrns), job.scored - k_f)
     calls = [(feats[:k_f], True, True), (nrns[:k_n], False, True)]  # scored, each group in one call (controls)
     calls += [(feats[i:i + 4], True, False) for i in range(k_f, len(feats), 4)]  # the rest in small groups, so

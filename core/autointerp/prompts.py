@@ -230,6 +230,12 @@ def token_list(windows: list[Window], k: int = 5) -> str | None:
     return f"the neuron responds to {named[0] + ':' if named else 'the tokens'} {_quoted(spans)}."
 
 
+def names_a_class(explanation: str | None) -> bool:
+    """Whether a token_list explanation is named by a token class (not the plain 'the tokens …' list)."""
+    return bool(explanation) and explanation.startswith("the neuron responds to ") and not explanation.startswith(
+        "the neuron responds to the tokens ")
+
+
 def parse_explanation(text: str) -> str | None:
     """The explanation in a reply: the first line after the last 'Explanation:', else the reply's last non-empty
     line; None if there is nothing usable."""
@@ -244,7 +250,7 @@ def parse_explanation(text: str) -> str | None:
         return None
     line = lines[0] if after else lines[-1]
     cut = line.find(". ")  # the first sentence
-    line = (line[:cut + 1] if cut > 0 else line).strip()
+    line = (line[:cut + 1] if cut > 0 else line).replace(OPEN, "").replace(CLOSE, "").strip()
     if len(line) < 3 or line.lower().rstrip(" .:").endswith(("responds to", "responds to the", "responds to a")):
         return None  # nothing said after the reply's start
     return line[:300]

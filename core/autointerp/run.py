@@ -158,9 +158,13 @@ def _choose(explainer, windows: list[P.Window], k: int, neg: list[P.Window]) -> 
     """The explanation row's fields. Candidates: the explainer's replies to k chat prompts over disjoint shares of
     the windows (P.candidate_prompts); a plain completion naming what the most frequent marked tokens have in
     common (P.common_prompt; explainers that can continue text: the built-in one); and the top-token list no model
-    writes (P.token_list). With k > 1 the candidate kept is the one with the highest embedding score on (windows,
-    neg), the first on a tie, and a reply that only repeats a worked example's answer is left out (P.echoes_a_shot);
-    with k = 1 the one chat reply. 'unparsed' when nothing parses."""
+    writes (P.token_list). With k > 1: when most marked spans of the windows are of one token class (the list is
+    named by it: core.autointerp.lexical), that list is kept, a fact counted on the windows; else the candidate
+    with the highest embedding score on (windows, neg), the first on a tie. A reply that only repeats a worked
+    example's answer is left out (P.echoes_a_shot). With k = 1 the one chat reply. 'unparsed' when nothing parses.
+    Why the class wins: the embedding score reads meaning, and punctuation, whitespace and digits carry little in
+    all-MiniLM-L6-v2, so on the demo it kept "the number of digits" for a quotation-mark feature over the list of
+    its quotation marks."""
     from core.autointerp.search import embed
 
     cands = []
@@ -178,13 +182,17 @@ def _choose(explainer, windows: list[P.Window], k: int, neg: list[P.Window]) -> 
             text = P.parse_common(reply)
             cands.append({"kind": "completion", "prompt": q, "reply": reply,
                           "text": None if text and P.echoes_a_shot(text, embed) else text})
-        cands.append({"kind": "token list", "prompt": "", "reply": "", "text": P.token_list(windows)})
+        listed = P.token_list(windows)
+        cands.append({"kind": "token class" if P.names_a_class(listed) else "token list", "prompt": "", "reply": "",
+                      "text": listed})
         ok = [c for c in cands if c["text"]]
         for c, sel in zip(ok, S.embedding_aucs([c["text"] for c in ok], _plain(windows), _plain(neg), embed),
                           strict=True):
             c["sel"] = sel
     ok = [c for c in cands if c["text"]]
-    best = max(ok, key=lambda c: -1.0 if c.get("sel") is None else c["sel"]) if ok else cands[0]
+    named = [c for c in ok if c["kind"] == "token class"]  # most marked spans are of one class: a fact, kept
+    best = named[0] if named else max(ok, key=lambda c: -1.0 if c.get("sel") is None else c["sel"]) if ok else \
+        cands[0]
     replies = "\n\n".join(f"[candidate {i}, {c['kind']}{' (kept)' if c is best else ''}; selection AUC "
                            f"{'-' if c.get('sel') is None else format(c['sel'], '.3f')}] {c['text'] or c['reply']}"
                            for i, c in enumerate(cands, 1)) if len(cands) > 1 else best["reply"]

@@ -125,7 +125,10 @@ def explanation_block(path, run_id: int, group: int, unit: int) -> None:
     kept = re.search(r"\[candidate \d+, ([a-z ]+) \(kept\)", e["reply"] or "")
     how = {"token list": " (the top-token list: no model reply explained the examples better)",
            "completion": " (a plain completion naming what the frequent tokens share)"}.get(kept and kept.group(1), "")
-    st.caption(f"Written by {e['explainer']}{how}. " + (
+    who = (f"Written by rules, not a model: most tokens marked in its examples are of this class ({e['explainer']}'s "
+           "candidates are in the reply below)" if kept and kept.group(1) == "token class"
+           else f"Written by {e['explainer']}{how}")
+    st.caption(f"{who}. " + (
         f"Balanced accuracy on {sc.get('positives', 0)} held-out activating and {sc.get('negatives', 0)} "
         f"non-activating windows (0.5 = chance): detection **{b('detection')}** (control, another unit's "
         f"explanation: {b('control_detection')}), fuzzing **{b('fuzzing')}** (control {b('control_fuzzing')}); "

@@ -60,6 +60,7 @@ def test_parsing():
     assert P.parse_explanation(P.EXPLAIN_PREFIX + " numbers in dates. Also years.") == \
         "the neuron responds to numbers in dates."  # the first sentence
     assert P.parse_explanation(P.EXPLAIN_PREFIX) is None and P.parse_explanation(P.EXPLAIN_PREFIX + " the") is None
+    assert P.parse_explanation(P.EXPLAIN_PREFIX + " the syntax<< is>>.") == "the neuron responds to the syntax is."
     assert P.parse_answers("Sure: [1, 0, 0, 1, 0]", 5) == [1, 0, 0, 1, 0]
     assert P.parse_answers("[1, 0]", 5) is None and P.parse_answers("I don't know", 3) is None
 
@@ -105,29 +106,33 @@ def test_embedding_score_equals_numpy_cosines():
 
 def test_candidates_chosen_by_embedding_score_echoes_left_out():
     """_choose keeps the parsed candidate with the highest embedding score on the explaining windows (computed here
-    independently), never a reply that repeats a worked example."""
+    independently), never a reply that repeats a worked example; when most marked spans are of one token class,
+    the list named by that class is kept whatever the embedding scores."""
     from core.autointerp.run import _choose
     from core.autointerp.search import embed
-
-    replies = iter([P.EXPLAIN_PREFIX + " colour words.",  # an echo of a worked example
-                    P.EXPLAIN_PREFIX + " numbers and years.", P.EXPLAIN_PREFIX + " cooking recipes."])
 
     class Fake:
         name = "fake"
 
+        def __init__(self, replies):
+            self.replies = iter(replies)
+
         def complete(self, msgs, max_tokens, prefix=""):
-            return next(replies)
+            return next(self.replies)
 
         def continue_text(self, text, max_tokens=16):
             return " names of animals"  # an echo too
 
-    pos = [P.Window([" in", " 19", "05"], [0.0, 2.0, 1.0]), P.Window([" add", " 3"], [0.0, 1.0]),
-           P.Window([" year", " 20", "24"], [0.0, 1.0, 2.0])]
+    replies = [P.EXPLAIN_PREFIX + " colour words.",  # an echo of a worked example
+               P.EXPLAIN_PREFIX + " fruit and fruit trees.", P.EXPLAIN_PREFIX + " cooking recipes."]
+    pos = [P.Window([" an", " apple", " tree"], [0.0, 2.0, 1.0]), P.Window([" ripe", " pear"], [0.0, 1.0]),
+           P.Window([" sweet", " plum", " jam"], [0.0, 1.0, 2.0])]
     neg = [P.Window([" the", " cat", " sat"], [0.0] * 3), P.Window([" a", " red", " dress"], [0.0] * 3),
            P.Window([" and", " then"], [0.0] * 2)]
-    row = _choose(Fake(), pos, 3, neg)
-    texts = ["the neuron responds to numbers and years.", "the neuron responds to cooking recipes.",
+    row = _choose(Fake(replies), pos, 3, neg)
+    texts = ["the neuron responds to fruit and fruit trees.", "the neuron responds to cooking recipes.",
              P.token_list(pos)]
+    assert texts[2].startswith("the neuron responds to the tokens ")  # no class: chosen by embedding score
     sel = {t: S.embedding_auc(t, ["".join(w.tokens) for w in pos], ["".join(w.tokens) for w in neg], embed)
            for t in texts}
     assert row["status"] == "ok" and row["explanation"] == max(texts, key=lambda t: sel[t])
@@ -135,6 +140,12 @@ def test_candidates_chosen_by_embedding_score_echoes_left_out():
     assert row["reply"].count("[candidate") == 5 and "(kept)" in row["reply"]
     assert P.echoes_a_shot("the neuron responds to the color words.", embed)
     assert not P.echoes_a_shot("the neuron responds to numbers.", embed)
+
+    digits = [P.Window([" in", " 19", "05"], [0.0, 2.0, 1.0]), P.Window([" add", " 3"], [0.0, 1.0]),
+              P.Window([" year", " 20", "24"], [0.0, 1.0, 2.0])]
+    row = _choose(Fake(replies[1:] + ["x"]), digits, 2, neg)
+    assert row["explanation"] == P.token_list(digits) == 'the neuron responds to numbers: "1905", "3", "2024".'
+    assert "[candidate 4, token class (kept)" in row["reply"]
 
 
 def test_token_classes_by_hand():
