@@ -45,7 +45,8 @@ def store_embeddings(con, run_id: int) -> int:
 
 def search(con, query: str, k: int = 20, run_id: int | None = None) -> list[dict]:
     """The k explanations closest in meaning to `query` (cosine), each {"run_id", "layer", "unit", "explanation",
-    "similarity", "detection_bacc", "fuzzing_bacc"}; keyword hits that have no embedding are appended."""
+    "similarity", "detection_bacc", "fuzzing_bacc", "embedding_auc", "control_embedding_auc"}; keyword hits that
+    have no embedding are appended."""
     import json
 
     from core.index.explanations import keyword_search
@@ -64,14 +65,18 @@ def search(con, query: str, k: int = 20, run_id: int | None = None) -> list[dict
             r = rows[int(i)]
             sc = json.loads(r[4]) if r[4] else {}
             out.append({"run_id": r[0], "layer": r[1], "unit": r[2], "explanation": r[3],
-                        "similarity": float(sims[int(i)]),
-                        "detection_bacc": (sc.get("detection") or {}).get("bacc"),
-                        "fuzzing_bacc": (sc.get("fuzzing") or {}).get("bacc")})
+                        "similarity": float(sims[int(i)])} | _scores(sc))
     seen = {(r["run_id"], r["layer"], r["unit"]) for r in out}
     for h in keyword_search(con, query, k):
         if (h["run_id"], h["layer"], h["unit"]) not in seen and (run_id is None or h["run_id"] == run_id):
             sc = h["scores"] or {}
             out.append({k_: h[k_] for k_ in ("run_id", "layer", "unit", "explanation")} |
-                       {"similarity": None, "detection_bacc": (sc.get("detection") or {}).get("bacc"),
-                        "fuzzing_bacc": (sc.get("fuzzing") or {}).get("bacc")})
+                       {"similarity": None} | _scores(sc))
     return out[:k]
+
+
+def _scores(sc: dict) -> dict:
+    def get(k, m):
+        return (sc.get(k) or {}).get(m)
+    return {"detection_bacc": get("detection", "bacc"), "fuzzing_bacc": get("fuzzing", "bacc"),
+            "embedding_auc": get("embedding", "auc"), "control_embedding_auc": get("control_embedding", "auc")}

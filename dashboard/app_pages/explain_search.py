@@ -1,5 +1,6 @@
 """The explanation search box (Home, neuron and feature pages): units whose explanations match a query by meaning
-(all-MiniLM-L6-v2, offline) and keyword, as links with the similarity and the detection score. URL param `q`."""
+(all-MiniLM-L6-v2, offline) and keyword, as links with the similarity, the detection score and the embedding score
+beside its control's. URL param `q`."""
 
 from __future__ import annotations
 
@@ -48,5 +49,7 @@ def search_box(path, key: str, db: int | None = None) -> None:
         return "–" if x is None else f"{x:.2f}"
     rows = [(href(r, db), (f"run {r['run_id']} layer {r['layer']} unit {r['unit']}" if r["layer"] >= 0 else
                            f"run {r['run_id']} SAE {-r['layer']} feature {r['unit']}") + f": {r['explanation']}",
-             f"similarity {f(r['similarity'])} · detection {f(r['detection_bacc'])}") for r in hits]
-    frame.light(links_table(rows, ("unit: explanation", "match · score (0.5 = chance)")))
+             f"similarity {f(r['similarity'])} · detection {f(r['detection_bacc'])} · embedding "
+             f"{f(r.get('embedding_auc'))} (control {f(r.get('control_embedding_auc'))})") for r in hits]
+    frame.light(links_table(rows, ("unit: explanation", "match · scores (0.5 = chance; control: another unit's "
+                                                        "explanation)")))

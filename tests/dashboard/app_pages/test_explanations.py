@@ -21,7 +21,8 @@ def explained(tiny_lm_dir, tmp_path_factory):
     db, lm, run_id = tiny_extracted(tiny_lm_dir, tmp_path_factory.mktemp("explained"))
     con = connect(db)
     scores = {"detection": {"bacc": 0.81}, "fuzzing": {"bacc": 0.66}, "control_detection": {"bacc": 0.52},
-              "control_fuzzing": {"bacc": 0.49}, "positives": 9, "negatives": 9, "judge": "hand"}
+              "control_fuzzing": {"bacc": 0.49}, "embedding": {"auc": 0.77}, "control_embedding": {"auc": 0.31},
+              "positives": 9, "negatives": 9, "judge": "hand"}
     X.put(con, {"run_id": run_id, "layer": 1, "unit": 5, "status": "ok", "prompt": "Example 1: <<x>>",
                 "explanation": "Python keywords like *def* and <b>return</b>", "reply": "Explanation: ...",
                 "explainer": "hand", "settings": {}, "scores": scores})
@@ -60,6 +61,12 @@ def test_home_search_by_paraphrase(monkeypatch, explained):
     table = next(b for b in bodies if "unit: explanation" in b)
     first = table.split("<tr>")[2]
     assert "features?run=1&amp;sae=1&amp;feature=3" in first and "years and dates" in first
+    assert "detection – · embedding – (control –)" in first  # not scored
+    at.query_params["q"] = "keywords of Python"
+    at.run()
+    bodies = [h.proto.body for h in at.get("html")] + [m.value for m in at.markdown]
+    first = next(b for b in bodies if "unit: explanation" in b).split("<tr>")[2]
+    assert "layer 1 unit 5" in first and "detection 0.81 · embedding 0.77 (control 0.31)" in first
 
 
 def test_units_table_has_scores_and_filters_by_them(monkeypatch, explained):
