@@ -35,8 +35,9 @@ def load_runs(path: str | Path) -> list[RunInfo]:
 
 
 def file_size(path: str | Path) -> str:
-    """The index file's size on disk, e.g. '412.3 MB'."""
-    n = Path(path).stat().st_size
+    """The index's size on disk, e.g. '412.3 MB': the file and its write-ahead log (core.index.db: durability)."""
+    wal = Path(f"{path}.wal")
+    n = Path(path).stat().st_size + (wal.stat().st_size if wal.is_file() else 0)
     return f"{n / 2**20:,.1f} MB" if n >= 2**20 else f"{n / 2**10:,.1f} kB"
 
 
