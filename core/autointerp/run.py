@@ -140,8 +140,8 @@ def _judge(judge, explanation: str, pos: list[P.Window], neg: list[P.Window], fu
         items.append((0, P.render(w.tokens, [(i, i + 1) for i in idx])))
     rng.shuffle(items)
     truth, pred = [t for t, _ in items], []
-    if hasattr(judge, "yes_score"):  # one excerpt per call, the answer's score (AUC too)
-        scores = [judge.yes_score(P.judge_one_messages(explanation, x, fuzz)) for _, x in items]
+    if hasattr(judge, "yes_scores"):  # each excerpt asked alone, the answer's score (AUC too)
+        scores = judge.yes_scores([P.judge_one_messages(explanation, x, fuzz) for _, x in items])
         return S.metrics(truth, [int(v > 0) for v in scores], scores)
     for i in range(0, len(items), BATCH):
         batch = [x for _, x in items[i:i + BATCH]]

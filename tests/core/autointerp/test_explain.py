@@ -114,6 +114,26 @@ def test_builtin_explainer_on_two_units(indexed, capsys):
             assert r["explanation"] and row["scores"]["judge"] == "local:smollm2-135m"
 
 
+@pytest.mark.slow
+def test_builtin_judge_in_batches_equals_one_pass_each():
+    """The built-in judge's batched scores (one shared prefix, padded suffixes, chunks of 3 rows) equal one full pass
+    of the model per excerpt, for excerpts of different lengths and explanations that share only the instructions."""
+    from core.autointerp import prompts as P
+    from core.autointerp.backends import chat
+
+    judge = chat("builtin")
+    excerpts = ["x = 1", "def f(x):\n    try:\n        return x + 1\n    except ValueError:\n        pass",
+                "The cat sat on the mat.", "<<for>> i in range(3):", "3.14 and 2.71 are numbers", "if x:\n  y", "…"]
+    convs = [P.judge_one_messages(e, x, fuzz) for e in ("numbers and digits", "Python keywords like try")
+             for x in excerpts for fuzz in (False, True)][:11]
+    want = [judge.yes_score(m) for m in convs]
+    for rows in (3, 32):
+        got = judge.yes_scores(convs, rows=rows)
+        assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 1e-3
+    assert max(want) - min(want) > 0.1  # the excerpts are judged differently: the comparison is not vacuous
+    assert judge.yes_scores(convs[:1]) == pytest.approx(want[:1], abs=1e-3) and judge.yes_scores([]) == []
+
+
 def test_search_finds_a_known_explanation_by_a_paraphrase(indexed, tmp_path, capsys):
     """Explanations written into a copy of the index by hand; a paraphrase finds the right one first, by meaning."""
     import shutil
