@@ -41,10 +41,11 @@ class LocalChat:
         from core.model.run import decode
 
         x = self._ids(messages, prefix)
-        _, out = decode(self.lm, x, max_tokens)
-        toks = out[0].tolist()
         eos = self.lm.tokenizer.eos_token_id
         stops = set(eos if isinstance(eos, list) else [eos]) | {self.lm.tokenizer.convert_tokens_to_ids("<|im_end|>")}
+        stops = {t for t in stops if isinstance(t, int) and t >= 0}
+        _, out = decode(self.lm, x, max_tokens, stop=stops)  # the reply ends at its first stop token
+        toks = out[0].tolist()
         for i, t in enumerate(toks):
             if t in stops:
                 toks = toks[:i]

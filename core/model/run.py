@@ -8,7 +8,7 @@ model or the unembedding.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
@@ -93,17 +93,20 @@ def _cache_arg(model: torch.nn.Module) -> str:
 
 @torch.inference_mode()
 def decode(lm, ids: torch.Tensor, tokens: int, *, edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = None,
-           sample: Sequence[bool] = (), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+           sample: Sequence[bool] = (), seed: int = 0, stop: Iterable[int] = ()) -> tuple[torch.Tensor, torch.Tensor]:
     """Continue every row of `ids` (B, T), unpadded, by `tokens` tokens with `edits` applied, with a KV cache (after
     the prompt, each step runs the new token only). Row b is greedy (argmax), or with `sample[b]` drawn from the
     model's own distribution (temperature 1, no truncation) with a generator of its own seeded `seed`, so rows
     sampled alike see the same random stream. Nothing is suppressed or penalised: the logits are the model's.
-    Returns (first (B, V) the next-token logits after the prompt, out (B, tokens) the chosen ids)."""
+    With `stop` token ids it ends early, once every row has chosen one of them (what a row chooses after its stop
+    is cut by callers that read up to the stop, so the rows they read are the same as without `stop`).
+    Returns (first (B, V) the next-token logits after the prompt, out (B, n) the chosen ids, n ≤ tokens)."""
     parts = getattr(lm, "parts", lm)
     B = ids.shape[0]
     gens = [torch.Generator().manual_seed(seed) if (b < len(sample) and sample[b]) else None for b in range(B)]
     key = _cache_arg(parts.model)
     out = torch.empty(B, tokens, dtype=torch.long)
+    stops, stopped = torch.tensor(sorted(set(stop)), dtype=torch.long), torch.zeros(B, dtype=torch.bool)
     ids, _ = _to_model(parts, ids, None)
     with intervene(parts, edits):
         res = parts.model(input_ids=ids, use_cache=True)
@@ -115,6 +118,10 @@ def decode(lm, ids: torch.Tensor, tokens: int, *, edits: Mapping[Site | str, Edi
                 nxt[b] = (torch.multinomial(last[b].softmax(-1), 1, generator=g)[0] if g is not None
                           else last[b].argmax())
             out[:, i] = nxt
+            if stops.numel():
+                stopped |= torch.isin(nxt, stops)
+                if bool(stopped.all()):
+                    return first, out[:, :i + 1]
             if i + 1 < tokens:
                 cache = getattr(res, "cache", None) or getattr(res, "past_key_values", None)
                 res = parts.model(input_ids=nxt[:, None].to(ids.device), use_cache=True, **{key: cache})

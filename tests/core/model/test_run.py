@@ -64,3 +64,23 @@ def test_decode_equals_full_passes_by_hand(arch):
                            else int(last.argmax()))
             assert out[b].tolist() == seq[5:]
     assert out[1].tolist() == out[2].tolist()  # sampled alike
+
+
+def test_decode_stops_once_every_row_chose_a_stop_token():
+    """With `stop`, decode returns the unstopped output cut after the step where the last row reached a stop token
+    (rows stopped earlier go on as before), and all of it when a row never does."""
+    from core.model.run import decode
+
+    model = tiny_model("llama")
+    lm = LoadedModel(name="llama", source="config", model=model, tokenizer=tiny_tokenizer(), parts=find_parts(model))
+    ids = torch.tensor([[3, 17, 42, 5, 9]]).expand(3, -1)
+    _, full = decode(lm, ids, 12, sample=(False, True, True), seed=3)
+
+    def first(row, stop):
+        return next((i for i, t in enumerate(row.tolist()) if t in stop), None)
+    for stop in ({int(full[0, 2])}, {int(full[0, 5]), int(full[1, 1])}, set(full[:, 0].tolist()), {10_000}):
+        hits = [first(full[b], stop) for b in range(3)]
+        n = 12 if None in hits else max(hits) + 1
+        _, out = decode(lm, ids, 12, sample=(False, True, True), seed=3, stop=stop)
+        assert out.tolist() == full[:, :n].tolist()
+    assert decode(lm, ids, 12, sample=(False, True, True), seed=3, stop=set(full[:, 0].tolist()))[1].shape[1] == 1
