@@ -100,6 +100,45 @@ def test_bad_endpoints_and_answers(indexed, capsys):
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_units_that_never_fire_are_skipped_with_the_reason(indexed, tiny_lm_dir, tmp_path, capsys):
+    """An SAE whose features 0 and 5 have an encoder bias of -1e4 (they never reach the TopK, so never fire in the
+    indexed tokens): each is stored as skipped with the reason, with no explanation and no score, beside a live
+    feature that is explained as usual."""
+    import torch
+    from helpers.tiny import write_corpus
+
+    from core.saes.formats import save_saelens
+    from core.saes.sae import SAE
+    from core.units.extract import ExtractConfig, extract
+
+    _, lm, _ = indexed
+    g = torch.Generator().manual_seed(3)
+    b_enc = torch.zeros(32)
+    b_enc[[0, 5]] = -1e4
+    sae = SAE(torch.randn(64, 32, generator=g) * 0.3, b_enc, torch.randn(32, 64, generator=g), torch.zeros(64),
+              activation="topk", k=4, site="resid_post.1")
+    db = str(tmp_path / "i.duckdb")
+    extract(ExtractConfig(model=str(tiny_lm_dir), db=db, corpus=write_corpus(tmp_path / "c.txt", n_docs=4),
+                          max_tokens=10**9, context_len=32, top_k=8, samples=2, hist_bins=64, batch_tokens=96,
+                          layers="1", sae=[str(save_saelens(sae, tmp_path / "sae"))]), lm=lm)
+    con = connect(db, read_only=True)
+    try:
+        active = dict(con.execute("SELECT unit, count_active FROM unit_stats WHERE run_id = 1 AND layer = -1 AND "
+                                  "unit IN (0, 1, 5)").fetchall())
+    finally:
+        con.close()
+    assert active[0] == active[5] == 0 and active[1] > 0
+    with fake_llm() as (url, calls):
+        assert main(["explain", "--db", db, "--run", "1", "--sae", "1", "--units", "0-1,5", "--explainer", url,
+                     "--json", "--no-progress", "--candidates", "1"]) == 0
+    out = {r["unit"]: r for r in json.loads(capsys.readouterr().out)}
+    for u in (0, 5):
+        r = out[f"sae1:{u}"]
+        assert r["status"] == "skipped" and r["reason"] == "never fires in the indexed tokens"
+        assert r["explanation"] is None and r["detection_bacc"] is None and rows(db)[(-1, u)]["scores"] is None
+    assert out["sae1:1"]["status"] == "ok" and out["sae1:1"]["detection_bacc"] is not None and calls["n"] > 0
+
+
 @pytest.mark.slow
 def test_builtin_explainer_on_two_units(indexed, capsys):
     db, _, _ = indexed
