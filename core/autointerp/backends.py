@@ -74,43 +74,16 @@ class LocalChat:
         yes, no = self._yes_no()
         return float(out[yes] - out[no])
 
-    @torch.inference_mode()
     def yes_scores(self, conversations: list[list[dict]], rows: int = 32) -> list[float]:
-        """`yes_score` of each conversation, in batches: the judge's prompts share their first tokens (instructions
-        and the explanation; only the excerpt differs), so that prefix runs once, its KV cache is repeated over
-        the batch, and the suffixes run right-padded (causal attention: a token never sees the padding after it),
-        each row read at its last real token, through the output embedding only there."""
-        from core.lens.logit import softcap
-        from core.model.run import _cache_arg, _to_model
+        """`yes_score` of each conversation, in batches over the prompts' shared start (the instructions and the
+        explanation; only the excerpt differs): core.model.run.last_logits."""
+        from core.model.run import last_logits
 
         if not conversations:
             return []
-        ids = [self._ids(m, "")[0].tolist() for m in conversations]
-        n = min(len(x) for x in ids) - 1  # every row keeps at least one token after the prefix
-        p = 0
-        while p < n and all(x[p] == ids[0][p] for x in ids):
-            p += 1
-        parts, yes, no, cap = self.lm.parts, *self._yes_no(), softcap(self.lm)
-        base, head = parts.base, self.lm.model.get_output_embeddings()
-        key = _cache_arg(base)
-        out: list[float] = []
-        for i in range(0, len(ids), rows):
-            suf = [x[p:] for x in ids[i:i + rows]]
-            B, L = len(suf), max(len(s) for s in suf)
-            cache = None
-            if p:
-                pre, _ = _to_model(parts, torch.tensor([ids[0][:p]]), None)
-                res = base(input_ids=pre, use_cache=True)
-                cache = getattr(res, "cache", None) or getattr(res, "past_key_values", None)
-                cache.batch_repeat_interleave(B)
-            x, _ = _to_model(parts, torch.tensor([s + [0] * (L - len(s)) for s in suf]), None)
-            pos = torch.arange(p, p + L, device=x.device)[None].expand(B, L)
-            h = base(input_ids=x, position_ids=pos, use_cache=cache is not None, **({key: cache} if cache else {}))
-            last = h.last_hidden_state[torch.arange(B), torch.tensor([len(s) - 1 for s in suf])]
-            lg = head(last).float()
-            lg = cap * torch.tanh(lg / cap) if cap else lg
-            out += (lg[:, yes] - lg[:, no]).cpu().tolist()
-        return out
+        out = last_logits(self.lm, [self._ids(m, "")[0].tolist() for m in conversations], rows)
+        yes, no = self._yes_no()
+        return (out[:, yes] - out[:, no]).tolist()
 
 
 class HttpChat:

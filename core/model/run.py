@@ -75,6 +75,43 @@ def logits(lm, ids: torch.Tensor, *, edits: Mapping[Site | str, Edit | Sequence[
         return parts.model(input_ids=ids, attention_mask=attention_mask).logits
 
 
+@torch.inference_mode()
+def last_logits(lm, seqs: Sequence[Sequence[int]], rows: int = 32) -> torch.Tensor:
+    """(N, V) float32 the model's next-token logits after each sequence (unpadded, of any lengths), in batches of
+    `rows`: the tokens all sequences begin with run once, their KV cache is repeated over the batch, and the rest
+    run right-padded (causal attention: a token never sees the padding after it), each row read at its last real
+    token and unembedded only there (soft-capped as the model caps). For many prompts that differ only at their
+    end, e.g. a judge's question over many excerpts."""
+    from core.lens.logit import softcap
+
+    parts = getattr(lm, "parts", lm)
+    seqs = [list(x) for x in seqs]
+    if not seqs:
+        return torch.empty(0, 0)
+    n = min(len(x) for x in seqs) - 1  # every row keeps at least one token after the shared prefix
+    p = 0
+    while p < n and all(x[p] == seqs[0][p] for x in seqs):
+        p += 1
+    base, head, cap = parts.base, lm.model.get_output_embeddings(), softcap(lm)
+    key = _cache_arg(base)
+    out = []
+    for i in range(0, len(seqs), rows):
+        suf = [x[p:] for x in seqs[i:i + rows]]
+        B, L = len(suf), max(len(s) for s in suf)
+        cache = None
+        if p:
+            pre, _ = _to_model(parts, torch.tensor([seqs[0][:p]]), None)
+            res = base(input_ids=pre, use_cache=True)
+            cache = getattr(res, "cache", None) or getattr(res, "past_key_values", None)
+            cache.batch_repeat_interleave(B)
+        x, _ = _to_model(parts, torch.tensor([s + [0] * (L - len(s)) for s in suf]), None)
+        pos = torch.arange(p, p + L, device=x.device)[None].expand(B, L)
+        h = base(input_ids=x, position_ids=pos, use_cache=cache is not None, **({key: cache} if cache else {}))
+        lg = head(h.last_hidden_state[torch.arange(B), torch.tensor([len(s) - 1 for s in suf])]).float()
+        out.append((cap * torch.tanh(lg / cap) if cap else lg).cpu())
+    return torch.cat(out)
+
+
 def _to_model(parts, ids: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """ids and mask on the model's device (no copy on the CPU)."""
     dev = module_device(parts.model)
