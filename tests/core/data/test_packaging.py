@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.mark.slow
 def test_builtin_prompt_sets_load_after_a_normal_install(tmp_path):
-    src = tmp_path / "src"  # the checkout's files as git sees them (no stale build/ folder to borrow from)
-    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True,
+    src = tmp_path / "src"  # the package's own files as git sees them (no stale build/ folder to borrow from)
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "--", "pyproject.toml", "README.md",
+                            "core", "dashboard"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout.split("\n")
     for name in filter(None, names):
         if (ROOT / name).is_file():
