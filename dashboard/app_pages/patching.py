@@ -14,7 +14,6 @@ from dashboard.cache.models import allowed_models
 from dashboard.render import interventions as ri
 from dashboard.shell import frame
 
-NONE = "none"
 DEFAULTS = {"clean": "The capital of France is Paris. The capital of France is",
             "corrupted": "The capital of Italy is Rome. The capital of Italy is",
             "answer": " Paris", "foil": " Rome", "prompt": "The Eiffel Tower is in the city of"}
@@ -57,11 +56,7 @@ st.title("Patching")
 allowed = allowed_models()
 qp = st.query_params
 c1, c2, c3 = st.columns([2, 2, 2])
-model = frame.url_widget(c1.selectbox, "patch_model", "model", frame.param_choice("model", allowed, allowed[0]),
-                         label="Model", options=allowed)
-others = [NONE] + [m for m in allowed if m != model]
-compare = frame.url_widget(c2.selectbox, "patch_compare", "compare", frame.param_choice("compare", others, NONE),
-                           label="Beside it", options=others)
+models = frame.model_picker("patch", allowed, where=(c1, c2))
 view = frame.url_widget(c3.segmented_control, "patch_view", "view", frame.param_choice("view", list(VIEWS), "patch"),
                         label="View", options=list(VIEWS), format_func=VIEWS.get, required=True)
 if view == "patch":
@@ -79,7 +74,6 @@ if view == "patch":
 else:
     prompt = frame.url_widget(a2.text_input, "patch_prompt", "prompt", qp.get("prompt", DEFAULTS["prompt"]),
                               label="Prompt", max_chars=2000)
-models = [model] + ([compare] if compare != NONE else [])
 if [m for m in models if frame.loaded_model(m, "patching results") is None]:
     st.stop()
 cols = st.columns(len(models))

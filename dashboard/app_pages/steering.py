@@ -17,7 +17,6 @@ from dashboard.cache.models import model as loaded
 from dashboard.render import interventions as ri
 from dashboard.shell import frame
 
-NONE = "none"
 DEFAULT_PROMPT = "I watched the film last night and"
 DEFAULT_DIRECTION = "diffmeans:sentiment"
 
@@ -120,11 +119,7 @@ st.title("Steering")
 allowed = allowed_models()
 qp = st.query_params
 c1, c2, c3 = st.columns([2, 2, 3])
-model = frame.url_widget(c1.selectbox, "steer_model", "model", frame.param_choice("model", allowed, allowed[0]),
-                         label="Model", options=allowed)
-others = [NONE] + [m for m in allowed if m != model]
-compare = frame.url_widget(c2.selectbox, "steer_compare", "compare", frame.param_choice("compare", others, NONE),
-                           label="Beside it", options=others)
+models = frame.model_picker("steer", allowed, where=(c1, c2))
 spec0 = upload_spec(qp.get("direction", DEFAULT_DIRECTION))
 spec = frame.url_widget(c3.text_input, "steer_direction", "direction", spec0,
                         label="Direction: diffmeans|pca|probe:SET (truth, sentiment, a CSV path), feature:SAE:F, "
@@ -148,7 +143,6 @@ ablating = frame.url_widget(st.toggle, "steer_ablate", "mode", qp.get("mode") ==
                             label="Directional ablation instead of steering (the direction removed everywhere)")
 st.query_params["mode"] = "ablate" if ablating else "steer"
 path = frame.choose_index()
-models = [model] + ([compare] if compare != NONE else [])
 if [m for m in models if frame.loaded_model(m, "steered continuations") is None]:
     st.stop()
 cols = st.columns(len(models))
@@ -158,4 +152,4 @@ for col, name in zip(cols, models, strict=True):
         col.warning(f"{name} has layers 0-{n_layers - 1}; layer {layer} is out of range.")
         continue
     steer_view(name, spec, int(layer), float(alpha), prompt, int(tokens), col, ablating)
-sweeps_view(path, model)
+sweeps_view(path, models[0])

@@ -1,7 +1,8 @@
 """The sidebar every page shares: which index, model and run, kept in the URL (`db=<n>`, `run=<id>`).
 
 Also `url_widget`: a widget whose value lives in the URL. A changed URL (a pasted link, a button that rewrites a
-param) wins over the widget's remembered state; a moved widget rewrites the URL.
+param) wins over the widget's remembered state; a moved widget rewrites the URL. `model_picker`: the model pages'
+model and a second model beside it (`model=`, `compare=`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ def param_int(name: str, default: int, lo: int, hi: int) -> int:
     if problem:
         st.warning(problem)
     return value
+
+
+NONE = "none"
+"""The `compare=` value of a page showing one model."""
+
+
+def model_picker(page: str, options: list[str], *, compare_default: str = NONE, where=None) -> list[str]:
+    """The page's model and a second one beside it, as two selectboxes kept in the URL (`model=`, `compare=`, `none`
+    for no second model), keyed `{page}_model` and `{page}_compare`; `where`: two containers (default: the page).
+    Returns the models to show: [model] or [model, compare]."""
+    c1, c2 = where or (st, st)
+    model = url_widget(c1.selectbox, f"{page}_model", "model", param_choice("model", options, options[0]),
+                       label="Model", options=options)
+    others = [NONE] + [m for m in options if m != model]
+    default = compare_default if compare_default in others else NONE
+    compare = url_widget(c2.selectbox, f"{page}_compare", "compare", param_choice("compare", others, default),
+                         label="Beside it", options=others)
+    return [model] + ([compare] if compare != NONE else [])
 
 
 def choose_index() -> Path:
