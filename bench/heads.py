@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.heads.score import HeadsConfig, score_heads
+from core.heads.config import HeadsConfig
+from core.heads.score import score_heads
 from core.index.db import connect
 from core.index.heads import head_score_arrays, head_sets
 from core.index.pool import reading

@@ -96,7 +96,7 @@ def sae_dir(cfg: DemoConfig, model: str) -> str:
 
 def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
     """(the jobs still to do, in order: extractions then head scores; lines about what is already there)."""
-    from core.heads.score import HeadsConfig
+    from core.heads.config import HeadsConfig
     from core.index import queries
     from core.index.db import connect
     from core.index.heads import head_sets

@@ -26,7 +26,7 @@ from core.cli.progress import Bar
 from core.cli.serve import ServeConfig, cmd_serve
 from core.demo import DemoConfig
 from core.errors import UserError
-from core.heads.score import HeadsConfig
+from core.heads.config import HeadsConfig
 from core.lens.query import LensQuery
 from core.lens.tuned import TunedLensConfig
 from core.saes.query import FeaturesQuery, SaeEvalConfig

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from core.data.corpus import sample_windows
-from core.heads.score import HeadsConfig
+from core.heads.config import HeadsConfig
 from core.model.intervene import Edit
 from core.model.load import LoadedModel, set_attn
 from core.model.parts import in_out, io_dims, text_config

@@ -8,7 +8,7 @@ from core.cli.args import field_docs
 from core.cli.main import RunsQuery, TopQuery, build_parser
 from core.cli.serve import ServeConfig
 from core.demo import DemoConfig
-from core.heads.score import HeadsConfig
+from core.heads.config import HeadsConfig
 from core.lens.query import LensQuery
 from core.lens.tuned import TunedLensConfig
 from core.units.extract import ExtractConfig
