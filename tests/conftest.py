@@ -6,12 +6,54 @@ import random
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from helpers import realmodels  # noqa: E402
 from helpers.tiny import tiny_model, tiny_tokenizer  # noqa: E402
 
 torch.set_num_threads(2)
+
+# Every test that loads a built-in model carries `slow`, every browser test `e2e` (`make test-fast` leaves both
+# out). This process and every Python process a test starts (through PYTHONPATH's sitecustomize) note the built-in
+# model files they open; a test that opened one without the mark fails (see `_marks_match_what_the_test_did`).
+realmodels.install()
+_MODEL_LOG = Path(tempfile.mkdtemp(prefix="neuroboard-model-log-")) / "opened.txt"
+_MODEL_LOG.touch()
+os.environ[realmodels.LOG_ENV] = str(_MODEL_LOG)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(__file__).parent / "helpers" / "guard"), os.environ.get("PYTHONPATH")]))
+_log_seen = {"offset": 0}
+
+
+def _opened_since_last_test() -> set[str]:
+    with open(_MODEL_LOG) as f:
+        f.seek(_log_seen["offset"])
+        lines = f.read().splitlines()
+        _log_seen["offset"] = f.tell()
+    opened = set(lines) | set(realmodels.opened)
+    realmodels.opened.clear()
+    return opened
+
+
+def unmarked_real_model_loads(item, opened: set[str]) -> str | None:
+    """Why `item`'s marks do not match what it did (None when they do)."""
+    if opened and item.get_closest_marker("slow") is None:
+        return f"loads a built-in model (opened {sorted(opened)[0]}) but is not marked @pytest.mark.slow"
+    if "browser" in getattr(item, "fixturenames", ()) and item.get_closest_marker("e2e") is None:
+        return "drives a real browser but is not marked @pytest.mark.e2e"
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    why = unmarked_real_model_loads(item, _opened_since_last_test())
+    if why:  # fixtures of a wider scope are counted against the test that first set them up
+        pytest.fail(f"{item.nodeid} {why}", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
