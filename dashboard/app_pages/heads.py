@@ -14,7 +14,6 @@ from dashboard.cache import heads as hd
 from dashboard.render import heads as hc
 from dashboard.shell import frame
 
-NONE = "none"
 INTERACTIVE = False  # clickable Plotly maps instead of the light linked tables (URL charts=plotly): the toggle
 
 
@@ -101,14 +100,10 @@ if not sets:
     st.stop()
 by_name = {s.model: s for s in sets}
 names = list(by_name)
-model = frame.url_widget(st.selectbox, "heads_model", "model", frame.param_choice("model", names, names[0]),
-                         label="Model", options=names)
+model, *beside = frame.model_picker("heads", names)
 hs = by_name[model]
 layer = frame.param_int("layer", 0, 0, hs.n_layers - 1)
 head = frame.param_int("head", 0, 0, hs.n_heads - 1)
-others = [NONE] + [n for n in names if n != model]
-compare = frame.url_widget(st.selectbox, "heads_compare", "compare", frame.param_choice("compare", others, NONE),
-                           label="Beside it", options=others)
 st.query_params["layer"], st.query_params["head"] = str(layer), str(head)
 INTERACTIVE = frame.url_widget(st.toggle, "heads_plotly", "charts", st.query_params.get("charts") == "plotly",
                                label="Interactive charts (Plotly: click a map to open a head; slower to load)")
@@ -116,9 +111,10 @@ st.query_params["charts"] = "plotly" if INTERACTIVE else "light"
 arrays = hd.scores(str(path), hs.model_id, hs.created_at)
 st.caption(f"{hs.n_layers} layers × {hs.n_heads} heads ({hs.n_kv_heads} key/value heads) · scored "
            f"{hs.created_at[:16]} · click a cell to open that head (hover: its score)")
-if compare == NONE:
+if not beside:
     role_maps(model, arrays, (layer, head))
 else:
+    compare = beside[0]
     other = by_name[compare]
     other_arrays = hd.scores(str(path), other.model_id, other.created_at)
     for role in arrays:

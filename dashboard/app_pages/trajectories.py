@@ -14,7 +14,7 @@ from dashboard.cache.models import allowed_models
 from dashboard.render import lens as lc
 from dashboard.render import svg
 from dashboard.shell import frame
-from dashboard.shell.frame import loaded_model, param_choice, param_int, url_widget
+from dashboard.shell.frame import loaded_model, model_picker, param_choice, param_int, url_widget
 from dashboard.shell.params import md_code
 
 DEFAULT_PROMPT = "The capital of France is"
@@ -28,7 +28,6 @@ def chart(light: str, figure, key: str, where=st) -> None:
         where.plotly_chart(figure(), key=key)
     else:
         frame.light(light, where)
-NONE = "none"
 VIEWS = {"lens": "Lens", "stream": "Residual stream", "sets": "Prompt sets"}
 
 
@@ -194,12 +193,7 @@ qp = st.query_params
 prompt = url_widget(st.text_input, "traj_prompt", "prompt", qp.get("prompt", DEFAULT_PROMPT), label="Prompt",
                     max_chars=2000)
 c1, c2, c3, c4 = st.columns([2, 2, 1, 2])
-model = url_widget(c1.selectbox, "traj_model", "model", param_choice("model", allowed, allowed[0]), label="Model",
-                   options=allowed)
-others = [NONE] + [m for m in allowed if m != model]
-default_cmp = "gemma3-270m" if "gemma3-270m" in others else NONE
-compare = url_widget(c2.selectbox, "traj_compare", "compare", param_choice("compare", others, default_cmp),
-                     label="Beside it", options=others)
+models = model_picker("traj", allowed, compare_default="gemma3-270m", where=(c1, c2))
 kind = url_widget(c3.radio, "traj_lens", "lens", param_choice("lens", ["logit", "tuned"], "logit"), label="Lens",
                   options=["logit", "tuned"])
 target = url_widget(c4.text_input, "traj_target", "target", qp.get("target", ""), label="Target token (e.g. "
@@ -209,7 +203,6 @@ view = url_widget(st.segmented_control, "traj_view", "view", param_choice("view"
 INTERACTIVE = url_widget(st.toggle, "traj_plotly", "charts", qp.get("charts") == "plotly",
                          label="Interactive charts (Plotly: zoom and pan; slower to load)")
 st.query_params["charts"] = "plotly" if INTERACTIVE else "light"
-models = [model] + ([compare] if compare != NONE else [])
 waiting = [m for m in models if loaded_model(m, "its views") is None]
 if waiting:
     st.stop()
