@@ -147,6 +147,9 @@ def _major(version: str) -> int:
 def save_saelens(sae: SAE, folder: str | Path) -> Path:
     """SAELens v6's inference format: cfg.json, sae_weights.safetensors and, when densities are known,
     sparsity.safetensors. An input scaling factor is folded into the weights first, as SAELens does."""
+    if sae.W_skip is not None:
+        raise SAEError("a skip transcoder is saved as a transcoder set (core.saes.transcoders); SAELens's format has "
+                       "no skip connection")
     sae = sae.folded()
     if sae.activation == "batchtopk" and sae.threshold is None:
         raise SAEError("a BatchTopK SAE is saved in SAELens's format as JumpReLU, which needs its threshold")
@@ -228,6 +231,8 @@ def save_sparsify(sae: SAE, folder: str | Path) -> Path:
                        "(not subtracted), without input normalisation")
     if sae.d_in != sae.d_out:
         raise SAEError("sparsify's format needs d_in == d_out")
+    if sae.W_skip is not None:
+        raise SAEError("this saver writes no skip connection; save a skip transcoder as a transcoder set")
     sae = sae.folded()
     out = Path(folder) / sparsify_hookpoint(sae)
     out.mkdir(parents=True, exist_ok=True)

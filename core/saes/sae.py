@@ -19,6 +19,10 @@ Math (x: one token's activation at `site`, flattened to d_in; every format's loa
                                        f = argmin_{f ≥ 0} ‖x' − f W_dec‖², non-negative least squares from pre
     x̂ = (f W_dec + b_dec)        W_dec (d_sae, d_out), rows are the features' output directions
     x̂ = x̂ / scale, then norm⁻¹   the inverse of the input normalisation, with that token's own factors
+    x̂ = x̂ + x W_skip             a skip transcoder (Paulo et al. 2025) only: W_skip (d_in, d_out) applied to the
+                                 RAW input x (before normalisation, scaling and b_dec), i.e. decode(f, x) =
+                                 f W_dec + b_dec + x W_skip for an SAE without normalisation. circuit-tracer stores
+                                 the same matrix transposed, [d_out, d_in], and computes x @ W_skip.T
 
 Everything runs in float32, on the CPU unless moved (`SAE.to`, beside a model on a GPU); `encode`/`decode` accept
 any leading shape (..., d_in).
@@ -37,6 +41,7 @@ from core.model.sites import Site
 
 ACTIVATIONS = ("relu", "topk", "batchtopk", "jumprelu", "nnls")
 NORMS = ("none", "constant_norm_rescale", "layer_norm")
+TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "density", "W_skip")
 
 
 class SAEError(UserError):
@@ -69,9 +74,10 @@ class SAE:
     meta: dict = field(default_factory=dict)
     """Everything else worth keeping: the format it came from, its hook names, training settings, quality."""
     density: torch.Tensor | None = None  # (d_sae,) share of tokens each latent fired on, where known (training)
+    W_skip: torch.Tensor | None = None  # (d_in, d_out) a skip transcoder's linear path, input -> output
 
     def __post_init__(self) -> None:
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "density"):
+        for name in TENSORS:
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, torch.as_tensor(t).detach().to(torch.float32).contiguous())
@@ -82,8 +88,7 @@ class SAE:
         device = torch.device(device)
         if self.W_enc.device == device:
             return self
-        moved = {n: getattr(self, n).to(device) for n in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "density")
-                 if getattr(self, n) is not None}
+        moved = {n: getattr(self, n).to(device) for n in TENSORS if getattr(self, n) is not None}
         return dataclasses.replace(self, **moved)
 
     # ---- shape and value checks -------------------------------------------------------------------------------
@@ -114,6 +119,8 @@ class SAE:
             want["threshold"] = (d_sae,)
         if self.density is not None:
             want["density"] = (d_sae,)
+        if self.W_skip is not None:
+            want["W_skip"] = (d_in, self.W_dec.shape[1])
         for name, shape in want.items():
             got = tuple(getattr(self, name).shape)
             if got != shape:
@@ -134,7 +141,7 @@ class SAE:
             raise SAEError(f"b_dec ({self.d_out}) cannot be subtracted from a {self.d_in}-wide input")
         if self.scale is not None and not (math.isfinite(self.scale) and self.scale > 0):
             raise SAEError(f"input scaling factor {self.scale} must be a positive finite number")
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "W_skip"):
             t = getattr(self, name)
             if t is not None and not torch.isfinite(t).all():
                 raise SAEError(f"{name} holds NaN or Inf values")
@@ -199,18 +206,24 @@ class SAE:
 
     def decode(self, f: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
         """(..., d_sae) -> (..., d_out). With a per-token normalisation, `x` (the input) supplies the factors to undo;
-        without `x` the result stays in the normalised space."""
+        without `x` the result stays in the normalised space. A skip transcoder adds x W_skip, so it needs `x`."""
         y = f @ self.W_dec + self.b_dec
         if x is None:
+            if self.W_skip is not None:
+                raise SAEError("a skip transcoder's output needs its input (decode(f, x))")
             return y / self.scale if self.scale is not None else y
-        return self._norm_out(y, self._norm_in(x.float())[1])
+        return self._skip(self._norm_out(y, self._norm_in(x.float())[1]), x)
+
+    def _skip(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """y (..., d_out) plus the skip path x W_skip (x the raw input (..., d_in)); y itself without W_skip."""
+        return y if self.W_skip is None else y + x.float() @ self.W_skip
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(..., d_in) -> (latents (..., d_sae), reconstruction (..., d_out))."""
         xn, undo = self._norm_in(x.float())
         pre = (xn - self.b_dec if self.b_dec_in else xn) @ self.W_enc + self.b_enc
         f = self.activate(pre)
-        return f, self._norm_out(f @ self.W_dec + self.b_dec, undo)
+        return f, self._skip(self._norm_out(f @ self.W_dec + self.b_dec, undo), x)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)[1]
@@ -224,7 +237,7 @@ class SAE:
         s = self.scale
         return SAE(self.W_enc * s, self.b_enc, self.W_dec / s, self.b_dec / s, self.activation, self.k,
                    self.threshold, self.b_dec_in, self.normalize, None, self.site, self.out_site, self.model,
-                   dict(self.meta), self.density)
+                   dict(self.meta), self.density, self.W_skip)
 
     def decoder_norms(self) -> torch.Tensor:
         """(d_sae,) L2 norm of each decoder row."""
@@ -232,6 +245,7 @@ class SAE:
 
     def describe(self) -> str:
         kind = "transcoder" if self.transcoder else "semi-NMF" if self.activation == "nnls" else "SAE"
+        kind = "skip " + kind if self.W_skip is not None else kind
         k = f", k={self.k}" if self.k else ""
         where = f" {self.site}" + (f" -> {self.out_site}" if self.transcoder else "") if self.site else ""
         return f"{self.activation} {kind}{where}: {self.d_in} -> {self.d_sae} latents{k}"
