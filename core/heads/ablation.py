@@ -42,7 +42,7 @@ class HeadAblator:
     """One padded batch of windows, its unablated pass (loss, block outputs, mean head outputs) and ablated losses.
 
     Keeps every block's unablated output, L x (B, T, d_model) (35 MB for smollm2-135m on 512 tokens). Losses come
-    from the last block's output through the model's own final norm and unembedding (core.lens.logit.unembed), in
+    from the last block's output through the model's own final norm and unembedding (core.model.run.unembed), in
     chunks of rows, so no (rows, T, vocab) logits tensor is ever whole; several ablations of one layer run as one
     batch (each a copy of the windows with its own head ablated), replaying the unchanged blocks before it."""
 
@@ -62,7 +62,7 @@ class HeadAblator:
 
     def _losses(self, copies: int, edits=None, replay=None) -> list[float]:
         """Mean next-token loss of each of `copies` stacked copies of the windows (edits may treat them apart)."""
-        from core.lens.logit import unembed
+        from core.model.run import unembed
 
         B, L, got = self.ids.shape[0], self.lm.n_layers, {}
         ids, mask = self.ids.repeat(copies, 1), self.mask.repeat(copies, 1)  # (copies*B, T)

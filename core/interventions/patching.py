@@ -81,8 +81,8 @@ def _diff(out: torch.Tensor, answer: int, foil: int) -> torch.Tensor:
 
 def last_logits(lm, ids: torch.Tensor, edits: dict | None = None, replay=None) -> torch.Tensor:
     """(B, V) the logits at the last position only, with `edits`: the blocks run, then only the last position is
-    unembedded (final norm, output embedding, soft-capping: core.lens.logit.unembed), not all T."""
-    from core.lens.logit import unembed
+    unembedded (final norm, output embedding, soft-capping: core.model.run.unembed), not all T."""
+    from core.model.run import unembed
 
     got: dict = {}
     n = lm.n_layers

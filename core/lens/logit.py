@@ -21,8 +21,8 @@ import torch
 
 from core.model.intervene import store
 from core.model.load import LoadedModel
-from core.model.parts import text_config
 from core.model.run import logits as run_logits
+from core.model.run import unembed
 from core.model.sites import Site
 from core.model.tokens import token_texts
 
@@ -49,20 +49,6 @@ class LensResult:
 
 ROWS = 256
 """Positions per unembedding product in `lens_of` (bounds the (rows, vocab) temporaries)."""
-
-
-def softcap(lm: LoadedModel) -> float | None:
-    cap = getattr(text_config(lm.model), "final_logit_softcapping", None)
-    return float(cap) if cap else None
-
-
-def unembed(lm: LoadedModel, h: torch.Tensor) -> torch.Tensor:
-    """(..., d_model) residual stream -> (..., V) float32 logits: final norm, output embedding, soft-capping."""
-    norm = lm.parts.final_norm
-    x = norm(h) if norm is not None else h
-    logits = lm.model.get_output_embeddings()(x).float()
-    cap = softcap(lm)
-    return cap * torch.tanh(logits / cap) if cap else logits
 
 
 @dataclass

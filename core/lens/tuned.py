@@ -7,7 +7,7 @@ gives the model's logits. All translators train jointly with the model frozen, o
 
     sum over l of  mean over tokens of  KL(p_final || p_l),   p_l = softmax(unembed(h_l + A_l h_l + b_l))
 
-where p_final is the model's output distribution at the same position and `unembed` is core.lens.logit.unembed
+where p_final is the model's output distribution at the same position and `unembed` is core.model.run.unembed
 (final norm, output embedding, soft-capping).
 
 Optimizer: the paper uses SGD with Nesterov momentum (lr 1.0, 250 steps of 2^18 tokens). A CPU affords tens of
@@ -36,10 +36,9 @@ from torch import nn
 
 from core.data.corpus import Corpus, Window, batches, iter_chunks
 from core.errors import UserError
-from core.lens.logit import unembed
 from core.model.intervene import store
 from core.model.load import LoadedModel
-from core.model.run import forward_until, pad_batch
+from core.model.run import forward_until, pad_batch, unembed
 from core.model.sites import Site
 
 LOGIT_ELEMENTS = 1 << 23

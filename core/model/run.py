@@ -75,6 +75,21 @@ def logits(lm, ids: torch.Tensor, *, edits: Mapping[Site | str, Edit | Sequence[
         return parts.model(input_ids=ids, attention_mask=attention_mask).logits
 
 
+def softcap(lm) -> float | None:
+    """The model's final logit soft-capping c (logits -> c * tanh(logits / c), Gemma 2), None if it has none."""
+    cap = getattr(text_config(lm.model), "final_logit_softcapping", None)
+    return float(cap) if cap else None
+
+
+def unembed(lm, h: torch.Tensor) -> torch.Tensor:
+    """(..., d_model) residual stream -> (..., V) float32 logits: final norm, output embedding, soft-capping."""
+    norm = lm.parts.final_norm
+    x = norm(h) if norm is not None else h
+    z = lm.model.get_output_embeddings()(x).float()  # (..., V)
+    cap = softcap(lm)
+    return cap * torch.tanh(z / cap) if cap else z
+
+
 @torch.inference_mode()
 def last_logits(lm, seqs: Sequence[Sequence[int]], rows: int = 32) -> torch.Tensor:
     """(N, V) float32 the model's next-token logits after each sequence (unpadded, of any lengths), in batches of
@@ -82,8 +97,6 @@ def last_logits(lm, seqs: Sequence[Sequence[int]], rows: int = 32) -> torch.Tens
     run right-padded (causal attention: a token never sees the padding after it), each row read at its last real
     token and unembedded only there (soft-capped as the model caps). For many prompts that differ only at their
     end, e.g. a judge's question over many excerpts."""
-    from core.lens.logit import softcap
-
     parts = getattr(lm, "parts", lm)
     seqs = [list(x) for x in seqs]
     if not seqs:
