@@ -9,11 +9,15 @@ edits at one site run in order, each seeing the previous one's result. Hooks are
 pass raises, and the model's lock (ModelParts.lock) is held for the whole block, so two sessions' hooked passes on
 a shared model never mix.
 
-Two more things only this module does to a model: `stop_after=L` ends the pass after block L (core.model.run
-catches the StopForward it raises), and `replay=(L, h)` makes blocks 0..L-1 return `h` (block L-1's output
-stream from an earlier pass, resid_post.(L-1)) without computing anything, so a pass whose edits start at block L pays only for blocks L on.
+Three more things only this module does to a model: `stop_after=L` ends the pass after block L (core.model.run
+catches the StopForward it raises), `replay=(L, h)` makes blocks 0..L-1 return `h` (block L-1's output
+stream from an earlier pass, resid_post.(L-1)) without computing anything, so a pass whose edits start at block L
+pays only for blocks L on, and `skip_mlp={L: y}` makes the MLP of block L return `y` (its output from an earlier
+pass, (1 or B, T, d_model), broadcast over the batch) without computing: a pass whose MLP outputs are constants
+(an attribution graph's frozen replacement model, core.circuits) pays only for attention. Hooks on a skipped or
+replayed module still run, so edits at its sites still see and replace what it returns.
 
-The edit makers below return such functions: `store` (read), `zero`, `fill` (e.g. a mean), `add` (a steering
+The edit makers below return such functions: `store` (read), `keep` (read, attached to autograd), `detach`, `zero`, `fill` (e.g. a mean), `add` (a steering
 vector), `patch` (an activation cached from another pass) and `project_out` (directional ablation). `positions`
 (an int, a slice, a list or a bool/long tensor over T) limits an edit to those positions of every sequence.
 """
@@ -71,7 +75,10 @@ def _module(parts, site: Site):
         if kind == "attn_out":
             return (norms.post_attn, "out") if norms.post_attn is not None else (parts.attn[L], "out")
         return (norms.post_mlp, "out") if norms.post_mlp is not None else (parts.mlp[L], "out")
+    if kind in ("q", "k"):
+        return parts.qk_proj(L, kind), "out"
     return {"resid_pre": (parts.layers[L], "pre"), "resid_post": (parts.layers[L], "out"),
+            "attn_in": (parts.attn[L], "pre"),
             "z": (parts.o_proj(L) if kind == "z" else None, "pre"), "pattern": (parts.attn[L], "pattern"),
             "mlp_in": (parts.mlp[L], "pre"), "neurons": (parts.mlp_down[L], "pre")}[kind]
 
@@ -124,7 +131,8 @@ def _stop(_m, _inp, _out):
 
 @contextmanager
 def intervene(lm, edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = None, *,
-              stop_after: int | None = None, replay: tuple[int, torch.Tensor] | None = None):
+              stop_after: int | None = None, replay: tuple[int, torch.Tensor] | None = None,
+              skip_mlp: Mapping[int, torch.Tensor] | None = None):
     """Apply `edits` ({site: edit or [edits]}) to every forward pass run inside the block (module docstring).
     `lm`: a LoadedModel or its ModelParts. SiteError (one line) for a site this model does not have."""
     parts = getattr(lm, "parts", lm)
@@ -140,6 +148,8 @@ def intervene(lm, edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = Non
             for s in plan:
                 check_site(s, parts.n_layers, parts.heads[0])
         handles, replayed = [], []
+        for layer in skip_mlp or {}:
+            check_site(Site("mlp_out", layer), parts.n_layers)
         try:
             for site, fns, module, kind in targets:
                 run = _z_view(parts, site, fns) if site.kind == "z" else (lambda x, s=site, f=fns: _apply(s, f, x))
@@ -150,6 +160,7 @@ def intervene(lm, edits: Mapping[Site | str, Edit | Sequence[Edit]] | None = Non
                 handles.append(parts.layers[stop_after].register_forward_hook(_stop))
             if replay is not None and replay[0] > 0:
                 replayed = _replay(parts, *replay, as_tuple)
+            replayed += _skip_mlps(parts, skip_mlp or {})
             yield
         finally:
             for h in handles:
@@ -169,6 +180,21 @@ def _replay(parts, layer: int, h: torch.Tensor, as_tuple: bool) -> list:
     for b in blocks:
         b.forward = cached  # an instance attribute shadows the class's forward; the module's hooks still run
     return blocks
+
+
+def _skip_mlps(parts, outputs: Mapping[int, torch.Tensor]) -> list:
+    """The MLP of each block L in `outputs` returns outputs[L] ((1 or B, T, d_model)) expanded to its input's batch,
+    without computing; returns the MLP modules."""
+    mlps = []
+    for layer, y in outputs.items():
+        mlp = parts.mlp[layer]
+
+        def constant(x, *_args, y=y, **_kwargs):
+            return y.to(x.device, x.dtype).expand(x.shape[0], *y.shape[1:]).clone()
+
+        mlp.forward = constant  # an instance attribute shadows the class's forward; the module's hooks still run
+        mlps.append(mlp)
+    return mlps
 
 
 def trace_block(parts) -> tuple[list[str], bool]:
@@ -199,6 +225,22 @@ def store(into: dict, key) -> Edit:
     """Read: keep the activation (detached) as into[key]; the last pass wins."""
     def fn(x: torch.Tensor) -> None:
         into[key] = x.detach()
+    return fn
+
+
+def keep(into: dict, key) -> Edit:
+    """Read: keep the activation itself as into[key], still attached to the autograd graph (gradients through a
+    pass, core.circuits); the last pass wins."""
+    def fn(x: torch.Tensor) -> None:
+        into[key] = x
+    return fn
+
+
+def detach() -> Edit:
+    """Replace the activation by itself detached from the autograd graph: the same values, and no gradient flows
+    back through this site (freezing what it depends on, e.g. attention patterns through q and k)."""
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return x.detach()
     return fn
 
 

@@ -26,6 +26,7 @@ from torch import nn
 from core.errors import UserError
 
 O_NAMES = ("o_proj", "c_proj", "out_proj", "dense")
+QK_NAMES = {"q": ("q_proj", "query", "q"), "k": ("k_proj", "key", "k")}
 """Usual names of the attention output projection (tried before the structural search)."""
 
 
@@ -193,6 +194,17 @@ class ModelParts:
             raise StructureError(f"cannot tell the attention output map of {type(attn).__name__} ({len(cands)} "
                                  f"linear children map {d_in} -> {d}); name it o_proj")
         return cands[0]
+
+    def qk_proj(self, layer: int, which: str) -> nn.Module:
+        """The query (`which="q"`) or key (`"k"`) projection of `layer`: a linear child of the attention module by
+        its usual names; StructureError for a fused projection (GPT-2's c_attn), which has no separate output."""
+        attn = self.attn[layer]
+        for name in QK_NAMES[which]:
+            m = getattr(attn, name, None)
+            if m is not None and io_dims(m) is not None and io_dims(m)[0] == self.d_model:
+                return m
+        raise StructureError(f"{type(attn).__name__} has no separate {which} projection (one of "
+                             f"{', '.join(QK_NAMES[which])}); a fused query/key/value map has no {which} site")
 
     @cached_property
     def _trace(self) -> tuple[list[str], bool]:

@@ -5,6 +5,10 @@ activation its functions see (B batch, T positions), and the names other tools g
 
   kind        activation                                    TransformerLens / SAELens        sparsify
   resid_pre   (B, T, d_model) the stream entering the block  blocks.L.hook_resid_pre          -
+  attn_in     (B, T, d_model) attention's input (normed)     blocks.L.ln1.hook_normalized **  -
+  q, k        (B, T, H*d_head), (B, T, H_kv*d_head) the       blocks.L.attn.hook_q / hook_k    -
+              query and key projections' outputs (before any
+              rotary embedding or q/k norm)
   resid_mid   (B, T, d_model) the stream after attention     blocks.L.hook_resid_mid          -
   resid_post  (B, T, d_model) the block's output             blocks.L.hook_resid_post         layers.L
   attn_out    (B, T, d_model) what attention adds            blocks.L.hook_attn_out           layers.L.self_attn *
@@ -20,7 +24,8 @@ blocks.L.hook_mlp_in (= resid_mid, before the norm), and our `mlp_post` (= neuro
  *  sparsify hooks a module's output; for attention and MLP modules that is what the sublayer adds unless the model
     norms it afterwards (Gemma 2/3): `check_foreign` refuses such a name on such a model instead of guessing.
  ** TransformerLens's hook_normalized comes before the norm's gain (its default weight processing folds the gain
-    into the next matrix); ours is the MLP module's actual input, gain applied.
+    into the next matrix); ours is the sublayer module's actual input, gain applied. TransformerLens's hook_q/hook_k
+    are split by head, (B, T, H, d_head); ours are the projections' flat outputs.
 
 `resid_mid` and `pattern` can be read, not replaced: the block keeps its own reference to the stream (and has
 already used the weights) when their hooks run.
@@ -33,9 +38,11 @@ from dataclasses import dataclass
 
 from core.errors import UserError
 
-KINDS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "z", "pattern", "mlp_in", "neurons", "mlp_out")
+KINDS = ("resid_pre", "attn_in", "q", "k", "resid_mid", "resid_post", "attn_out", "z", "pattern", "mlp_in", "neurons",
+         "mlp_out")
 READ_ONLY = ("resid_mid", "pattern")
-TL_HOOKS = {"resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
+TL_HOOKS = {"resid_pre": "hook_resid_pre", "attn_in": "ln1.hook_normalized", "q": "attn.hook_q", "k": "attn.hook_k",
+            "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
             "attn_out": "hook_attn_out", "z": "attn.hook_z", "pattern": "attn.hook_pattern",
             "mlp_in": "ln2.hook_normalized", "neurons": "mlp.hook_post", "mlp_out": "hook_mlp_out"}
 TL_ALIASES = {"hook_attn_in": "resid_pre", "hook_mlp_in": "resid_mid"}
