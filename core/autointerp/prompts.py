@@ -68,6 +68,9 @@ class Window:
     """Where it came from: 'top', 'interval k', or 'random' (a non-activating window)."""
     doc_id: int = -1
     position: int = -1
+    """The document position of the example's token (of the first token for a non-activating window)."""
+    start: int = -1
+    """The document position of tokens[0] (-1: unknown)."""
 
     @property
     def peak(self) -> float:
@@ -131,7 +134,7 @@ def excerpt(w: Window, before: int = EXCERPT_BEFORE, after: int = EXCERPT_AFTER)
         return w
     pk = max(known, key=lambda i: w.acts[i])
     a, b = max(0, pk - before), min(len(w.tokens), pk + after + 1)
-    return Window(w.tokens[a:b], w.acts[a:b], w.source, w.doc_id, w.position)
+    return Window(w.tokens[a:b], w.acts[a:b], w.source, w.doc_id, w.position, w.start + a if w.start >= 0 else -1)
 
 
 def _span_text(tokens: list[str]) -> str:

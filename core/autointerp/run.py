@@ -8,10 +8,11 @@ scoring set never chooses. The explanation is stored with its prompt, every cand
 the explainer's name and the settings. Units already explained with the same explainer and settings are skipped
 (resume). Units that never fire are stored as skipped with the reason.
 Phase 2 (unless --no-score), per unit: detection and fuzzing on the held-out activating windows and as many
-non-activating ones (random windows of the run's documents away from every stored example of the unit), with the
-unit's explanation and with its control (another unit's explanation), and the embedding score of both on the same
-windows. An endpoint judges in calls of five (a list of 0/1 answers); the built-in model judges one window at a
-time by logit(Yes) − logit(No).
+non-activating ones (random windows of the run's documents away from every stored example of the unit, each as
+long as its activating counterpart or as its document allows: _negatives), with the unit's explanation and with its
+control (another unit's explanation), and the embedding score of both on the same windows. Where no score can be
+made (no held-out activating window, no non-activating one), the row's reason says why. An endpoint judges in calls
+of five (a list of 0/1 answers); the built-in model judges one window at a time by logit(Yes) − logit(No).
 """
 
 from __future__ import annotations
@@ -93,39 +94,58 @@ def _windows(con, run, group: int, unit: int, window: int, kind: str, vocab: lis
              ) -> tuple[list[list[P.Window]], dict]:
     """([top examples, top interval, ..., lowest interval] as windows of token strings and activations, the unit's
     stats)."""
-    from core.units.sources import source
+    from core.units.kinds import source
 
     src = source(kind)
     layer = -group if group < 0 else group
     view = src.gather(con, run.run_id, layer, unit, int(run.config.get("top_k", 64)), window)
 
     def win(ex, where):
-        return P.Window([vocab[t] for t in ex.shown_ids()], ex.shown_values(), where, ex.doc_id, ex.position)
+        return P.Window([vocab[t] for t in ex.shown_ids()], ex.shown_values(), where, ex.doc_id, ex.position,
+                        ex.position - (ex.focus - ex.first_shown))
     return [[win(e, "top") for e in view.top]] + [[win(e, f"interval {iv['interval']}") for e in iv["examples"]]
                                                    for iv in reversed(view.intervals)], view.stats
 
 
-def _negatives(con, run, n: int, length: int, avoid: set[tuple[int, int]], rng: random.Random,
-               vocab: list[str]) -> list[P.Window]:
-    """n random windows of `length` tokens from the run's documents, none within `length` of an example."""
+def _stored(groups: list[list[P.Window]], window: int) -> tuple[dict[int, set[int]], dict[int, set[int]]]:
+    """({doc: positions shown around the unit's activating examples}, {doc: the examples' own positions and every
+    position where the index knows the unit active}) over every stored example with a positive peak."""
+    near: dict[int, set[int]] = {}
+    known: dict[int, set[int]] = {}
+    for w in (w for g in groups for w in g if w.peak > 0):
+        start = w.start if w.start >= 0 else w.position - window
+        near.setdefault(w.doc_id, set()).update(range(start, max(start + len(w.tokens), w.position + window + 1)))
+        known.setdefault(w.doc_id, set()).update([w.position] + [start + j for j, a in enumerate(w.acts) if a > 0])
+    return near, known
+
+
+def _negatives(con, run, lengths: list[int], groups: list[list[P.Window]], window: int, rng: random.Random,
+               vocab: list[str]) -> tuple[list[P.Window], str | None]:
+    """Non-activating windows, one per wanted length, each cut to fit its document (short documents give short
+    windows) and at least half as long as the shortest wanted; and why there are none, if none. Drawn first from
+    the run's documents outside every activating example's shown window (its `window` tokens each side), then,
+    when those run out (documents about as short as a shown window), from stretches holding no stored example and
+    no token where the index knows the unit active. The model saw each document alone (core.data.corpus: windows
+    never cross a document), so neither do these."""
     from core.index import queries
 
-    docs = con.execute("SELECT doc_id, n_tokens FROM run_docs WHERE run_id = ? AND n_tokens >= ? ORDER BY doc_id",
-                       [run.run_id, length]).fetchall()
-    if not docs:
-        return []
-    spans = []
-    for _ in range(n * 20):
-        if len(spans) >= n:
-            break
-        d, nt = rng.choice(docs)
-        lo = rng.randrange(0, nt - length + 1)
-        if any(doc == d and lo - length <= p <= lo + 2 * length for doc, p in avoid):
-            continue
-        spans.append((len(spans), d, lo, lo + length - 1))
-    seqs = queries.span_tokens(con, run.run_id, spans)
-    return [P.Window([vocab[t] for t in seqs.get(i, [])], [0.0] * len(seqs.get(i, [])), "random", d, lo)
-            for i, d, lo, _ in spans]
+    if not lengths:
+        return [], None
+    docs = con.execute("SELECT doc_id, n_tokens FROM run_docs WHERE run_id = ? ORDER BY doc_id",
+                       [run.run_id]).fetchall()
+    min_len = max(1, -(-min(lengths) // 2))
+    near, known = _stored(groups, window)
+    spans = S.negative_spans(S.free_runs(docs, near, min_len), lengths, min_len, rng)
+    if len(spans) < len(lengths):
+        taken = {d: set(range(lo, hi + 1)) for d, lo, hi in spans}
+        blocked = {d: known.get(d, set()) | taken.get(d, set()) for d in known.keys() | taken.keys()}
+        spans += S.negative_spans(S.free_runs(docs, blocked, min_len), lengths[len(spans):], min_len, rng)
+    seqs = queries.span_tokens(con, run.run_id, [(i, d, lo, hi) for i, (d, lo, hi) in enumerate(spans)])
+    out = [P.Window([vocab[t] for t in seqs.get(i, [])], [0.0] * len(seqs.get(i, [])), "random", d, lo, lo)
+           for i, (d, lo, _) in enumerate(spans)]
+    why = None if out else (f"no non-activating window: every stretch of {min_len} tokens or more of the run's "
+                            "documents holds a stored example of the unit or a token where it is active")
+    return out, why
 
 
 def _judge(judge, explanation: str, pos: list[P.Window], neg: list[P.Window], fuzz: bool, rng: random.Random) -> dict:
@@ -251,10 +271,9 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             sp = P.split(groups, max_explain=cfg.examples)
             prev = done.get((g, u))
             kept = prev and not cfg.redo and prev["explainer"] == explainer.name and prev["settings"] == settings
-            avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
-            sel_neg = _negatives(con, run, len(sp.explain), 2 * cfg.window + 1, avoid,
-                                 random.Random(f"{cfg.seed}:select:{(g, u)}"), vocab) if sp.explain and not kept else []
-        held[(g, u)] = sp
+            sel_neg = [] if kept else _negatives(con, run, [len(w.tokens) for w in sp.explain], groups, cfg.window,
+                                                 random.Random(f"{cfg.seed}:select:{(g, u)}"), vocab)[0]
+        held[(g, u)] = sp, groups
         if kept:
             if on_unit:
                 on_unit("explain", n, len(wanted))
@@ -281,25 +300,29 @@ def explain(cfg: ExplainConfig, *, explainer=None, judge=None, load=None,
             if done[key].get("scores") and not cfg.redo:
                 continue
             rng = random.Random(f"{cfg.seed}:{key}")
-            sp = held[key]
+            sp, groups = held[key]
             pos = sp.score[:: max(1, -(-len(sp.score) // cfg.score_windows))][: cfg.score_windows]
-            avoid = {(w.doc_id, w.position) for w in sp.score + sp.explain}
             with _opened(cfg.db) as con:
-                neg = _negatives(con, run, len(pos), 2 * cfg.window + 1, avoid, rng, vocab)
+                neg, why = _negatives(con, run, [len(w.tokens) for w in pos], groups, cfg.window, rng, vocab)
+            if not pos:
+                why = (f"no held-out activating window to score on: the unit's {len(sp.explain)} activating examples "
+                       "were all shown to the explainer")
             scores = {}
             judged = [(label, expl) for label, expl in (
                 ("", done[key]["explanation"]),
-                ("control_", done[pairs[key]]["explanation"] if key in pairs else None)) if expl is not None and pos]
+                ("control_", done[pairs[key]]["explanation"] if key in pairs else None))
+                if expl is not None and pos and neg]
             for label, expl in judged:
                 scores[f"{label}detection"] = _judge(judge, expl, pos, neg, False, random.Random(rng.random()))
                 scores[f"{label}fuzzing"] = _judge(judge, expl, pos, neg, True, random.Random(rng.random()))
             aucs = S.embedding_aucs([e for _, e in judged], _plain(pos), _plain(neg), embed)  # windows embedded once
             scores |= {f"{label}embedding": {"auc": a} for (label, _), a in zip(judged, aucs, strict=True)}
             scores |= {"judge": judge.name, "positives": len(pos), "negatives": len(neg),
-                       "control_unit": list(pairs[key]) if key in pairs else None}
+                       "control_unit": list(pairs[key]) if key in pairs else None,
+                       "negative_windows": [[w.doc_id, w.start, w.start + len(w.tokens) - 1] for w in neg]}
             with _opened(cfg.db, write=True) as con:
-                X.set_scores(con, cfg.run, key[0], key[1], scores)
-            done[key]["scores"] = scores
+                X.set_scores(con, cfg.run, key[0], key[1], scores, why)
+            done[key] |= {"scores": scores, "reason": why}
             if on_unit:
                 on_unit("score", n, len(ok))
     from core.index.db import fold_wal

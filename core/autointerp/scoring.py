@@ -83,3 +83,35 @@ def embedding_aucs(explanations: Sequence[str], pos: Sequence[str], neg: Sequenc
     W, Q = embed([*pos, *neg]), embed(list(explanations))
     truth = [1] * len(pos) + [0] * len(neg)
     return [auc(truth, [float(x) for x in W @ q]) for q in Q]
+
+
+
+def free_runs(docs: Sequence[tuple[int, int]], blocked: dict[int, set[int]], min_len: int) -> list[tuple[int, int, int]]:
+    """[(doc_id, lo, hi)), hi exclusive: the maximal stretches of each document (doc_id, n_tokens) holding no blocked
+    position, at least `min_len` tokens long."""
+    out = []
+    for d, n in docs:
+        lo = 0
+        for p in sorted(q for q in blocked.get(d, ()) if 0 <= q < n) + [n]:
+            if p - lo >= min_len:
+                out.append((d, lo, p))
+            lo = max(lo, p + 1)
+    return out
+
+
+def negative_spans(runs: list[tuple[int, int, int]], lengths: Sequence[int], min_len: int, rng: random.Random
+                   ) -> list[tuple[int, int, int]]:
+    """One window per wanted length, [(doc_id, lo, hi)] with hi inclusive, drawn from the free stretches `runs`
+    (free_runs): a stretch at random, the window as long as wanted or as the stretch, at a random place in it; the
+    stretch's rest stays free when `min_len` tokens or more, so no two windows overlap. Fewer windows when the
+    stretches run out."""
+    runs, out = list(runs), []
+    for want in lengths:
+        if not runs:
+            break
+        d, a, b = runs.pop(rng.randrange(len(runs)))
+        n = min(want, b - a)
+        lo = rng.randrange(a, b - n + 1)
+        out.append((d, lo, lo + n - 1))
+        runs += [(d, x, y) for x, y in ((a, lo), (lo + n, b)) if y - x >= min_len]
+    return out

@@ -16,9 +16,10 @@ def put(con, row: dict) -> None:
     con.execute(f"INSERT INTO explanations ({COLS}) VALUES ({', '.join('?' * 11)})", vals)
 
 
-def set_scores(con, run_id: int, layer: int, unit: int, scores: dict) -> None:
-    con.execute("UPDATE explanations SET scores = ? WHERE run_id = ? AND layer = ? AND unit = ?",
-                [json.dumps(scores), run_id, layer, unit])
+def set_scores(con, run_id: int, layer: int, unit: int, scores: dict, reason: str | None = None) -> None:
+    """The unit's scores, and why some could not be made (`reason`; None when all were)."""
+    con.execute("UPDATE explanations SET scores = ?, reason = ? WHERE run_id = ? AND layer = ? AND unit = ?",
+                [json.dumps(scores), reason, run_id, layer, unit])
 
 
 def get_all(con, run_id: int, layer: int | None = None) -> list[dict]:
