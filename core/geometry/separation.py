@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.errors import UserError
 
-class GeometryError(ValueError):
+
+class GeometryError(UserError):
     """Bad input, or an optional package missing; the message is one line."""
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 
+from core.errors import UserError
+
 MAX_UPLOAD_PROMPTS = 2000
 MAX_PROMPT_CHARS = 2000
 MAX_VECTOR_BYTES = 4 << 20
@@ -14,7 +16,7 @@ _sets: dict[str, object] = {}  # "upload:<digest>" -> PromptSet
 _vectors: dict[str, object] = {}  # "upload:<digest>" -> (d,) float tensor
 
 
-class UploadError(ValueError):
+class UploadError(UserError):
     """An upload that is not usable, or no longer held (one line)."""
 
 

@@ -21,6 +21,8 @@ def env(tiny_lm_dir, tmp_path_factory):
     (bad / "junk.gguf").write_bytes(b"GGUF" + bytes(range(256)) * 4)
     (bad / "notdb.duckdb").write_bytes(b"this is not a database\n" * 100)
     (bad / "nodocs").mkdir()
+    (bad / "one_group.csv").write_text("text,label,group\nThe cat sat.,a,g\nThe cat ran.,a,g\nThe dog sat.,b,g\n"
+                                      "The dog ran.,b,g\n")  # a probe's folds need 2 groups
     sae_pickle = bad / "sae_pickle"
     sae_pickle.mkdir()
     (sae_pickle / "cfg.json").write_text('{"d_in": 64, "d_sae": 32}')

@@ -72,6 +72,10 @@ CASES = [
     ("findings add a unit out of range", ["findings", "add", "--url",
                                           "http://127.0.0.1:8501/neurons?run=1&layer=1&unit=99999",
                                           "--findings", "{findings}", "--db", "{db}", "--title", "t"], "unit 99999 out of range"),
+    ("findings add a prompt set all in one group", ["findings", "add", "--url",
+                                                    "http://127.0.0.1:8501/trajectories?view=sets&model={model}"
+                                                    "&set={bad}/one_group.csv", "--findings", "{findings}",
+                                                    "--title", "t"], "2 groups"),
 ]
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import save
 
+from core.errors import UserError
 from dashboard.cache import uploads
 
 CSV = "text,label\n" + "".join(f'"good thing {i}",pos\n"bad thing {i}",neg\n' for i in range(8))
@@ -15,8 +16,9 @@ def test_same_content_same_spec_and_held():
     assert a == uploads.uploaded_set(CSV.encode(), "again.csv") and a.startswith("upload:")
     ps = uploads.prompt_set(a)
     assert len(ps.texts) == 16 and set(ps.labels) == {"pos", "neg"}
-    with pytest.raises(uploads.UploadError, match="upload the file again"):
+    with pytest.raises(uploads.UploadError, match="upload the file again") as e:
         uploads.prompt_set("upload:0000000000000000")
+    assert isinstance(e.value, UserError)  # one line wherever it surfaces (the CLI catches UserError alone)
 
 
 def test_vector_read_without_unpickling():
