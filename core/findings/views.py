@@ -58,7 +58,7 @@ def _unit(params: dict, db: str | None, load: Callable, feature: bool) -> tuple[
     from core.index import queries
     from core.index.db import connect
     from core.model.tokens import token_texts
-    from core.units.sources import source
+    from core.units.kinds import source
 
     if not db:
         raise SnapshotError("this view reads an index: give the index file (--db)")

@@ -2,7 +2,7 @@
 live parts that need the SAE's weights: a feature's activation on any text, its output direction, its nearest
 features by decoder cosine, its attribution to attention heads, and the feature map.
 
-The unit source for SAE s of a run is `FeatureSource(path)` with kind `feature:<path>` (core.units.sources.source);
+The unit source for SAE s of a run is `FeatureSource(path)` with kind `feature:<path>` (core.units.kinds.source);
 its "layer" argument is the SAE's number s in the run (its features are the index's unit group -s).
 
 Output direction (for logit effects): the decoder row W_dec[f] (d_out) written into the residual stream at the

@@ -1,6 +1,7 @@
 """Units (MLP neurons; SAE features next) and what each did over a corpus, in one pass.
 
   sources        UnitSource protocol (gather from the index, live activations, output direction); NeuronSource
+  kinds          source(kind): the unit source for 'neuron' or 'feature:<SAE path>'
   extract        the one-pass pipeline: corpus -> model (edits fold activations into reducers) -> index; resume
   reduce         LayerReducer: exact streaming stats, histogram, top-K with contexts, interval reservoirs
   intervals      interval samples from the reservoirs, with a per-interval exactness certificate

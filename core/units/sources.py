@@ -126,14 +126,3 @@ class NeuronSource:
 
         return output_direction(lm, layer, unit)
 
-
-SOURCES: dict[str, UnitSource] = {"neuron": NeuronSource()}
-
-
-def source(kind: str) -> UnitSource:
-    """The unit source for `kind`: 'neuron', or 'feature:<SAE path>' (core.saes.features.FeatureSource)."""
-    if kind.startswith("feature:"):
-        from core.saes.features import FeatureSource
-
-        return FeatureSource(kind.split(":", 1)[1])
-    return SOURCES[kind]

@@ -11,7 +11,8 @@ import streamlit as st
 
 from core.index.db import IndexLockedError
 from core.index.queries import QueryError, RunInfo
-from core.units.sources import UnitView, source
+from core.units.kinds import source
+from core.units.sources import UnitView
 from dashboard.cache.units import effects, view, vocab
 from dashboard.render import units as unit_charts
 from dashboard.render.tokens import example_html

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.units.sources import UnitView, source
+from core.units.kinds import source
+from core.units.sources import UnitView
 from dashboard.views import units as unit_views
 
 

@@ -8,7 +8,8 @@ import numpy as np
 
 from core.index import queries
 from core.index.pool import reading
-from core.units.sources import Example, UnitView, source
+from core.units.kinds import source
+from core.units.sources import Example, UnitView
 
 LOCK_WAIT_S = 2.0
 
