@@ -24,6 +24,8 @@ from core.cli.interventions import COMMANDS as INTERVENTION_COMMANDS
 from core.cli.interventions import PARSERS as INTERVENTION_PARSERS
 from core.cli.progress import Bar
 from core.cli.serve import ServeConfig, cmd_serve
+from core.cli.transcoders import COMMANDS as TRANSCODER_COMMANDS
+from core.cli.transcoders import PARSERS as TRANSCODER_PARSERS
 from core.demo import DemoConfig
 from core.errors import UserError
 from core.heads.config import HeadsConfig
@@ -102,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
             json_help="print the numbers as one JSON object")
     command("features", FeaturesQuery, "an SAE's features on each token of a text",
             json_help="print one JSON object per token")
-    for name, cls, help_, json_help, progress in INTERVENTION_PARSERS + COMPARE_PARSERS + AUTOINTERP_PARSERS:
+    for name, cls, help_, json_help, progress in (INTERVENTION_PARSERS + COMPARE_PARSERS + AUTOINTERP_PARSERS
+                                                  + TRANSCODER_PARSERS):
         command(name, cls, help_, json_help=json_help, progress=progress)
     add_findings_parsers(sub)
     return ap
@@ -363,7 +366,8 @@ def cmd_features(a) -> int:
 COMMANDS = {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
             "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads, "train-sae": cmd_train_sae,
             "sae-eval": cmd_sae_eval, "features": cmd_features}
-COMMANDS |= INTERVENTION_COMMANDS | COMPARE_COMMANDS | FINDINGS_COMMANDS | AUTOINTERP_COMMANDS
+COMMANDS |= (INTERVENTION_COMMANDS | COMPARE_COMMANDS | FINDINGS_COMMANDS | AUTOINTERP_COMMANDS
+             | TRANSCODER_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:

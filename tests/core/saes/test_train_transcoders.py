@@ -100,3 +100,84 @@ def test_set_quality_equals_a_hand_edited_forward(tiny_lm, split, skip):
     rec = (want["zero"] - want["repl"]) / (want["zero"] - want["clean"])
     assert q.ce_recovered == pytest.approx(rec, rel=1e-3, abs=1e-4)
     assert abs(want["zero"] - want["clean"]) > 1e-3 and want["kl"] > 0  # the layers matter, the set changes them
+
+
+def _counting(module):
+    """A list that grows by one per forward call of `module` (a plain torch hook, removed by the caller)."""
+    calls: list = []
+    return calls, module.register_forward_pre_hook(lambda m, args, kwargs: calls.append(1), with_kwargs=True)
+
+
+def test_a_set_trains_every_layer_from_one_pass_per_batch_and_equals_each_layer_alone(tiny_lm, tmp_path):
+    from core.saes.formats import load_sae
+    from core.saes.train import TrainSAEConfig, train_sae
+    from core.saes.train_transcoders import TrainTranscodersConfig, train_transcoders
+    from core.saes.transcoders import load_transcoder_set
+
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=40)
+    common = dict(corpus=corpus, tokens=3000, latents=64, k=4, batch=256, buffer_tokens=1024, context_len=32,
+                  model_batch_tokens=512, eval_tokens=800, seed=5)
+    base, last_block = tiny_lm.parts.base, tiny_lm.parts.layers[2]
+    passes, h1 = _counting(base)
+    blocks, h2 = _counting(last_block)
+    at_last_step: dict = {}
+    try:
+        report = train_transcoders(TrainTranscodersConfig(model="tiny", out=str(tmp_path / "set"), layers="0,1",
+                                                          **common), lm=tiny_lm,
+                                   on_step=lambda s: at_last_step.update(passes=len(passes), blocks=len(blocks)))
+        single = {}
+        for L in (0, 1):
+            passes.clear()
+            cfg = TrainSAEConfig(model="tiny", site=f"mlp_in.{L}", out=str(tmp_path / f"alone{L}"), transcode=True,
+                                 **common)
+            train_sae(cfg, lm=tiny_lm, on_step=lambda s, L=L: single.__setitem__(L, len(passes)))
+    finally:
+        h1.remove()
+        h2.remove()
+    # (b) one forward pass per model batch for both layers, the same number as one layer alone; block 2 never ran
+    assert at_last_step["passes"] == single[0] == single[1] > 1 and at_last_step["blocks"] == 0
+    # (a) each layer equals train-sae on that layer alone with the same seed and data, bit for bit; (d) the folder
+    ts = load_transcoder_set(tmp_path / "set")
+    assert ts.layers == [0, 1] and ts.output_hook == "mlp.hook_out" and report["tokens"] == 3000 // 256 * 256
+    x = torch.randn(20, 64)
+    for L, tc in ts.by_layer().items():
+        alone = load_sae(tmp_path / f"alone{L}")
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            assert torch.equal(getattr(tc, name), getattr(alone, name)), (L, name)
+        assert (tc.activation, tc.k, tc.b_dec_in, alone.b_dec_in) == ("topk", 4, False, False)
+        assert torch.equal(tc.encode(x), alone.encode(x)) and torch.equal(tc(x), alone(x))
+    import json
+
+    saved = json.loads((tmp_path / "set" / "quality.json").read_text())
+    assert saved["quality"]["layers"]["0"]["fvu"] == report["quality"]["layers"]["0"]["fvu"]
+    assert 0 <= report["quality"]["layers"]["1"]["l0"] <= 4 and np.isfinite(report["quality"]["ce_recovered"])
+    # the saved quality is the replacement model's, measured again from the folder
+    held = acts.split_corpus(corpus, tiny_lm.tokenizer, context_len=32,
+                             max_tokens=3000 + 3000 // 15 + 1600).held_out
+    from core.saes.train_transcoders import _take
+
+    again = evaluate_set(ts, tiny_lm, _take(held, 800))
+    assert again.ce_recovered == pytest.approx(report["quality"]["ce_recovered"], rel=1e-6)
+
+
+def test_train_transcoders_cli(tiny_lm_dir, tmp_path, capsys):
+    import json
+
+    from core.cli.main import main
+
+    corpus = write_corpus(tmp_path / "c.txt", n_docs=30)
+    args = ["train-transcoders", "--model", str(tiny_lm_dir), "--corpus", corpus, "--tokens", "1024", "--latents",
+            "32", "--k", "4", "--batch", "256", "--buffer-tokens", "512", "--context-len", "32", "--eval-tokens",
+            "300", "--no-progress"]
+    assert main(args + ["--layers", "all", "--out", str(tmp_path / "set"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["layers"] == [0, 1, 2] and set(report["quality"]["layers"]) == {"0", "1", "2"}
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "a.txt").write_text("x")
+    for bad, match in ((["--layers", "0,7", "--out", str(tmp_path / "b")], "layers 0-2"),
+                       (["--layers", "one", "--out", str(tmp_path / "b")], "comma"),
+                       (["--layers", "0", "--out", str(tmp_path / "mine")], "not a transcoder set")):
+        assert main(args + bad) == 2
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "mine", "set"]
