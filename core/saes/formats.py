@@ -16,6 +16,8 @@
               hookpoint (layers.6, layers.6.mlp)                  from the input of an SAE, never of a transcoder
   gemmascope  params.npz (W_enc, W_dec, b_enc, b_dec, threshold)  JumpReLU, b_dec never subtracted; the site from the
                                                                   path (gemma-scope-*-res|mlp|att/layer_L/...) or --site
+  transcoder  circuit-tracer's set folder: config.yaml +            one transcoder per layer, mlp_in.L -> mlp_out.L
+  set         layer_L.safetensors (core.saes.transcoders)         (load_saes: every layer; a layer file: that one)
 
 Weights are read with safetensors or NumPy (`allow_pickle=False`); a pickle (.pt, .pth, .bin, .ckpt, .pkl) is refused,
 never opened. Every problem is one line (SAEError).
@@ -269,21 +271,29 @@ def load_gemmascope(path: Path, site: str | None = None) -> SAE:
 
 # ---- one entry point --------------------------------------------------------------------------------------------
 def load_sae(path: str | os.PathLike, site: str | None = None) -> SAE:
-    """An SAE from a SAELens folder, a sparsify hookpoint folder, or a Gemma Scope params.npz (the format found from
-    the files). A sparsify run folder holding several hookpoints needs load_saes. `site` overrides the file's."""
+    """An SAE from a SAELens folder, a sparsify hookpoint folder, a Gemma Scope params.npz or one layer_L.safetensors
+    of a transcoder set (the format found from the files). A sparsify run folder holding several hookpoints, or a
+    transcoder set folder, needs load_saes. `site` overrides the file's."""
     saes = load_saes(path, site)
     if len(saes) > 1:
         names = ", ".join(s.meta.get("hookpoint", s.site) for s in saes)
-        raise SAEError(f"{path} holds {len(saes)} SAEs ({names}); give one hookpoint's folder")
+        one = "layer_L.safetensors file" if saes[0].meta.get("format") == "transcoder_set" else "hookpoint's folder"
+        raise SAEError(f"{path} holds {len(saes)} SAEs ({names}); give one {one}")
     return saes[0]
 
 
 def load_saes(path: str | os.PathLike, site: str | None = None) -> list[SAE]:
-    """Every SAE at `path` (one, or each hookpoint of a sparsify run folder)."""
+    """Every SAE at `path` (one, each hookpoint of a sparsify run folder, or each layer of a transcoder set)."""
     p = Path(path).expanduser()
     _refuse_pickle(p)
     if not p.exists():
         raise SAEError(f"no SAE at {p}")
+    from core.saes import transcoders
+
+    if transcoders.is_transcoder_set(p):
+        return [_with_site(tc, site) for tc in transcoders.load_transcoder_set(p).transcoders]
+    if transcoders.is_layer_file(p):
+        return [_with_site(transcoders.load_layer_file(p), site)]
     if p.is_file():
         if p.suffix == ".npz":
             return [_with_site(load_gemmascope(p, site), site)]

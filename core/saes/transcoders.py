@@ -208,7 +208,8 @@ def _transcoder(f: Path, layer: int, act: str | None, k: int | None, model: str 
     try:
         return SAE(W_enc.T, b_enc, W_dec, b_dec, activation=act, k=k if act == "topk" else None, threshold=theta,
                    b_dec_in=False, site=f"mlp_in.{layer}", out_site=f"mlp_out.{layer}", model=model,
-                   meta={"format": "transcoder_set", "path": str(f), "layer": layer},
+                   meta={"format": "transcoder_set", "path": str(f), "layer": layer,
+                         "name": f"{f.parent.name}/layer_{layer}"},
                    W_skip=None if W_skip is None else W_skip.float().T)
     except SAEError as e:
         raise SAEError(f"{f}: {e}") from None
@@ -234,6 +235,28 @@ def load_transcoder_set(path: str | os.PathLike) -> TranscoderSet:
     scan = cfg.get("scan")
     return TranscoderSet(tcs, list(files), cfg["feature_input_hook"], cfg["feature_output_hook"],
                          scan=None if scan is None else str(scan), path=str(p), model=model)
+
+
+def load_layer_file(path: str | os.PathLike) -> SAE:
+    """One layer's transcoder from its layer_L.safetensors, read with its set's config.yaml (what an index records
+    for each layer of a set it indexed)."""
+    f = Path(path).expanduser()
+    m = LAYER_FILE.fullmatch(f.name)
+    if m is None or not f.is_file():
+        raise SAEError(f"{f}: not a transcoder set's layer_L.safetensors file")
+    cfg = _config(f.parent)
+    _hook_kinds(cfg.get("feature_input_hook"), cfg.get("feature_output_hook"))
+    act, k = _activation(cfg, f.parent / "config.yaml")
+    model = cfg.get("model_name")
+    tc = _transcoder(f, int(m[1]), act, k, None if model is None else str(model))
+    tc.meta["set"] = str(f.parent)
+    return tc
+
+
+def is_layer_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is a layer_L.safetensors file beside a config.yaml (one layer of a transcoder set)."""
+    p = Path(path).expanduser()
+    return p.is_file() and LAYER_FILE.fullmatch(p.name) is not None and (p.parent / "config.yaml").is_file()
 
 
 # ---- checking against a model -------------------------------------------------------------------------------------

@@ -248,3 +248,17 @@ def _wide_set(layers) -> TranscoderSet:
     tcs = [SAE(torch.randn(64, 8), torch.zeros(8), torch.randn(8, 64), torch.zeros(64), b_dec_in=False,
                site=f"mlp_in.{L}", out_site=f"mlp_out.{L}") for L in layers]
     return TranscoderSet(tcs, list(layers))
+
+
+def test_load_saes_reads_a_set_and_load_sae_one_layer_file(tmp_path):
+    from core.saes.formats import load_sae, load_saes
+
+    tensors = write_set(tmp_path / "s", "jumprelu", True)
+    saes = load_saes(tmp_path / "s")
+    assert [s.site for s in saes] == ["mlp_in.0", "mlp_in.1", "mlp_in.2"]
+    with pytest.raises(SAEError, match="layer_L.safetensors file"):
+        load_sae(tmp_path / "s")
+    one = load_sae(tmp_path / "s" / "layer_2.safetensors")
+    assert (one.site, one.out_site, one.meta["name"]) == ("mlp_in.2", "mlp_out.2", "s/layer_2")
+    assert torch.equal(one.W_enc, tensors[2]["W_enc"].T) and torch.equal(one.W_skip, tensors[2]["W_skip"].T)
+    assert torch.equal(one.threshold, saes[2].threshold)
