@@ -37,7 +37,8 @@ def main() -> None:
     from core.index import queries
     from core.index.db import connect
     from core.model.load import load_model
-    from core.units.extract import ExtractConfig, extract
+    from core.units.config import ExtractConfig
+    from core.units.extract import extract
 
     tmp = tempfile.TemporaryDirectory()
     out: dict = {"explainer": "builtin (SmolLM2-135M-Instruct)"}

@@ -28,8 +28,11 @@ from core.data.corpus import Corpus, batches, iter_chunks
 from core.model.load import LoadedModel, load_model
 from core.model.run import pad_batch
 from core.model.tokens import tokenize
-from core.units.extract import ExtractConfig, Progress, extract, forward_chunk
+from core.units.config import ExtractConfig
+from core.units.extract import extract
+from core.units.forward import forward_chunk
 from core.units.reduce import LayerReducer, ReduceConfig
+from core.units.run_state import Progress
 
 log = logging.getLogger("bench.extract")
 THREADS, CONTEXT_LEN, BATCH_TOKENS = 2, 128, 4096

@@ -52,7 +52,8 @@ def random_sae(d: int, latents: int, site: str, folder: Path) -> Path:
 
 
 def rss_child(model: str, tokens: int, layer: int, sae: str) -> dict:
-    from core.units.extract import ExtractConfig, extract
+    from core.units.config import ExtractConfig
+    from core.units.extract import extract
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
@@ -64,7 +65,7 @@ def rss_child(model: str, tokens: int, layer: int, sae: str) -> dict:
 
 def rss(model: str, tokens: int, layer: int) -> dict:
     from core.model.load import load_model
-    from core.units.extract import ExtractConfig
+    from core.units.config import ExtractConfig
 
     d = load_model(model).parts.d_model
     batch = ExtractConfig(model=model, db="x").batch_tokens

@@ -4,7 +4,7 @@
 
 Were a GPU run's activations brought back to reducers on the CPU, their rate would be a floor under its time:
 10M tokens would take at least 10M / that rate (which is why `extract --device cuda` keeps its reducers on the GPU).
-This runs the real extraction pass (core.units.extract.forward_chunk, all 30 layers' neurons) on the CPU and times,
+This runs the real extraction pass (core.units.forward.forward_chunk, all 30 layers' neurons) on the CPU and times,
 inside it, only the reducers' updates; the rest is the forward pass. One JSON object goes to stdout.
 """
 
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.data.corpus import Corpus, iter_chunks  # noqa: E402
 from core.model.load import load_model  # noqa: E402
-from core.units.extract import forward_chunk  # noqa: E402
+from core.units.forward import forward_chunk  # noqa: E402
 from core.units.reduce import LayerReducer, ReduceConfig  # noqa: E402
 
 

@@ -176,10 +176,11 @@ def main() -> None:
 
 def extraction_cost(lm, sae, a) -> dict:
     """Bare forward vs extraction of all layers' neurons, with and without the SAE's features, on the same
-    batches (core.units.extract.forward_chunk), interleaved rounds; the added cost per 1k latents."""
+    batches (core.units.forward.forward_chunk), interleaved rounds; the added cost per 1k latents."""
     from core.data.corpus import Corpus, iter_chunks
-    from core.units.extract import _forward_chunk, _Run
+    from core.units.forward import fold_chunk
     from core.units.reduce import LayerReducer, ReduceConfig
+    from core.units.run_state import RunState
 
     chunk = next(iter_chunks(Corpus("demo").documents(), lm.tokenizer, max_tokens=16384, context_len=128,
                              chunk_tokens=16384))
@@ -192,9 +193,9 @@ def extraction_cost(lm, sae, a) -> dict:
         if with_sae:
             reds[-1] = LayerReducer(sae.d_sae, -1, rcfg)
             saes = {-1: (sae, site)}
-        r = _Run(0, 0, list(range(lm.n_layers)), 0, reds, special=set(lm.tokenizer.all_special_ids), saes=saes)
+        r = RunState(0, 0, list(range(lm.n_layers)), 0, reds, special=set(lm.tokenizer.all_special_ids), saes=saes)
         t = time.perf_counter()
-        _forward_chunk(lm, chunk, r, 4096, False)
+        fold_chunk(lm, chunk, r, 4096, False)
         return time.perf_counter() - t
 
     def bare() -> float:

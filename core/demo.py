@@ -101,7 +101,7 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
     from core.index.db import connect
     from core.index.heads import head_sets
     from core.saes.train import TrainSAEConfig
-    from core.units.extract import ExtractConfig
+    from core.units.config import ExtractConfig
 
     os.makedirs(os.path.dirname(os.path.abspath(cfg.db)), exist_ok=True)
     con = connect(cfg.db)  # a writing open: creates the index or brings an older one up to the current schema

@@ -33,7 +33,7 @@ from core.lens.query import LensQuery
 from core.lens.tuned import TunedLensConfig
 from core.saes.query import FeaturesQuery, SaeEvalConfig
 from core.saes.train import TrainSAEConfig
-from core.units.extract import ExtractConfig
+from core.units.config import ExtractConfig
 
 _ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _TokenBar(Bar):
-    """Extraction progress in tokens, with tokens/s and ETA; called with each core.units.extract.Progress."""
+    """Extraction progress in tokens, with tokens/s and ETA; called with each core.units.run_state.Progress."""
 
     def __init__(self, enabled: bool) -> None:
         super().__init__(enabled, "extract", unit="tok", unit_scale=True)

@@ -175,7 +175,7 @@ def run_sweep(cfg: SweepConfig, lm=None, on_cell=None) -> dict:
     from core.data.prompt_sets import PromptSetError, load_prompt_set
     from core.interventions.directions import from_spec
     from core.model.load import load_model
-    from core.units.extract import ExtractError, parse_layers
+    from core.units.config import ExtractError, parse_layers
 
     alphas = parse_alphas(cfg.alphas)
     if cfg.tokens < 1 or cfg.n_prompts < 1:

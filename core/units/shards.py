@@ -32,8 +32,10 @@ from safetensors.torch import load_file, save_file
 from core.data.corpus import Chunk
 from core.errors import UserError
 from core.faults import point
-from core.units import extract as ex
+from core.units.config import ExtractError
+from core.units.forward import forward_chunk, load_saes
 from core.units.reduce import LayerReducer, ReduceConfig
+from core.units.run_state import Progress, RunState, checkpoint_path, commit_chunk, publish, save_checkpoint
 
 log = logging.getLogger(__name__)
 TOKEN_COLS = ("doc_id", "position", "token_id", "counted")
@@ -44,13 +46,13 @@ RETRIES = 3
 def check(cfg) -> None:
     """--ray's own input, before anything is written (ExtractError, one line)."""
     if cfg.capture:
-        raise ex.ExtractError("--capture writes its activation cache on this machine: run it without --ray")
+        raise ExtractError("--capture writes its activation cache on this machine: run it without --ray")
     if cfg.shard_chunks < 1 or cfg.ray_cpus < 1:
-        raise ex.ExtractError("--shard-chunks and --ray-cpus must be positive")
+        raise ExtractError("--shard-chunks and --ray-cpus must be positive")
     try:
         import ray  # noqa: F401
     except ImportError:
-        raise ex.ExtractError("--ray needs Ray: pip install 'neuroboard[ray]'") from None
+        raise ExtractError("--ray needs Ray: pip install 'neuroboard[ray]'") from None
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Shard:
 
 
 def shard_dir(db: str | Path, run_id: int) -> Path:
-    return ex.checkpoint_path(db, run_id).with_suffix(".shards")
+    return checkpoint_path(db, run_id).with_suffix(".shards")
 
 
 def group(chunks: Iterable[Chunk], n: int) -> Iterator[Shard]:
@@ -117,14 +119,14 @@ def shard_task(spec: Spec, chunks: list[Chunk]) -> dict:
     if _CACHE.get("key") != key:
         _CACHE.clear()
         lm = load_model(spec.model, trust_remote_code=spec.trust_remote_code, dtype=spec.dtype, device=spec.device)
-        _CACHE.update(key=key, lm=lm, saes=ex.load_saes(list(spec.sae), lm))
+        _CACHE.update(key=key, lm=lm, saes=load_saes(list(spec.sae), lm))
     lm, saes = _CACHE["lm"], _CACHE["saes"]
     reducers = _reducers(spec, lm.parts.d_mlp, [sae.d_sae for sae, _ in saes], lm.device)
     for r in reducers.values():
         r.sum_log = []
     by_group = {-s: pair for s, pair in enumerate(saes, 1)}
-    rows = [ex.forward_chunk(lm, c, reducers, batch_tokens=spec.batch_tokens, include_special=spec.include_special,
-                             saes=by_group) for c in chunks]
+    rows = [forward_chunk(lm, c, reducers, batch_tokens=spec.batch_tokens, include_special=spec.include_special,
+                          saes=by_group) for c in chunks]
     state = {g: {**r.state_dict(), "sum_log": torch.stack(r.sum_log).cpu() if r.sum_log else torch.zeros(
         0, r.d, dtype=torch.float64)} for g, r in reducers.items()}
     return {"state": state, "rows": rows, "host": f"{socket.gethostname()}:{os.getpid()}"}
@@ -181,7 +183,7 @@ def connect(cfg) -> tuple:
     if cfg.ray_cpus > have.get("CPU", 0) or gpus > have.get("GPU", 0):  # Ray would wait for such a worker for ever
         if started:
             ray.shutdown()
-        raise ex.ExtractError(f"--ray-cpus {cfg.ray_cpus}{' and a GPU' if gpus else ''} per task: the cluster has "
+        raise ExtractError(f"--ray-cpus {cfg.ray_cpus}{' and a GPU' if gpus else ''} per task: the cluster has "
                               f"{int(have.get('CPU', 0))} CPUs and {int(have.get('GPU', 0))} GPUs in all")
     return ray_, started
 
@@ -201,14 +203,14 @@ def _join(ray, address: str) -> tuple:
         try:
             socket.create_connection((host, int(port)), timeout=5).close()
         except (OSError, ValueError) as e:
-            raise ex.ExtractError(f"--ray {address}: no Ray cluster answers there ({e})") from None
+            raise ExtractError(f"--ray {address}: no Ray cluster answers there ({e})") from None
     try:
         ray.init(address=addr, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                  configure_logging=False)
     except Exception as e:  # ConnectionError, a bad address (ValueError), a cluster of another Ray version
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         hint = "; a cluster with token authentication needs RAY_AUTH_MODE=token here too" if addr else ""
-        raise ex.ExtractError(f"--ray {address or 'local'}: cannot start or reach the Ray cluster ({msg}{hint})") from None
+        raise ExtractError(f"--ray {address or 'local'}: cannot start or reach the Ray cluster ({msg}{hint})") from None
     return ray, True
 
 
@@ -218,15 +220,15 @@ def _result(ray, ref) -> dict:
     except ray.exceptions.RayTaskError as e:
         cause = getattr(e, "cause", None)
         if isinstance(cause, UserError):  # e.g. the model or an SAE file is missing on that machine
-            raise ex.ExtractError(f"a Ray task failed: {cause}") from None
+            raise ExtractError(f"a Ray task failed: {cause}") from None
         raise
     except ray.exceptions.RayError as e:  # a worker or node lost after Ray's retries, the cluster gone
         msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ex.ExtractError(f"a Ray task failed after {RETRIES} retries ({type(e).__name__}: {msg}); the shards "
+        raise ExtractError(f"a Ray task failed after {RETRIES} retries ({type(e).__name__}: {msg}); the shards "
                               "finished so far are saved: --resume continues from them") from None
 
 
-def run(cluster: tuple, cfg, run: ex._Run, chunks: Iterable[Chunk], *, preview: bool,
+def run(cluster: tuple, cfg, run: RunState, chunks: Iterable[Chunk], *, preview: bool,
         on_progress: Callable | None = None) -> dict:
     """Every chunk from the run's position on, as Ray tasks over shards of `cfg.shard_chunks` chunks, merged in
     order into `run`'s reducers (token rows written, checkpoint saved after each shard). `cluster`: connect()'s.
@@ -244,7 +246,7 @@ def _slim(shard: Shard) -> list[Chunk]:
     return [replace(c, docs=[(d, "", ids) for d, _, ids in c.docs]) for c in shard.chunks]
 
 
-def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
+def _drive(ray, cfg, run: RunState, chunks, preview: bool, on_progress) -> dict:
     rcfg = next(iter(run.reducers.values())).cfg
     spec = Spec(model=cfg.model, trust_remote_code=cfg.trust_remote_code, layers=tuple(run.layers), rcfg=rcfg,
                 sae=tuple(cfg.sae), batch_tokens=cfg.batch_tokens, include_special=cfg.include_special,
@@ -284,10 +286,10 @@ def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
             counts["workers"].add(res["host"])
             shards[nxt], nxt = None, nxt + 1
             if preview and run.tokens_done >= cfg.preview_tokens and run.tokens_done < run.target:
-                ex.publish(cfg, run, complete=False)
+                publish(cfg, run, complete=False)
                 preview = False
             if on_progress:
-                on_progress(ex.Progress(run.tokens_done, run.target, run.docs_next, time.monotonic() - t0))
+                on_progress(Progress(run.tokens_done, run.target, run.docs_next, time.monotonic() - t0))
         if not refs:
             if more or nxt in done:
                 continue
@@ -311,11 +313,11 @@ def _drive(ray, cfg, run: ex._Run, chunks, preview: bool, on_progress) -> dict:
     return counts
 
 
-def _merge(cfg, run: ex._Run, shard: Shard, res: dict, folder: Path) -> None:
+def _merge(cfg, run: RunState, shard: Shard, res: dict, folder: Path) -> None:
     """A shard into the run: its chunks' rows into the index, its reducers into the run's, then the checkpoint
     (the shard's file goes only after it: a kill in between merges it again from the checkpoint before)."""
     for chunk, (tokens, norms) in zip(shard.chunks, res["rows"], strict=True):
-        ex.commit_chunk(cfg.db, run, chunk, tokens, norms)
+        commit_chunk(cfg.db, run, chunk, tokens, norms)
     for g, red in run.reducers.items():
         st = dict(res["state"][g])
         log_ = st.pop("sum_log")
@@ -323,5 +325,5 @@ def _merge(cfg, run: ex._Run, shard: Shard, res: dict, folder: Path) -> None:
         part.load_state_dict(st)
         part.sum_log = list(log_.unbind(0))
         red.merge(part)
-    ex.save_checkpoint(cfg.db, run)
+    save_checkpoint(cfg.db, run)
     (folder / f"{shard.name}.safetensors").unlink(missing_ok=True)

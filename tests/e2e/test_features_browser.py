@@ -6,7 +6,8 @@ import pytest
 from helpers.serving import served
 
 from core.saes.train import TrainSAEConfig, train_sae
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 from dashboard.browser import new_page, wait_settled
 
 DOCS = ["Paris is the capital of France. The city has many museums and old bridges over the river.",

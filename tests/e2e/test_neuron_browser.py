@@ -10,7 +10,8 @@ import pytest
 from helpers.serving import served
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 from dashboard.browser import new_page, wait_settled
 
 HOSTILE = "The page said <script>alert(1)</script> and then <b>x</b> in bold, which is how the story ends."

@@ -5,7 +5,8 @@ import torch
 from core.model.load import load_model
 from core.saes.formats import save_saelens
 from core.saes.sae import SAE
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 from helpers.tiny import write_corpus
 
 

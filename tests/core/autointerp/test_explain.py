@@ -109,7 +109,8 @@ def test_units_that_never_fire_are_skipped_with_the_reason(indexed, tiny_lm_dir,
 
     from core.saes.formats import save_saelens
     from core.saes.sae import SAE
-    from core.units.extract import ExtractConfig, extract
+    from core.units.config import ExtractConfig
+    from core.units.extract import extract
 
     _, lm, _ = indexed
     g = torch.Generator().manual_seed(3)

@@ -34,7 +34,8 @@ def short_corpus(path, tokenizer, n_docs: int = 40, lo: int = 12, hi: int = 23) 
 @pytest.fixture(scope="module")
 def short_index(tiny_lm_dir, tmp_path_factory):
     from core.model.load import load_model
-    from core.units.extract import ExtractConfig, extract
+    from core.units.config import ExtractConfig
+    from core.units.extract import extract
 
     tmp = tmp_path_factory.mktemp("short-docs")
     lm = load_model(str(tiny_lm_dir))

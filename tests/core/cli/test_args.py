@@ -11,7 +11,7 @@ from core.demo import DemoConfig
 from core.heads.config import HeadsConfig
 from core.lens.query import LensQuery
 from core.lens.tuned import TunedLensConfig
-from core.units.extract import ExtractConfig
+from core.units.config import ExtractConfig
 
 COMMANDS = {"extract": ExtractConfig, "train-lens": TunedLensConfig, "heads": HeadsConfig, "lens": LensQuery,
             "demo": DemoConfig, "serve": ServeConfig, "top": TopQuery, "runs": RunsQuery}

@@ -16,7 +16,8 @@ from helpers.tiny import write_corpus
 from core.data.corpus import Corpus, tokenize
 from core.model.device import DeviceError, resolve_device, resolve_dtype
 from core.model.load import load_model
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 

@@ -18,7 +18,8 @@ from core.saes import snmf
 from core.saes.formats import load_sae, save_saelens
 from core.saes.sae import SAE, SAEError
 from core.saes.train import TrainError, TrainSAEConfig, train_sae
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 
 
 def planted(n=4000, d=64, m=24, keep=8, seed=0):

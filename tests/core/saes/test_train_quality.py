@@ -179,7 +179,8 @@ def test_activation_cache_from_extraction_then_training(tiny_lm, tiny_lm_dir, tm
     """extract --capture caches the counted tokens' activations (float16) with their held-out flags; the rows equal
     the model's own hidden states; train-sae --acts trains from them without streaming."""
     from core.data.corpus import Corpus, tokenize
-    from core.units.extract import ExtractConfig, extract
+    from core.units.config import ExtractConfig
+    from core.units.extract import extract
 
     corpus = write_corpus(tmp_path / "c.txt", n_docs=30)
     cache = tmp_path / "acts"

@@ -11,7 +11,8 @@ from helpers.tiny import write_corpus
 
 from core.data.corpus import Corpus, tokenize
 from core.model.load import load_model
-from core.units.extract import ExtractConfig, ExtractError, extract, parse_layers
+from core.units.config import ExtractConfig, ExtractError, parse_layers
+from core.units.extract import extract
 
 
 def full_matrix(lm, corpus_path, context_len, layer):

@@ -13,7 +13,8 @@ from core.index import queries
 from core.model.load import load_model
 from core.saes.formats import load_sae, save_saelens
 from core.saes.sae import SAE, SAEError
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 
 
 def resid_matrix(lm, corpus_path, context_len, layer):

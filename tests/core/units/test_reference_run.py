@@ -13,7 +13,8 @@ import pytest
 from helpers.index_digest import host_fingerprint, run_digest
 
 from core.index.db import connect
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 
 pytestmark = pytest.mark.slow
 REFERENCE = Path(__file__).with_name("reference_run.json")

@@ -13,7 +13,7 @@ from helpers.tiny import write_corpus
 
 from core.saes.formats import save_saelens
 from core.saes.sae import SAE
-from core.units.extract import checkpoint_path
+from core.units.run_state import checkpoint_path
 
 
 @pytest.mark.parametrize("with_sae", [False, True])

@@ -7,7 +7,8 @@ from helpers.tiny import write_corpus
 from streamlit.testing.v1 import AppTest
 
 from core.saes.train import TrainSAEConfig, train_sae
-from core.units.extract import ExtractConfig, extract
+from core.units.config import ExtractConfig
+from core.units.extract import extract
 
 ROOT = Path(__file__).resolve().parents[3]
 
