@@ -47,6 +47,15 @@ def _ticks(lo: float, hi: float, n: int = 4) -> list[float]:
     return [float(t) for t in np.arange(math.ceil(lo / step) * step, hi + step * 1e-9, step)]
 
 
+def _log_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
+    """Ticks of a log10 axis spanning [lo, hi] (log10 values): the decades (every k-th, at most about n of them)
+    when the span holds two or more, else round values as on a linear axis."""
+    ks = list(range(math.ceil(lo), math.floor(hi) + 1)) if np.isfinite(lo) and np.isfinite(hi) else []
+    if len(ks) < 2:
+        return _ticks(lo, hi)
+    return [float(k) for k in ks[:: -(-len(ks) // n)]]
+
+
 def _frame(w: int, h: int, body: list[str], title: str | None, label: str) -> str:
     head = '<div class="nb-chart" style="margin:4px 0 8px 0">' + (
         f'<div style="font-size:0.85em;color:#666;margin-bottom:2px">{esc(title)}</div>' if title else "")
@@ -55,18 +64,48 @@ def _frame(w: int, h: int, body: list[str], title: str | None, label: str) -> st
             + "".join(body) + "</svg></div>")
 
 
+def text_w(s: str) -> float:
+    """A label's width in px at FONT's 11 px, estimated from its length (an upper bound for digits, ~0.56 em)."""
+    return 6.2 * len(s)
+
+
+def _within(x: float, label: str, width: float) -> float:
+    """x for a label centred on x, moved just enough to stay inside [0, width]."""
+    half = text_w(label) / 2
+    return min(max(x, half + 1), width - half - 1)
+
+
+def _count_ticks(counts: np.ndarray, log_y: bool, ph: float) -> list[tuple[float, str]]:
+    """(height in [0, 1] of the count axis, label) of each count label: on a log axis (heights log10(count + 1))
+    the decades 1, 10, 100, 1,000 … up to the largest count, and 0 at the foot where it does not crowd the 1; on a
+    linear one 0 and the largest count."""
+    top = float(counts.max()) if counts.size and counts.max() > 0 else 1.0
+    if not log_y:
+        return [(0.0, "0"), (1.0, fmt(top))]
+    ymax = math.log10(top + 1)
+    out = [(math.log10(10.0**k + 1) / ymax, f"{10**k:,}") for k in range(int(math.floor(math.log10(top))) + 1)]
+    return ([(0.0, "0")] if not out or out[0][0] * ph >= 12 else []) + out
+
+
 def bars(edges: np.ndarray, counts: np.ndarray, *, xlabel: str, ylabel: str, log_y: bool = False,
          color: str = COLORS[0], title: str | None = None, width: int = 640, height: int = 200,
          tip: str = "({lo}, {hi}]: {n} tokens") -> str:
-    """A histogram: bar i spans edges[i]..edges[i+1] with height counts[i]; hover shows `tip`."""
+    """A histogram: bar i spans edges[i]..edges[i+1] with height counts[i]; hover shows `tip`. `log_y`: bar heights
+    log10(count + 1), the count axis labelled at the decades. The left margin fits the widest count label."""
     edges, counts = np.asarray(edges, np.float64), np.asarray(counts, np.float64)
-    L, R, T, B = 48, 10, 6, 30
-    pw, ph = width - L - R, height - T - B
+    R, T, B = 10, 6, 30
+    ph = height - T - B
+    yticks = _count_ticks(counts, log_y, ph)
+    L = max(48, math.ceil(max(text_w(lab) for _, lab in yticks)) + 20)
+    pw = width - L - R
     x0, x1 = float(edges[0]), float(edges[-1])
     span = (x1 - x0) or 1.0
     ys = np.log10(np.maximum(counts, 0) + 1) if log_y else counts
     ymax = float(ys.max()) if ys.size and ys.max() > 0 else 1.0
     body = [f'<line x1="{L}" y1="{T + ph}" x2="{L + pw}" y2="{T + ph}" stroke="#999"/>']
+    for h, _ in yticks[1:] if log_y else []:
+        body.append(f'<line x1="{L}" x2="{L + pw}" y1="{T + ph - h * ph:.1f}" y2="{T + ph - h * ph:.1f}" '
+                    'stroke="#eee"/>')
     for i, (c, y) in enumerate(zip(counts, ys, strict=True)):
         if c <= 0:
             continue
@@ -77,12 +116,12 @@ def bars(edges: np.ndarray, counts: np.ndarray, *, xlabel: str, ylabel: str, log
         body.append(f'<rect x="{xa:.2f}" y="{T + ph - hb:.2f}" width="{wa:.2f}" height="{hb:.2f}" fill="{color}">'
                     f"<title>{esc(t)}</title></rect>")
     for tv in _ticks(x0, x1):
-        xa = L + (tv - x0) / span * pw
+        xa = _within(L + (tv - x0) / span * pw, fmt(tv), width)
         body.append(f'<text x="{xa:.1f}" y="{T + ph + 13}" text-anchor="middle" style="{FONT}">{esc(fmt(tv))}</text>')
-    top = 10 ** ymax - 1 if log_y else ymax
-    body.append(f'<text x="{L - 4}" y="{T + 9}" text-anchor="end" style="{FONT}">{esc(fmt(top))}</text>'
-                f'<text x="{L - 4}" y="{T + ph}" text-anchor="end" style="{FONT}">0</text>'
-                f'<text x="{L + pw / 2}" y="{height - 3}" text-anchor="middle" style="{FONT}">{esc(xlabel)}</text>'
+    for h, lab in yticks:
+        y = min(max(T + ph - h * ph + 3.5, T + 8), T + ph)
+        body.append(f'<text x="{L - 4}" y="{y:.1f}" text-anchor="end" style="{FONT}">{esc(lab)}</text>')
+    body.append(f'<text x="{L + pw / 2}" y="{height - 3}" text-anchor="middle" style="{FONT}">{esc(xlabel)}</text>'
                 f'<text x="10" y="{T + ph / 2}" transform="rotate(-90 10 {T + ph / 2})" text-anchor="middle" '
                 f'style="{FONT}">{esc(ylabel + (" (log)" if log_y else ""))}</text>')
     return _frame(width, height, body, title, f"histogram of {xlabel}")
@@ -113,13 +152,13 @@ def lines(series: Sequence[tuple[str, np.ndarray, np.ndarray]], *, xlabel: str, 
         return T + ph - (y - y0) / (y1 - y0) * ph
 
     body = [f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#ddd"/>']
-    for tv in _ticks(y0, y1):
+    for tv in _log_ticks(y0, y1) if log_y else _ticks(y0, y1):
         lab = fmt(10 ** tv) if log_y else fmt(tv)
         body.append(f'<line x1="{L}" x2="{L + pw}" y1="{py(tv):.1f}" y2="{py(tv):.1f}" stroke="#eee"/>'
                     f'<text x="{L - 4}" y="{py(tv) + 3:.1f}" text-anchor="end" style="{FONT}">{esc(lab)}</text>')
     for tv in _ticks(x0, x1):
-        body.append(f'<text x="{px(tv):.1f}" y="{T + ph + 13}" text-anchor="middle" style="{FONT}">'
-                    f"{esc(fmt(tv))}</text>")
+        body.append(f'<text x="{_within(px(tv), fmt(tv), width):.1f}" y="{T + ph + 13}" text-anchor="middle" '
+                    f'style="{FONT}">{esc(fmt(tv))}</text>')
     for k, (name, x, y) in enumerate(series):
         c = COLORS[k % len(COLORS)]
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
