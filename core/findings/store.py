@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 import duckdb
 
 from core.errors import UserError, first_line
-from core.index.db import migrate
+from core.index.db import migrate, transaction
 from core.index.db import migrations as index_migrations
 
 DEFAULT_PATH = "data/findings.duckdb"
@@ -113,17 +113,6 @@ def _row(r) -> Finding:
                    params=json.loads(r[6]), snapshot=json.loads(r[7]), manifest=json.loads(r[8]), created_at=r[9])
 
 
-def _tx(con, fn):
-    con.execute("BEGIN")
-    try:
-        out = fn()
-        con.execute("COMMIT")
-        return out
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-
-
 def add(path, f: Finding) -> int:
     """Store a finding at the end of the list; its id."""
     if not f.title.strip():
@@ -131,14 +120,13 @@ def add(path, f: Finding) -> int:
     body = [json.dumps(f.params), json.dumps(f.snapshot, allow_nan=True), json.dumps(f.manifest)]
     con = connect(path)
     try:
-        def go():
+        with transaction(con):
             fid, pos = con.execute("SELECT coalesce(max(finding_id), 0) + 1, coalesce(max(position), 0) + 1 "
                                    "FROM findings").fetchone()
             con.execute("INSERT INTO findings (finding_id, position, title, note, url, page, params, snapshot, "
                         "manifest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [fid, pos, f.title.strip(), f.note, f.url, f.page, *body])
-            return int(fid)
-        return _tx(con, go)
+        return int(fid)
     finally:
         con.close()
 
@@ -167,13 +155,11 @@ def update(path, finding_id: int, *, title: str | None = None, note: str | None 
         raise FindingsError("a finding needs a title")
     con = connect(path)
     try:
-        def go():
-            if not con.execute("SELECT count(*) FROM findings WHERE finding_id = ?", [finding_id]).fetchone()[0]:
-                raise FindingsError(f"no finding {finding_id} in {path}")
+        with transaction(con):
+            _exists(con, path, finding_id)
             con.execute("UPDATE findings SET title = coalesce(?, title), note = coalesce(?, note), "
                         "updated_at = current_timestamp WHERE finding_id = ?",
                         [title.strip() if title is not None else None, note, finding_id])
-        _tx(con, go)
     finally:
         con.close()
 
@@ -182,16 +168,14 @@ def move(path, finding_id: int, offset: int) -> None:
     """Move a finding `offset` places in the list (negative: earlier), renumbering positions 1..n."""
     con = connect(path)
     try:
-        def go():
+        with transaction(con):
+            _exists(con, path, finding_id)
             ids = [r[0] for r in con.execute("SELECT finding_id FROM findings ORDER BY position, finding_id")
                    .fetchall()]
-            if finding_id not in ids:
-                raise FindingsError(f"no finding {finding_id} in {path}")
             i = ids.index(finding_id)
             ids.insert(max(0, min(len(ids) - 1, i + offset)), ids.pop(i))
             for pos, fid in enumerate(ids, 1):
                 con.execute("UPDATE findings SET position = ? WHERE finding_id = ?", [float(pos), fid])
-        _tx(con, go)
     finally:
         con.close()
 
@@ -199,11 +183,14 @@ def move(path, finding_id: int, offset: int) -> None:
 def delete(path, finding_id: int) -> None:
     con = connect(path)
     try:
-        def go():
-            n = con.execute("SELECT count(*) FROM findings WHERE finding_id = ?", [finding_id]).fetchone()[0]
-            if not n:
-                raise FindingsError(f"no finding {finding_id} in {path}")
+        with transaction(con):
+            _exists(con, path, finding_id)
             con.execute("DELETE FROM findings WHERE finding_id = ?", [finding_id])
-        _tx(con, go)
     finally:
         con.close()
+
+
+def _exists(con, path, finding_id: int) -> None:
+    """FindingsError unless the file holds finding `finding_id`."""
+    if not con.execute("SELECT count(*) FROM findings WHERE finding_id = ?", [finding_id]).fetchone()[0]:
+        raise FindingsError(f"no finding {finding_id} in {path}")

@@ -19,6 +19,7 @@ index is one file (a killed one leaves file + log, which every open reads togeth
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -208,6 +209,19 @@ def fold_wal(path: str | Path, *, wait_s: float | None = None) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def transaction(con):
+    """BEGIN ... COMMIT, or ROLLBACK when the block raises (the file keeps what it had). The one place the project
+    opens a transaction (core.index.writer re-exports it)."""
+    con.execute("BEGIN")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
     migrate(con, version, migrations(), "schema_version")
 
@@ -215,15 +229,10 @@ def _migrate(con: duckdb.DuckDBPyConnection, version: int) -> None:
 def migrate(con: duckdb.DuckDBPyConnection, version: int, steps: list[tuple[int, str]], table: str) -> None:
     """Apply the steps newer than `version` in one transaction, recording each in `table` (a fixed name of ours,
     never user input)."""
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER NOT NULL, "
                     "applied_at TIMESTAMP DEFAULT current_timestamp)")
         for v, sql in steps:
             if v > version:
                 con.execute(sql)
                 con.execute(f"INSERT INTO {table} (version) VALUES (?)", [v])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise

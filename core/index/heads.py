@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from core.index.writer import insert_arrow
+from core.index.writer import insert_arrow, transaction
 
 
 @dataclass
@@ -34,17 +34,12 @@ def write_head_scores(con, model_id: int, n_kv_heads: int, scores: dict[str, np.
         "model_id": pa.array(np.full(L * H, model_id, np.int32)), "layer": pa.array(layer.ravel()),
         "head": pa.array(head.ravel()), "role": pa.array([role] * (L * H), pa.string()),
         "value": pa.array(np.asarray(v, np.float64).ravel())}) for role, v in scores.items()])
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         con.execute("DELETE FROM head_scores WHERE model_id = ?", [model_id])
         con.execute("DELETE FROM head_sets WHERE model_id = ?", [model_id])
         con.execute("INSERT INTO head_sets (model_id, n_layers, n_heads, n_kv_heads, config) VALUES (?, ?, ?, ?, ?)",
                     [model_id, L, H, n_kv_heads, json.dumps(config)])
         insert_arrow(con, "head_scores", table)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def head_sets(con) -> list[HeadSet]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import TYPE_CHECKING
 
@@ -11,6 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from core.faults import point
+from core.index.db import transaction
+
+__all__ = ["transaction"]  # re-exported: writers call writer.transaction
 
 if TYPE_CHECKING:  # the writer takes results; reading an index must not import torch
     from core.units.reduce import LayerResult
@@ -23,18 +25,6 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> 
         con.execute(f"INSERT INTO {table} ({', '.join(data.column_names)}) SELECT * FROM _nb_batch")
     finally:
         con.unregister("_nb_batch")
-
-
-@contextlib.contextmanager
-def transaction(con):
-    """BEGIN ... COMMIT, or ROLLBACK when the block raises (the index keeps what it had)."""
-    con.execute("BEGIN")
-    try:
-        yield con
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    con.execute("COMMIT")
 
 
 def unfinished_runs(con, model: str) -> list[tuple[int, int, dict]]:
@@ -121,8 +111,7 @@ def truncate_run(con, run_id: int, from_doc: int, drop_results: bool = True) -> 
 def write_chunk(con, run_id: int, corpus_id: int, docs: list[tuple[int, str, str]], run_docs: dict,
                 tokens: dict, norms: np.ndarray, progress: tuple[int, int]) -> None:
     """One transaction: new corpus documents, the chunk's tokens and norms, and the run's progress."""
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         have = con.execute("SELECT coalesce(max(doc_id), -1) FROM documents WHERE corpus_id = ?",
                            [corpus_id]).fetchall()[0][0]
         new = [d for d in docs if d[0] > have]
@@ -146,10 +135,6 @@ def write_chunk(con, run_id: int, corpus_id: int, docs: list[tuple[int, str, str
         con.execute("UPDATE runs SET tokens_done = ?, docs_done = ?, updated_at = current_timestamp "
                     "WHERE run_id = ?", [progress[0], progress[1], run_id])
         point("write")  # the fault matrix: killed with the chunk written, not committed
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _contexts(res: LayerResult, uu: np.ndarray, rr: np.ndarray) -> pa.Array:

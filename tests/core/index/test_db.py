@@ -60,3 +60,22 @@ def test_schema_1_index_upgrades_in_place(tmp_path):
     con = connect(db, read_only=True)
     assert con.execute("SELECT unit, position, activation, context FROM top_examples").fetchall() == [(5, 7, 2.5, None)]
     assert con.execute("SELECT max(version) FROM schema_version").fetchall()[0][0] == LATEST >= 2
+
+
+def test_transaction_commits_or_rolls_back(tmp_path):
+    """One transaction helper for every write (index, heads, migrations, findings): a block that raises, even with
+    KeyboardInterrupt, leaves the rows as they were; writer.transaction is the same helper."""
+    from core.index import writer
+    from core.index.db import transaction
+
+    assert writer.transaction is transaction
+    con = connect(tmp_path / "t.duckdb")
+    con.execute("CREATE TABLE t (x INTEGER)")
+    with transaction(con):
+        con.execute("INSERT INTO t VALUES (1)")
+    for exc in (ValueError, KeyboardInterrupt):
+        with pytest.raises(exc), transaction(con):
+            con.execute("INSERT INTO t VALUES (2)")
+            raise exc()
+    assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
+    con.close()
