@@ -8,7 +8,10 @@
   run_state      an extraction run's state: opened or resumed, chunks committed, checkpoints, results published
   shards         extraction on Ray: shards of chunks as tasks, merged in corpus order into one index
   reduce         LayerReducer: exact streaming stats, histogram, top-K with contexts, interval reservoirs
+  kernels        the reducer's tensor steps in torch: priorities, top-K and reservoir merges, bin doubling
+  fused          the same steps as one compiled pass (fused.c), the torch kernels its fallback
   intervals      interval samples from the reservoirs, with a per-interval exactness certificate
   logit_effects  a unit's direct effect on the logits through the final norm's gain and the unembedding
   live           a unit's activations and a layer's attention patterns recomputed for the pages
+  match          matching units across two unit sets (activation correlation, decoder cosine)
 """

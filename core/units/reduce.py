@@ -32,8 +32,19 @@ import numpy as np
 import torch
 
 from core.units import fused
+from core.units.kernels import (
+    INT32_MAX,
+    as_int32,
+    batch_bottom,
+    double_bins,
+    fmix32,
+    merge_reservoir,
+    merge_top,
+    reservoir_prefilter,
+    unit_hash,
+    update_topk,
+)
 
-INT32_MAX = 2**31 - 1
 STATE = ("n_tokens", "sum", "max", "min", "exp", "hist", "top_val", "top_tok", "top_ctx", "res_prio", "res_tok",
          "res_val")
 """A reducer's state: what a checkpoint or a shard's result holds."""
@@ -66,34 +77,6 @@ class ReduceConfig:
         if self.ctx_examples < 0 or self.ctx_window < 0:
             raise ValueError("ctx_examples and ctx_window must be >= 0")
         self.ctx_examples = min(self.ctx_examples, self.top_k)
-
-
-def fmix32(x: torch.Tensor) -> torch.Tensor:
-    """MurmurHash3's 32-bit finalizer, a bijection on [0, 2^32); int64 in, int64 in [0, 2^32) out."""
-    m = 0xFFFFFFFF
-    x = x & m
-    x = x ^ (x >> 16)
-    x = (x * 0x85EBCA6B) & m
-    x = x ^ (x >> 13)
-    x = (x * 0xC2B2AE35) & m
-    return x ^ (x >> 16)
-
-
-def as_int32(x: torch.Tensor) -> torch.Tensor:
-    """Reinterpret values in [0, 2^32) as int32 (two's complement)."""
-    return torch.where(x >= 2**31, x - 2**32, x).to(torch.int32)
-
-
-def unit_hash(d: int, layer: int) -> torch.Tensor:
-    """(d,) int64 hash of each unit of a layer, mixed into token priorities."""
-    return fmix32(torch.arange(d, dtype=torch.int64) + (layer + 1) * 0x9E3779B1)
-
-
-def order_keys(vals: torch.Tensor, tok: torch.Tensor) -> torch.Tensor:
-    """int64 keys ordering by (value desc, token asc) under `>`: value bits made monotone, token complemented."""
-    bits = vals.contiguous().view(torch.int32).to(torch.int64)  # same shape
-    mono = torch.where(bits < 0, -(bits & 0x7FFFFFFF) - 1, bits)  # monotone in the float value
-    return (mono << 32) | (0xFFFFFFFF - tok.clamp(min=0))
 
 
 class LayerReducer:
@@ -180,27 +163,13 @@ class LayerReducer:
             self.sum += o.sum
         torch.maximum(self.max, o.max, out=self.max)
         torch.minimum(self.min, o.min, out=self.min)
-        self._merge_top(o)
+        self.top_val, self.top_tok, self.top_ctx = merge_top((self.top_val, self.top_tok, self.top_ctx),
+                                                             (o.top_val, o.top_tok, o.top_ctx))
         live = o.res_tok.view(-1) >= 0
         gi = torch.arange(self.d * self.cfg.hist_bins, device=self.device).repeat_interleave(self.cfg.reservoir)[live]
         if gi.numel():
-            self._merge_reservoir(gi, o.res_prio.view(-1)[live], o.res_tok.view(-1)[live], o.res_val.view(-1)[live])
-
-    def _merge_top(self, o: LayerReducer) -> None:
-        """Both top-K lists of every unit as one, by (value desc, token asc), empties last; contexts follow."""
-        K, Kc = self.cfg.top_k, self.cfg.ctx_examples
-        vals = torch.cat([self.top_val, o.top_val])  # (2K, d)
-        toks = torch.cat([self.top_tok, o.top_tok])
-        keys = order_keys(vals, toks)
-        keys[toks < 0] = torch.iinfo(torch.int64).min
-        order = torch.sort(keys, dim=0, descending=True, stable=True).indices[:K]  # (K, d)
-        self.top_val = torch.gather(vals, 0, order).contiguous()
-        self.top_tok = torch.gather(toks, 0, order).contiguous()
-        if Kc:
-            pad = torch.full((K - Kc, self.d, self.top_ctx.shape[2]), torch.nan, device=self.device)
-            ctx = torch.cat([self.top_ctx, pad, o.top_ctx, pad])  # (2K, d, 2W+1): ranks >= Kc carry none
-            idx = order[:Kc, :, None].expand(-1, -1, ctx.shape[2])
-            self.top_ctx = torch.gather(ctx, 0, idx).contiguous()
+            merge_reservoir(self.res_prio, self.res_tok, self.res_val, gi, o.res_prio.view(-1)[live],
+                            o.res_tok.view(-1)[live], o.res_val.view(-1)[live])
 
     # ---------------------------------------------------------------- update
     @torch.inference_mode()
@@ -253,7 +222,7 @@ class LayerReducer:
             binf += self._hist_offs  # unit * 2F + F - 1, exact in float32
             self.hist += torch.bincount(binf.to(torch.int32).view(-1), minlength=self.d * 2 * F).view(self.d, 2 * F)
             del binf
-        self._update_topk(acts, tok, ctx, top)
+        update_topk(self.top_val, self.top_tok, self.top_ctx, acts, tok, ctx, top)
         self._update_reservoir(acts, tok, scale, thash, res)
 
     def _grow_scale(self, absmax: torch.Tensor) -> None:
@@ -271,101 +240,9 @@ class LayerReducer:
             self._merge_once(grow.nonzero().squeeze(1))
 
     def _merge_once(self, units: torch.Tensor) -> None:
-        """Double the bin width of `units`: bins (2i, 2i+1) -> F/2 + i; positive reservoirs (2i, 2i+1) -> i."""
+        """Double the bin width of `units` (core.units.kernels.double_bins)."""
         self.flush(units)  # their pending candidates name bins of the old width
-        F, S2 = self.cfg.hist_bins, self.cfg.reservoir
-        h = self.hist[units]  # (u, 2F)
-        new = torch.zeros_like(h)
-        new[:, F // 2: F // 2 + F] = h.view(-1, F, 2).sum(2)
-        self.hist[units] = new
-        rows = (units[:, None] * F + torch.arange(F, device=self.device)).view(-1)  # (u*F,)
-        p = self.res_prio[rows].view(-1, F // 2, 2 * S2).to(torch.int64)  # (u, F/2, 2S')
-        t = self.res_tok[rows].view(-1, F // 2, 2 * S2)
-        v = self.res_val[rows].view(-1, F // 2, 2 * S2)
-        key = p + (t < 0).to(torch.int64) * 2**33  # empties last
-        order = key.argsort(dim=2)[:, :, :S2]  # (u, F/2, S')
-        merged = [torch.gather(x, 2, order) for x in (p.to(torch.int32), t, v)]
-        for dst, src, empty in zip((self.res_prio, self.res_tok, self.res_val), merged, (INT32_MAX, -1, 0.0),
-                                   strict=True):
-            block = torch.full((units.numel(), F, S2), empty, dtype=dst.dtype, device=self.device)
-            block[:, : F // 2] = src
-            dst[rows] = block.view(-1, S2)
-        self.exp[units] += 1
-
-    def _update_topk(self, acts: torch.Tensor, tok: torch.Tensor, ctx, cands: tuple | None = None) -> None:
-        """cands: (flat i*d+u,) the entries with acts >= the unit's K-th kept value, from the fused pass."""
-        K, (n, d) = self.cfg.top_k, acts.shape
-        if cands == "done":
-            return
-        if cands is not None and cands[0].numel() <= 4 * K * d:  # few: insert them in place (compiled)
-            fused.merge_top(cands[0], acts, tok, self.top_val, self.top_tok, self.top_ctx, ctx)
-            return
-        if cands is not None:
-            r, c = cands[0] // d, cands[0] % d
-        else:
-            cand = acts >= self.top_val[K - 1]  # (n, d): only these can enter; ties kept for the exact order
-            r, c = cand.nonzero(as_tuple=True)
-        if r.numel() > 4 * K * d:  # early batches: a dense top-K first keeps the merge small
-            k = min(K, n)
-            vals, idx = torch.topk(acts, k, dim=0)  # (k, d)
-            thr = vals[k - 1]
-            r, c = (acts >= thr).nonzero(as_tuple=True)  # the top k plus any ties with the k-th
-        aff = torch.bincount(c, minlength=d).nonzero().squeeze(1)  # (a,) affected units, no sort
-        old_v, old_t = self.top_val[:, aff], self.top_tok[:, aff]  # (K, a)
-        all_u = torch.cat([aff.repeat(K), c])
-        all_v = torch.cat([old_v.reshape(-1), acts[r, c]])
-        all_t = torch.cat([old_t.reshape(-1), tok[r]])
-        keys = order_keys(all_v, all_t)
-        keys[all_t < 0] = torch.iinfo(torch.int64).min  # empty slots last
-        o1 = torch.sort(keys, descending=True, stable=True).indices
-        o2 = torch.sort(all_u[o1], stable=True).indices
-        order = o1[o2]  # by unit, then key desc
-        u_sorted = all_u[order]
-        rank = torch.arange(order.numel(), device=self.device) - torch.searchsorted(u_sorted, u_sorted, side="left")
-        ok = rank < K
-        self.top_val[rank[ok], u_sorted[ok]] = all_v[order[ok]]
-        self.top_tok[rank[ok], u_sorted[ok]] = all_t[order[ok]]
-        if self.cfg.ctx_examples:
-            self._update_ctx(order, rank, u_sorted, aff, r, c, ctx)
-
-    def _update_ctx(self, order, rank, u_sorted, aff, r, c, ctx) -> None:
-        """Move kept contexts to their new ranks and bring new entries' contexts from the batch."""
-        Kc, W2 = self.cfg.ctx_examples, self.top_ctx.shape[2]
-        sel = rank < Kc
-        src, dst_r, dst_u = order[sel], rank[sel], u_sorted[sel]  # merged-list index, new rank, unit
-        n_old, a = self.cfg.top_k * aff.numel(), aff.numel()
-        old = src < n_old  # entries of the old top-K: flat index k * a + i of (K, a)
-        vals = torch.full((src.numel(), W2), torch.nan, device=self.device)
-        o = src[old]
-        keep = o // a < Kc  # an old entry from rank >= Kc cannot rise, so this is all of them
-        vals[old] = torch.where(keep[:, None], self.top_ctx[(o // a).clamp(max=Kc - 1), aff[o % a]], torch.nan)
-        if ctx is not None:
-            full, idx = ctx
-            j = src[~old] - n_old  # candidate index into (r, c)
-            rows = idx[r[j]]  # (m, 2W+1)
-            got = full[rows.clamp(min=0), c[j][:, None]].float()
-            vals[~old] = got.masked_fill_(rows < 0, torch.nan)
-        self.top_ctx[dst_r, dst_u] = vals
-
-    def _reservoir_prefilter(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-unit (value, priority) thresholds whose union over-approximates 'priority <= tau(bin)'.
-
-        Bins below the first bin with tau > LEVEL all have tau <= pthr, so a token there can only enter if its
-        priority <= pthr; tokens at or above vthr (sparse bins) always go on to the exact per-bin check.
-        """
-        F, S2 = self.cfg.hist_bins, self.cfg.reservoir
-        tau = self.res_prio[:, S2 - 1].view(self.d, F).to(torch.int64)  # (d, F)
-        # b_thr per unit minimises the expected number of tokens passing, judged from the histogram so far:
-        # tokens below bin b_thr pass with probability frac(pthr), tokens above always pass
-        pthr_at = torch.cat([torch.full((self.d, 1), -(2**31), device=self.device), tau.cummax(1).values], 1)
-        counts = self.hist.double()  # (d, 2F)
-        below = counts[:, :F].sum(1, keepdim=True) + torch.cat(
-            [torch.zeros(self.d, 1, dtype=torch.float64, device=self.device), counts[:, F:].cumsum(1)], 1)
-        cost = (pthr_at + 2**31).double() / 2**32 * below + (counts.sum(1, keepdim=True) - below)
-        b_thr = cost.argmin(1)  # (d,)
-        pthr = pthr_at.gather(1, b_thr[:, None]).squeeze(1).clamp(max=INT32_MAX).to(torch.int32)  # (d,)
-        vthr = torch.ldexp(b_thr.float(), self.exp.float() - float(np.log2(F)))  # (d,) = b_thr * 2^e / F
-        return vthr, pthr
+        double_bins(self.hist, (self.res_prio, self.res_tok, self.res_val), self.exp, units)
 
     def _update_reservoir(self, acts: torch.Tensor, tok: torch.Tensor, scale: torch.Tensor, thash: torch.Tensor,
                           cands: tuple | None = None) -> None:
@@ -379,7 +256,7 @@ class LayerReducer:
                             self.res_tok, self.res_val)
             return
         else:
-            vthr, pthr = self._reservoir_prefilter()
+            vthr, pthr = reservoir_prefilter(self.res_prio, self.hist, self.exp)
             prio = thash[:, None] ^ self.uhash[None, :]  # (n, d) int32
             maybe = (prio <= pthr) | (acts > vthr)  # (n, d), cheap broadcasts only
             r, c = maybe.nonzero(as_tuple=True)
@@ -390,28 +267,12 @@ class LayerReducer:
             pr = prio[r, c]
             real = pr <= self.res_prio[gi, S2 - 1]  # the exact test against the bin's own tau
         if int(real.sum()) > 4 * S2 * self.d:  # early batches: keep only what can be a batch's bottom-S'
-            real &= self._batch_bottom(gi, pr, real)
+            real &= batch_bottom(gi, pr, real, S2, self.d * F)
         if real.any():
             self._pending.append((gi[real], pr[real], tok[r[real]].to(torch.int32), v[real]))
             self._n_pending += int(real.sum())
         if self._n_pending > 64 * self.d:
             self.flush()
-
-    def _batch_bottom(self, gi: torch.Tensor, pr: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
-        """Mask of candidates that may be among their group's S' lowest priorities in this batch (no sort).
-
-        A group with c candidates keeps those with priority below the 3*S'/c quantile of the int32 range. If at
-        least S' survive, every dropped one has S' lower priorities in its group and cannot enter; groups with
-        fewer survivors keep all their candidates, so the result stays exact.
-        """
-        S2, G = self.cfg.reservoir, self.d * self.cfg.hist_bins
-        cnt = torch.bincount(gi[live], minlength=G)  # (G,)
-        frac = (3.0 * S2 / cnt.clamp(min=1).double()).clamp(max=1.0)
-        q = (-(2.0**31) + frac * 2.0**32).floor().to(torch.int64)  # (G,) threshold per group
-        keep = live & (pr.to(torch.int64) <= q[gi])
-        surv = torch.bincount(gi[keep], minlength=G)
-        short = (surv < S2) & (cnt > surv)  # too few survivors: keep the whole group
-        return keep | (live & short[gi])
 
     def flush(self, units: torch.Tensor | None = None) -> None:
         """Merge buffered reservoir candidates (buffering amortises the merge; taus only shrink, so it is safe);
@@ -430,32 +291,7 @@ class LayerReducer:
                 self._pending, self._n_pending = [(gi[later], pr[later], tk[later], vv[later])], int(later.sum())
             gi, pr, tk, vv = gi[now], pr[now], tk[now], vv[now]
         if gi.numel():
-            self._merge_reservoir(gi, pr, tk, vv)
-
-    def _merge_reservoir(self, gi: torch.Tensor, pr: torch.Tensor, tk: torch.Tensor, vv: torch.Tensor) -> None:
-        """Fold candidates (group gi, priority pr, token tk, value vv) into the affected reservoirs."""
-        S2 = self.cfg.reservoir
-        aff = torch.bincount(gi, minlength=self.d * self.cfg.hist_bins).nonzero().squeeze(1)  # (a,)
-        op, ot, ov = self.res_prio[aff].view(-1), self.res_tok[aff].view(-1), self.res_val[aff].view(-1)
-        og = aff.repeat_interleave(S2)
-        keep_old = ot >= 0
-        all_g = torch.cat([og[keep_old], gi])
-        all_p = torch.cat([op[keep_old], pr])
-        all_t = torch.cat([ot[keep_old], tk])
-        all_v = torch.cat([ov[keep_old], vv])
-        key = all_g * 2**32 + (all_p.to(torch.int64) + 2**31)
-        order = key.argsort()
-        all_g, all_p, all_t, all_v = all_g[order], all_p[order], all_t[order], all_v[order]
-        first = torch.searchsorted(all_g, all_g, side="left")
-        rank = torch.arange(all_g.numel(), device=self.device) - first
-        ok = rank < S2
-        self.res_prio[aff] = INT32_MAX
-        self.res_tok[aff] = -1
-        self.res_val[aff] = 0.0
-        gk, rk = all_g[ok], rank[ok]
-        self.res_prio[gk, rk] = all_p[ok]
-        self.res_tok[gk, rk] = all_t[ok]
-        self.res_val[gk, rk] = all_v[ok]
+            merge_reservoir(self.res_prio, self.res_tok, self.res_val, gi, pr, tk, vv)
 
     # ---------------------------------------------------------------- results
     def finalize(self) -> LayerResult:
