@@ -1,8 +1,9 @@
 """What `make demo` builds: an index of the demo corpus for each built-in model, a small TopK SAE for the first model
-(trained on one middle layer's residual stream, then its features indexed), then the models' head scores, as a list of
-jobs recorded in the index (Home shows their live progress while the dashboard is already serving). Each job is
-skipped when its result is already there; an interrupted extraction resumes. The first model's run publishes a
-preview of its results early, so its neuron pages open within a minute of the start.
+(trained on one middle layer's residual stream, then its features indexed), then the models' head scores, a steering
+sweep, the patching page's default grids and explained units, as a list of jobs recorded in the index (Home shows
+their live progress while the dashboard is already serving). Each job is skipped when its result is already there;
+an interrupted extraction resumes. The first model's run publishes a preview of its results early, so its neuron
+pages open within a minute of the start.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class DemoConfig:
     sweep: str = "diffmeans:sentiment"
     """Direction of the first model's demo steering sweep ('' : no sweep), made at its middle block and swept over
     every third block at α -0.5..0.5 on 16 held-out prompts, 8 tokens each."""
+    patch: bool = True
+    """Store each model's grids of the patching page's default prompt pair (its first visit reads them)."""
     explain_units: int = 24
     """Units the demo explains with the built-in model, so search works at once: two thirds the demo SAE's
     features, the rest the SAE layer's neurons (explain_picks; 0: none)."""
@@ -65,9 +68,9 @@ class Job:
     name: str
     """What Home shows, e.g. 'index smollm2-135m'."""
     kind: str
-    """extract | heads | train-sae"""
+    """extract | heads | train-sae | sweep | explain | patch"""
     config: object
-    """ExtractConfig, HeadsConfig or TrainSAEConfig."""
+    """ExtractConfig, HeadsConfig, TrainSAEConfig, SweepConfig, DemoExplain, or store_patch's arguments (a dict)."""
     resume: bool = False
     job_id: int = 0
 
@@ -132,6 +135,8 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
                             HeadsConfig(model=model, db=cfg.db, ablation_tokens=cfg.ablation_tokens)))
     if cfg.sweep and cfg.models:
         jobs += _sweep_jobs(cfg, notes)
+    if cfg.patch:
+        jobs += _patch_jobs(cfg, notes)
     if cfg.explain_units and cfg.models and cfg.sae_site:
         jobs += _explain_jobs(cfg, notes)
     return jobs, notes
@@ -249,6 +254,25 @@ def _sweep_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
                             n_prompts=16, tokens=8, neutral_tokens=256, name=name))]
 
 
+def _patch_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
+    """The patching grids of the page's default prompt pair for each model it suits (the built-in ones), unless
+    stored already (a job's config: core.interventions.patching.store_patch's arguments)."""
+    from core.findings.manifest import versions
+    from core.index import patch_grids
+    from core.index.db import connect
+    from core.interventions import patching
+
+    models = [m for m in cfg.models if m in patching.DEFAULT_PAIR_MODELS]
+    con = connect(cfg.db, read_only=True)
+    try:  # stored by these package versions (else the page would not read them)
+        done = {m for m in models if patch_grids.get(con, m, patching.DEFAULT_PAIR, versions()) is not None}
+    finally:
+        con.close()
+    notes += [f"demo: the patching grids of {m} are already stored" for m in models if m in done]
+    return [Job(f"patching grids of {m}", "patch", {"db": cfg.db, "model": m, "pair": dict(patching.DEFAULT_PAIR)})
+            for m in models if m not in done]
+
+
 def _sae_jobs(cfg: DemoConfig, model: str, runs, TrainSAEConfig, ExtractConfig, notes: list[str],
               cached: bool) -> list[Job]:
     """Train the demo SAE (unless its files exist; from the activations the model's extraction caches, or streamed
@@ -287,8 +311,8 @@ def record(cfg: DemoConfig, jobs: list[Job]) -> None:
         with writer.transaction(con):
             clear_jobs(con)
             for j in jobs:
-                unit = {"extract": "tokens", "train-sae": "tokens", "sweep": "cells", "explain": "units"}.get(
-                    j.kind, "passes")
+                unit = {"extract": "tokens", "train-sae": "tokens", "sweep": "cells", "explain": "units",
+                        "patch": "layers"}.get(j.kind, "passes")
                 total = {"extract": getattr(j.config, "max_tokens", None),
                          "train-sae": getattr(j.config, "tokens", None)}.get(j.kind)
                 j.job_id = add_job(con, j.name, j.kind, total=total, unit=unit)
@@ -348,6 +372,11 @@ def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = Non
             elif j.kind == "explain":
                 run_explain(j.config, on_unit=lambda d, t, track=track: track.progress(d, t))
                 track.finish()
+            elif j.kind == "patch":
+                from core.interventions.patching import store_patch
+
+                res = store_patch(**j.config, on_layer=lambda d, t, track=track: track.progress(d, t))
+                track.finish(len(res["resid"]))  # layers
             else:
                 shown = on_heads(j.config) if on_heads else None
 

@@ -5,5 +5,6 @@
   writer      columnar inserts in transactions: models, runs, chunks of tokens, per-unit results
   queries     named reads: runs, unit records, example tokens, layer tables, token search, vocab
   heads       head scores: write a model's scores, read them back
+  patch_grids stored activation-patching grids of a prompt pair (the demo's, for the patching page's first visit)
   tabular     DuckDB over a corpus file (.jsonl/.csv/.parquet)
 """

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from core.errors import UserError
+from core.model.builtin import BUILTIN
 from core.model.intervene import store
 from core.model.run import check_length, forward_until, logits
 from core.model.tokens import tokenize
@@ -35,6 +36,16 @@ from core.model.tokens import tokenize
 
 class PatchError(UserError):
     """Unusable patching input (one line)."""
+
+
+DEFAULT_PAIR = {"clean": "The capital of France is Paris. The capital of France is",
+                "corrupted": "The capital of Italy is Rome. The capital of Italy is", "answer": " Paris",
+                "foil": " Rome"}
+"""The patching page's default prompt pair; the demo stores its grids (core.demo) so the page's first visit reads
+them."""
+DEFAULT_PAIR_MODELS = tuple(BUILTIN)
+"""The models whose tokenizers the pair suits (12 tokens each prompt, answer and foil one token each): the demo
+stores its grids for these."""
 
 
 @dataclass
@@ -158,6 +169,26 @@ def patch_grid(lm, clean: str, corrupted: str, answer: str, foil: str, on_layer=
 
     return PatchResult(m_c, m_x, token_texts(lm.tokenizer, c_ids[0].tolist()), grids["resid_pre"],
                        grids["attn_out"], grids["mlp_out"], heads)
+
+
+def store_patch(db: str, model: str, pair: dict, lm=None, on_layer=None) -> dict:
+    """patch_grid of `pair` ({clean, corrupted, answer, foil}) on the model, stored in the index `db`
+    (core.index.patch_grids) with the weights' SHA-256, the model's source and the package versions; the result."""
+    from core.findings.manifest import versions, weights_sha256
+    from core.index import patch_grids, writer
+    from core.index.db import connect
+    from core.model.load import load_model
+    from core.model.tokens import vocab_strings
+
+    lm = lm or load_model(model)
+    res = patch_grid(lm, **pair, on_layer=on_layer).as_dict()
+    prov = {"weights_sha256": weights_sha256(lm.model), "source": lm.source, "versions": versions()}
+    con = connect(db)
+    try:
+        patch_grids.put(con, writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer)), pair, res, prov)
+    finally:
+        con.close()
+    return res
 
 
 @torch.inference_mode()
