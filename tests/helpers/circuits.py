@@ -1,0 +1,56 @@
+"""Tiny models and transcoder sets for the attribution-graph tests (core.circuits)."""
+
+import torch
+
+from core.model.load import LoadedModel
+from core.model.parts import find_parts
+from core.saes.sae import SAE
+from helpers.tiny import tiny_tokenizer
+
+
+def relu_llama(layers: int = 3, d: int = 64, d_mlp: int = 128, seed: int = 0):
+    """A tiny random Llama whose MLPs are plain ReLU MLPs, W_down relu(W_gate x + b_gate) + b_down (the gated
+    up-projection fixed at 1 by weight 0 and bias 1): a transcoder equal to the MLP exists."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=d, intermediate_size=d_mlp, num_hidden_layers=layers, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=300, max_position_embeddings=64, hidden_act="relu",
+                      mlp_bias=True, bos_token_id=0, pad_token_id=1)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").eval().requires_grad_(False)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.mlp.up_proj.weight.zero_()
+            layer.mlp.up_proj.bias.fill_(1.0)
+            layer.mlp.gate_proj.bias.normal_(0, 0.5)
+            layer.mlp.down_proj.bias.normal_(0, 0.1)
+            layer.input_layernorm.weight.normal_(1, 0.2)
+            layer.post_attention_layernorm.weight.normal_(1, 0.2)
+        model.model.norm.weight.normal_(1, 0.2)
+    return LoadedModel(name="relu-llama", source="test", model=model, tokenizer=tiny_tokenizer(),
+                       parts=find_parts(model))
+
+
+def mlp_as_transcoders(lm) -> list[SAE]:
+    """One 'transcoder' per layer that is that layer's MLP itself: W_enc = W_gateᵀ, W_dec = W_downᵀ."""
+    out = []
+    for i, layer in enumerate(lm.model.model.layers):
+        m = layer.mlp
+        out.append(SAE(W_enc=m.gate_proj.weight.T.clone(), b_enc=m.gate_proj.bias.clone(),
+                       W_dec=m.down_proj.weight.T.clone(), b_dec=m.down_proj.bias.clone(), activation="relu",
+                       b_dec_in=False, site=f"mlp_in.{i}", out_site=f"mlp_out.{i}"))
+    return out
+
+
+def random_transcoders(lm, d_tc: int = 96, seed: int = 1, k: int | None = None) -> list[SAE]:
+    """Random per-layer transcoders (TopK when k is given): their error nodes are large, which the exactness
+    tests want."""
+    g = torch.Generator().manual_seed(seed)
+    d = lm.parts.d_model
+    out = []
+    for i in range(lm.n_layers):
+        out.append(SAE(W_enc=torch.randn(d, d_tc, generator=g) / d ** 0.5, b_enc=torch.randn(d_tc, generator=g) * 0.1,
+                       W_dec=torch.randn(d_tc, d, generator=g) / d_tc ** 0.5, b_dec=torch.randn(d, generator=g) * 0.1,
+                       activation="topk" if k else "relu", k=k, b_dec_in=False, site=f"mlp_in.{i}",
+                       out_site=f"mlp_out.{i}"))
+    return out
