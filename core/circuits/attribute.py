@@ -218,4 +218,4 @@ def attribute(lm, transcoders, prompt: str, cfg: AttributionConfig | None = None
     return Graph(prompt=prompt, tokens=ids, token_strs=[tok.decode([t]) for t in ids], n_layers=L,
                  active=active.index, activations=active.values, selected=selected, adjacency=A,
                  logit_ids=logit_ids, logit_strs=[tok.decode([t]) for t in logit_ids], logit_probs=probs.float(),
-                 model=model_name or lm.name, transcoders=scan, settings=settings)
+                 model=model_name or lm.name, transcoders=scan, decoded=tok.decode(ids), settings=settings)

@@ -48,6 +48,8 @@ class Graph:
     model: str = ""
     transcoders: str = ""
     """The transcoder set's scan (its id; its folder when it names none)."""
+    decoded: str = ""
+    """The tokens decoded together (the prompt as the model saw it, position 0's special token included)."""
     settings: dict = field(default_factory=dict)
     """How it was made: max logits, logit probability, max feature nodes, batch size, timings."""
 

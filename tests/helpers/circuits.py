@@ -1,7 +1,9 @@
 """Tiny models and transcoder sets for the attribution-graph tests (core.circuits)."""
 
+import numpy as np
 import torch
 
+from core.circuits.graph import Graph
 from core.model.load import LoadedModel
 from core.model.parts import find_parts
 from core.saes.sae import SAE
@@ -54,3 +56,24 @@ def random_transcoders(lm, d_tc: int = 96, seed: int = 1, k: int | None = None) 
                        activation="topk" if k else "relu", k=k, b_dec_in=False, site=f"mlp_in.{i}",
                        out_site=f"mlp_out.{i}"))
     return out
+
+
+def random_graph(seed: int, F: int = 30, L: int = 2, T: int = 4, K: int = 3) -> Graph:
+    """A random DAG in the node order of an attribution graph: features are ordered by layer; sources come before
+    targets; error and token rows are empty; logits read features, errors and tokens."""
+    rng = np.random.default_rng(seed)
+    N = F + (L + 1) * T + K
+    A = np.zeros((N, N), np.float32)
+    srcs = list(range(F, F + (L + 1) * T))  # errors and tokens
+    for i in range(F):  # feature i reads tokens, errors and earlier features
+        pool = srcs + list(range(i))
+        pick = rng.choice(pool, size=min(6, len(pool)), replace=False)
+        A[i, pick] = rng.normal(size=len(pick)) * rng.exponential(size=len(pick))
+    for k in range(K):
+        pick = rng.choice(F + (L + 1) * T, size=15, replace=False)
+        A[N - K + k, pick] = rng.normal(size=15)
+    active = torch.tensor([[i % L, 1 + i % (T - 1), i] for i in range(F)])
+    return Graph(prompt="x", tokens=list(range(T)), token_strs=["t"] * T, n_layers=L, active=active,
+                 activations=torch.ones(F), selected=torch.arange(F), adjacency=torch.tensor(A),
+                 logit_ids=list(range(K)), logit_strs=["l"] * K,
+                 logit_probs=torch.tensor(rng.dirichlet(np.ones(K)) * 0.9, dtype=torch.float32))
