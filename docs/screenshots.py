@@ -36,7 +36,8 @@ PAGES = ("neuron", "feature", "trajectories")
 LIVE = {"neuron": '.nb-table:has-text("promoted")', "feature": '.nb-table:has-text("promoted")',
         "trajectories": ".nb-grid"}
 """What each page shows once its model has loaded (its live parts), as bench/pages.py waits for them."""
-TOP = {"neuron": '[data-testid="stMetric"]', "feature": '[data-testid="stMetric"]'}
+TOP = {"neuron": '[data-testid="stMetric"]', "feature": '[data-testid="stMetric"]',
+       "trajectories": '[data-testid="stSlider"]'}
 """The element scrolled to the top of the picture (below a page's controls), where there is one."""
 HIDE_SIDEBAR = '[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"] {display: none !important}'
 
@@ -88,6 +89,7 @@ def pick(db: Path) -> dict[str, str]:
 def shoot(browser, url: str, live: str, top: str | None, out: Path) -> None:
     """Open `url`, wait for its live parts and for the page to settle, and write an optimised PNG of the viewport."""
     from PIL import Image
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     from dashboard.browser import new_page, wait_settled
 
@@ -97,9 +99,10 @@ def shoot(browser, url: str, live: str, top: str | None, out: Path) -> None:
         try:
             page.locator(live).first.wait_for(timeout=600_000)
             wait_settled(page, 600_000)
-        except Exception:
-            page.screenshot(path=out.with_suffix(".timeout.png"))
-            raise SystemExit(f"{url}: no {live} within 10 min; the page as it was: {out.with_suffix('.timeout.png')}")
+        except PlaywrightTimeout as e:
+            seen = Path(tempfile.gettempdir()) / f"neuroboard-{out.stem}-timeout.png"
+            page.screenshot(path=seen)
+            raise SystemExit(f"{url}: no {live} within 10 min; the page as it was: {seen}") from e
         errors = page.get_by_test_id("stException").all_inner_texts()
         if errors:
             raise SystemExit(f"{url}: {errors[0][:300]}")
