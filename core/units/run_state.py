@@ -88,7 +88,7 @@ def open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[i
             corpus_id = writer.ensure_corpus(con, corpus.identity())
             run_id = writer.create_run(con, model_id, corpus_id, ident, layers, cfg.max_tokens)
             for s, (sae, site) in enumerate(saes, 1):
-                writer.add_run_sae(con, run_id, s, _sae_row(sae, site, cfg.sae[s - 1]))
+                writer.add_run_sae(con, run_id, s, _sae_row(sae, site, sae.meta["source"]))
         return RunState(run_id, corpus_id, layers, cfg.max_tokens, reducers, special=special, saes=by_group)
     finally:
         con.close()
@@ -96,7 +96,8 @@ def open_run(cfg: ExtractConfig, corpus: Corpus, lm: LoadedModel, layers: list[i
 
 def _sae_row(sae, site: Site, path: str) -> dict:
     nb = sae.meta.get("neuroboard") or {}
-    name = Path(path).name if Path(path).name not in ("params.npz", "") else Path(path).parent.name
+    name = sae.meta.get("name") or (Path(path).name if Path(path).name not in ("params.npz", "") else
+                                    Path(path).parent.name)
     return {"name": name, "path": str(Path(path).expanduser().resolve()), "site": str(site),
             "out_site": sae.out_site if sae.transcoder else None, "d_in": sae.d_in, "d_sae": sae.d_sae,
             "activation": sae.activation, "k": sae.k, "format": sae.meta.get("format"), "quality": nb.get("quality")}
