@@ -49,8 +49,8 @@ class ExtractConfig:
     include_special: bool = False
     """Count special tokens (BOS/EOS) in unit statistics; they always feed the model as context."""
     sae: list[str] = field(default_factory=list)
-    """Also index the features of this SAE (a SAELens or sparsify folder, or a Gemma Scope params.npz), in the same
-    pass (repeatable)."""
+    """Also index the features of this SAE (a SAELens or sparsify folder, a Gemma Scope params.npz, or a transcoder
+    set folder: every layer's transcoder), in the same pass (repeatable)."""
     sae_map: bool = True
     """Compute each SAE's feature map (UMAP of decoder directions) when the run completes."""
     capture: str = ""
