@@ -33,21 +33,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from core.model.sites import Site, SiteError
+from core.saes.files import PICKLES, read_tensors, refuse_pickle
 from core.saes.sae import SAE, SAEError
 
-PICKLES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 SAELENS_VERSION = "6.0.0"
 """Written into cfg.json metadata so SAELens (and Neuronpedia's tooling) parse our files as its v6 format."""
-
-
-def _refuse_pickle(path: Path) -> None:
-    if path.suffix.lower() in PICKLES:
-        raise SAEError(f"{path} is a pickle file; SAE weights are only read from safetensors or .npz (a pickle can run "
-                       f"code when opened)")
 
 
 def _json(path: Path) -> dict:
@@ -58,15 +51,6 @@ def _json(path: Path) -> dict:
     if not isinstance(cfg, dict):
         raise SAEError(f"{path}: expected a JSON object")
     return cfg
-
-
-def _tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.exists():
-        raise SAEError(f"missing weight file {path}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise SAEError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0][:120]})") from None
 
 
 def _need(t: dict, names: tuple[str, ...], where: Path) -> None:
@@ -94,7 +78,7 @@ def _site_of_hook(hook: str | None, head: int | None = None) -> str:
 # ---- SAELens ----------------------------------------------------------------------------------------------------
 def load_saelens(folder: Path) -> SAE:
     cfg = _json(folder / "cfg.json")
-    t = _tensors(folder / "sae_weights.safetensors")
+    t = read_tensors(folder / "sae_weights.safetensors")
     md = cfg.get("metadata") or {}
     version = str(md.get("sae_lens_version") or cfg.get("sae_lens_version") or "0")
     v6 = _major(version) >= 6
@@ -127,7 +111,7 @@ def load_saelens(folder: Path) -> SAE:
     out_hook = md.get("hook_name_out") or cfg.get("hook_name_out")
     density = None
     if (folder / "sparsity.safetensors").exists():
-        s = _tensors(folder / "sparsity.safetensors")
+        s = read_tensors(folder / "sparsity.safetensors")
         _need(s, ("sparsity",), folder / "sparsity.safetensors")
         density = (10 ** s["sparsity"].double() - 1e-10).clamp(min=0).float()
     return SAE(W_enc, b_enc, W_dec, t["b_dec"].float(), activation=activation,
@@ -203,7 +187,7 @@ def _sparsify_sites(hookpoint: str, transcode: bool) -> tuple[str, str | None]:
 
 def load_sparsify(folder: Path, hookpoint: str | None = None) -> SAE:
     cfg = _json(folder / "cfg.json")
-    t = _tensors(folder / "sae.safetensors")
+    t = read_tensors(folder / "sae.safetensors")
     _need(t, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), folder / "sae.safetensors")
     if cfg.get("activation", "topk") != "topk":
         raise SAEError(f"{folder}: sparsify activation {cfg.get('activation')!r} is not supported (topk)")
@@ -285,7 +269,7 @@ def load_sae(path: str | os.PathLike, site: str | None = None) -> SAE:
 def load_saes(path: str | os.PathLike, site: str | None = None) -> list[SAE]:
     """Every SAE at `path` (one, each hookpoint of a sparsify run folder, or each layer of a transcoder set)."""
     p = Path(path).expanduser()
-    _refuse_pickle(p)
+    refuse_pickle(p)
     if not p.exists():
         raise SAEError(f"no SAE at {p}")
     from core.saes import transcoders

@@ -43,7 +43,7 @@ import torch
 import yaml
 
 from core.model.sites import Site
-from core.saes.formats import PICKLES, _refuse_pickle, _tensors
+from core.saes.files import PICKLES, read_tensors, refuse_pickle
 from core.saes.sae import SAE, SAEError, check_for_model
 
 INPUT_HOOKS = {"mlp.hook_in": "mlp_in"}
@@ -151,7 +151,7 @@ def _layer_files(folder: Path, cfg: dict) -> dict[int, Path]:
             raise SAEError(f"{folder / 'config.yaml'}: transcoders must be a list of file paths")
         local = [x for x in listed if "://" not in x]  # hf:// URIs: circuit-tracer's folder loader ignores them too
         for x in local:
-            _refuse_pickle(Path(x))
+            refuse_pickle(Path(x))
             if not LAYER_FILE.fullmatch(Path(x).name) or not (folder / Path(x).name).is_file():
                 raise SAEError(f"{folder / 'config.yaml'} lists {x}: no such layer_L.safetensors file in {folder}")
         if local and sorted(Path(x).name for x in local) != sorted(f.name for f in found.values()):
@@ -174,7 +174,7 @@ def _activation(cfg: dict, where: Path) -> tuple[str | None, int | None]:
 
 
 def _transcoder(f: Path, layer: int, act: str | None, k: int | None, model: str | None) -> SAE:
-    t = _tensors(f)
+    t = read_tensors(f)
     missing = [n for n in KEYS if n not in t]
     extra = sorted(set(t) - set(KEYS) - set(OPTIONAL))
     if missing or extra:
@@ -218,7 +218,7 @@ def _transcoder(f: Path, layer: int, act: str | None, k: int | None, model: str 
 def load_transcoder_set(path: str | os.PathLike) -> TranscoderSet:
     """The set in `path` (a folder, or its config.yaml); SAEError (one line) on any problem."""
     p = Path(path).expanduser()
-    _refuse_pickle(p)
+    refuse_pickle(p)
     if p.is_file() and p.name == "config.yaml":
         p = p.parent
     if not p.is_dir():
