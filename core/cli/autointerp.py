@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from core.autointerp.run import ExplainConfig
 from core.cli.args import config_from
-from core.cli.progress import Bar
+from core.cli.progress import emit, run_and_print
 
 
 @dataclass
@@ -32,22 +31,11 @@ PARSERS = [("explain", ExplainConfig, "explain units from the index's examples w
 def cmd_explain(a) -> int:
     from core.autointerp.run import explain
 
-    bars: dict[str, Bar] = {}
+    cfg = config_from(a, ExplainConfig)  # one bar per phase: explain, then score
+    return run_and_print(a, lambda bars: explain(cfg, on_unit=bars), _print_explained, "", stages=True, unit="unit")
 
-    def progress(stage: str, done: int, total: int) -> None:  # one bar per phase: explain, then score
-        if stage not in bars:
-            for b in bars.values():
-                b.close()
-            bars[stage] = Bar(not a.no_progress, stage, unit="unit")
-        bars[stage].update(done, total)
-    try:
-        out = explain(config_from(a, ExplainConfig), on_unit=progress)
-    finally:
-        for b in bars.values():
-            b.close()
-    if a.json:
-        print(json.dumps(out))
-        return 0
+
+def _print_explained(out: list[dict]) -> None:
     for r in out:
         if r["status"] != "ok":
             print(f"{r['unit']:>10}  {r['status']}: {r['reason'] or 'the reply had no explanation'}")
@@ -56,7 +44,6 @@ def cmd_explain(a) -> int:
               f"  detection {r['detection_bacc']:.2f} (control {_f(r['control_detection_bacc'])}), fuzzing "
               f"{_f(r['fuzzing_bacc'])} (control {_f(r['control_fuzzing_bacc'])})")
         print(f"{r['unit']:>10}  {r['explanation']}{sc}")
-    return 0
 
 
 def _f(x) -> str:
@@ -73,14 +60,14 @@ def cmd_search(a) -> int:
         out = search(con, q.query, q.k, q.run)
     finally:
         con.close()
-    if a.json:
-        print(json.dumps(out))
-        return 0
+    return emit(a, out, _print_search)
+
+
+def _print_search(out: list[dict]) -> None:
     for r in out:
         where = f"run {r['run_id']} " + (f"layer {r['layer']} unit {r['unit']}" if r["layer"] >= 0 else
                                          f"SAE {-r['layer']} feature {r['unit']}")
         print(f"{_f(r['similarity']):>5}  {where}: {r['explanation']} (detection {_f(r['detection_bacc'])})")
-    return 0
 
 
 COMMANDS = {"explain": cmd_explain, "search": cmd_search}

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from core.cli.args import config_from
-from core.cli.progress import Bar
+from core.cli.progress import emit, run_and_print
 from core.geometry.cka import CKAQuery
 from core.units.match import MatchQuery
 
@@ -19,28 +17,25 @@ PARSERS = [("cka", CKAQuery, "layer similarity of two models (CKA of every block
 def cmd_cka(a) -> int:
     from core.geometry.cka import cka_json
 
-    out = cka_json(config_from(a, CKAQuery))
-    if a.json:
-        print(json.dumps(out))
-        return 0
+    return emit(a, cka_json(config_from(a, CKAQuery)), _print_cka)
+
+
+def _print_cka(out: dict) -> None:
     print(f"{out['kind']} CKA, {out['rep']} token, {out['prompts']} prompts of {out['set']}: rows {out['a']} "
           f"blocks, columns {out['b']} blocks")
     for i, row in enumerate(out["cka"]):
         print(f"  {i:3d} " + " ".join(f"{x:5.2f}" for x in row) + f"   best {out['best'][i]}")
-    return 0
 
 
 def cmd_match(a) -> int:
     from core.units.match import match_units
 
-    bar = Bar(not a.no_progress, "match", unit="tok", unit_scale=True)
-    try:
-        out = match_units(config_from(a, MatchQuery), on_tokens=lambda d, t: bar.update(d, t))
-    finally:
-        bar.close()
-    if a.json:
-        print(json.dumps(out))
-        return 0
+    q = config_from(a, MatchQuery)
+    return run_and_print(a, lambda bar: match_units(q, on_tokens=bar), _print_match, "match", unit="tok",
+                         unit_scale=True)
+
+
+def _print_match(out: dict) -> None:
     print(f"{out['a']} ({out['model_a']}) -> {out['b']} ({out['model_b']}) by {out['by']}"
           + (f" over {out['tokens']:,} tokens" if "tokens" in out else "")
           + f": median best score {out['median_best']:.3f}")
@@ -51,7 +46,6 @@ def cmd_match(a) -> int:
     top = sorted(out["one_to_one"], key=lambda r: -r[2])[:10]
     if top:
         print("strongest one-to-one pairs: " + ", ".join(f"{i}->{j} {s:.3f}" for i, j, s in top))
-    return 0
 
 
 COMMANDS = {"cka": cmd_cka, "match": cmd_match}

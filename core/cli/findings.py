@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from core.cli.args import add_config, config_from
+from core.cli.progress import emit
 from core.findings.store import DEFAULT_PATH
 
 
@@ -80,19 +80,15 @@ def cmd_findings(a) -> int:
         q = config_from(a, FindingAdd)
         f = make_finding(q.url, q.title, q.note, db=q.db or None)
         fid = store.add(q.findings, f)
-        if a.json:
-            print(json.dumps({"id": fid, "page": f.page, "title": f.title}))
-        else:
-            print(f"finding {fid} saved in {q.findings} ({f.page}: {f.title})")
-        return 0
+        return emit(a, {"id": fid, "page": f.page, "title": f.title},
+                    lambda r: print(f"finding {r['id']} saved in {q.findings} ({r['page']}: {r['title']})"))
     q = config_from(a, FindingsList)
-    rows = store.list_findings(q.findings)
-    if a.json:
-        print(json.dumps([f.as_dict() for f in rows]))
-    else:
-        for f in rows:
-            print(f"{f.finding_id:4d}  {f.page:<13} {f.title}  ({f.url})")
-    return 0
+    return emit(a, [f.as_dict() for f in store.list_findings(q.findings)], _print_list)
+
+
+def _print_list(rows: list[dict]) -> None:
+    for f in rows:
+        print(f"{f['id']:4d}  {f['page']:<13} {f['title']}  ({f['url']})")
 
 
 def cmd_recheck(a) -> int:
@@ -101,16 +97,15 @@ def cmd_recheck(a) -> int:
 
     q = config_from(a, Recheck)
     todo = [store.get(a.findings_file, q.id)] if q.id is not None else store.list_findings(a.findings_file)
-    out = [recheck(f, db=q.db or None) for f in todo]
-    if a.json:
-        print(json.dumps(out))
-    else:
-        for r in out:
-            what = (f"error: {r['error']}" if "error" in r else f"largest difference {r['max_abs_diff']:.3g}"
-                    + (f", {len(r['mismatches'])} differing values" if r["mismatches"] else "")
-                    + (" (the model's weights changed)" if r.get("weights_changed") else ""))
-            print(f"{r['id']:4d}  {r['title']}: {what}")
-    return 0
+    return emit(a, [recheck(f, db=q.db or None) for f in todo], _print_recheck)
+
+
+def _print_recheck(out: list[dict]) -> None:
+    for r in out:
+        what = (f"error: {r['error']}" if "error" in r else f"largest difference {r['max_abs_diff']:.3g}"
+                + (f", {len(r['mismatches'])} differing values" if r["mismatches"] else "")
+                + (" (the model's weights changed)" if r.get("weights_changed") else ""))
+        print(f"{r['id']:4d}  {r['title']}: {what}")
 
 
 def cmd_export(a) -> int:

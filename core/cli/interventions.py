@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from core.cli.args import config_from
-from core.cli.progress import Bar
+from core.cli.progress import emit, run_and_print
 from core.interventions.query import BackpatchQuery, PatchQuery, SteerQuery
 from core.interventions.sweep import SweepConfig
 
@@ -22,10 +20,10 @@ PARSERS = [("steer", SteerQuery, "a prompt's continuation with a direction added
 def cmd_steer(a) -> int:
     from core.interventions.query import steer_json
 
-    out = steer_json(config_from(a, SteerQuery))
-    if a.json:
-        print(json.dumps(out))
-        return 0
+    return emit(a, steer_json(config_from(a, SteerQuery)), _print_steer)
+
+
+def _print_steer(out: dict) -> None:
     q = out["direction"]["quality"]
     print(("directional ablation at every layer and position" if out["mode"] == "ablate" else
            f"layer {out['layer']}, alpha {out['alpha']} x stream norm {out['stream_norm']:.4g}")
@@ -34,18 +32,9 @@ def cmd_steer(a) -> int:
     print(f"sampled default: {out['sampled_default']!r}\nsampled steered: {out['sampled_steered']!r}")
     print(f"next-token KL {out['next_token_kl']:.4g}; gained: "
           + ", ".join(f"{t!r} {p0:.3f}->{p1:.3f}" for t, p0, p1 in out["gained"][:5]))
-    return 0
 
 
-def _grid_cmd(a, cls, fn, label: str) -> int:
-    bar = Bar(not a.no_progress, label, unit="layer")
-    try:
-        out = fn(config_from(a, cls), on_layer=lambda d, t: bar.update(d, t))
-    finally:
-        bar.close()
-    if a.json:
-        print(json.dumps(out))
-        return 0
+def _print_grids(out: dict) -> None:
     for k, v in out.items():
         if isinstance(v, list) and v and isinstance(v[0], list):
             print(f"{k}:")
@@ -53,32 +42,30 @@ def _grid_cmd(a, cls, fn, label: str) -> int:
                 print(f"  {i:3d} " + " ".join(f"{x:7.3f}" if isinstance(x, float) else f"{x:7d}" for x in row))
         else:
             print(f"{k}: {v}")
-    return 0
 
 
 def cmd_patch(a) -> int:
     from core.interventions.query import patch_json
 
-    return _grid_cmd(a, PatchQuery, patch_json, "patch")
+    q = config_from(a, PatchQuery)
+    return run_and_print(a, lambda bar: patch_json(q, on_layer=bar), _print_grids, "patch", unit="layer")
 
 
 def cmd_backpatch(a) -> int:
     from core.interventions.query import backpatch_json
 
-    return _grid_cmd(a, BackpatchQuery, backpatch_json, "backpatch")
+    q = config_from(a, BackpatchQuery)
+    return run_and_print(a, lambda bar: backpatch_json(q, on_layer=bar), _print_grids, "backpatch", unit="layer")
 
 
 def cmd_sweep(a) -> int:
     from core.interventions.sweep import run_sweep
 
-    bar = Bar(not a.no_progress, "sweep", unit="cell")
-    try:
-        out = run_sweep(config_from(a, SweepConfig), on_cell=lambda d, t: bar.update(d, t))
-    finally:
-        bar.close()
-    if a.json:
-        print(json.dumps(out))
-        return 0
+    cfg = config_from(a, SweepConfig)
+    return run_and_print(a, lambda bar: run_sweep(cfg, on_cell=bar), _print_sweep, "sweep", unit="cell")
+
+
+def _print_sweep(out: dict) -> None:
     print(f"layers {out['layers']}, alphas {out['alphas']}, {len(out['prompts'])} prompts, {out['seconds']} s"
           + (f" -> sweep {out['sweep_id']}" if "sweep_id" in out else ""))
     for name in ("score", "kl", "ppl"):
@@ -86,7 +73,6 @@ def cmd_sweep(a) -> int:
         for L, row in zip(out["layers"], out[name], strict=True):
             print(f"  {L:3d} " + " ".join(f"{x:8.3f}" for x in row))
     print("anti-steerable share per layer: " + " ".join(f"{x:.2f}" for x in out["anti_steerable"]))
-    return 0
 
 
 COMMANDS = {"steer": cmd_steer, "patch": cmd_patch, "backpatch": cmd_backpatch, "sweep": cmd_sweep}

@@ -7,7 +7,6 @@ Every core.errors.UserError prints one line `neuroboard: error: ...` on stderr a
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -16,13 +15,15 @@ from dataclasses import dataclass
 from core.cli.args import add_config, config_from, field_docs
 from core.cli.autointerp import COMMANDS as AUTOINTERP_COMMANDS
 from core.cli.autointerp import PARSERS as AUTOINTERP_PARSERS
+from core.cli.circuits import COMMANDS as CIRCUIT_COMMANDS
+from core.cli.circuits import PARSERS as CIRCUIT_PARSERS
 from core.cli.compare import COMMANDS as COMPARE_COMMANDS
 from core.cli.compare import PARSERS as COMPARE_PARSERS
 from core.cli.findings import COMMANDS as FINDINGS_COMMANDS
 from core.cli.findings import add_parsers as add_findings_parsers
 from core.cli.interventions import COMMANDS as INTERVENTION_COMMANDS
 from core.cli.interventions import PARSERS as INTERVENTION_PARSERS
-from core.cli.progress import Bar
+from core.cli.progress import Bar, Stages, emit, run_and_print, sae_steps
 from core.cli.serve import ServeConfig, cmd_serve
 from core.cli.transcoders import COMMANDS as TRANSCODER_COMMANDS
 from core.cli.transcoders import PARSERS as TRANSCODER_PARSERS
@@ -105,46 +106,44 @@ def build_parser() -> argparse.ArgumentParser:
     command("features", FeaturesQuery, "an SAE's features on each token of a text",
             json_help="print one JSON object per token")
     for name, cls, help_, json_help, progress in (INTERVENTION_PARSERS + COMPARE_PARSERS + AUTOINTERP_PARSERS
-                                                  + TRANSCODER_PARSERS):
+                                                  + TRANSCODER_PARSERS + CIRCUIT_PARSERS):
         command(name, cls, help_, json_help=json_help, progress=progress)
     add_findings_parsers(sub)
     return ap
 
 
-class _TokenBar(Bar):
-    """Extraction progress in tokens, with tokens/s and ETA; called with each core.units.run_state.Progress."""
-
-    def __init__(self, enabled: bool) -> None:
-        super().__init__(enabled, "extract", unit="tok", unit_scale=True)
-
-    def __call__(self, p) -> None:
-        self.update(p.tokens_done, p.tokens_target)
-
-
 def cmd_extract(a) -> int:
-    from core.index import queries
-    from core.index.db import connect
     from core.units.extract import extract
 
     cfg = config_from(a, ExtractConfig)
     if cfg.ray is not None:  # say where the shards ran (and how many an earlier attempt had finished)
         logging.getLogger("core.units.shards").setLevel(logging.INFO)
-    bar = _TokenBar(not a.no_progress)
+    return run_and_print(a, lambda bar: _run_info(cfg.db, extract(cfg, resume=a.resume, on_progress=_tokens(bar))),
+                         lambda r: print(f"run {r['run_id']}: {r['model']} on {r['corpus']}, {r['tokens']} tokens, "
+                                         f"layers {_layer_ranges(r['layers'])}, {r['status']} -> {cfg.db}"),
+                         "extract", unit="tok", unit_scale=True)
+
+
+def _tokens(bar):
+    """Extraction progress (core.units.extract.Progress) on a token bar: tokens/s and ETA."""
+    return lambda p: bar(p.tokens_done, p.tokens_target)
+
+
+def _run_info(db: str, run_id: int) -> dict:
+    from core.index import queries
+    from core.index.db import connect
+
+    con = connect(db, read_only=True)
     try:
-        run_id = extract(cfg, resume=a.resume, on_progress=bar)
-    finally:
-        bar.close()
-    con = connect(cfg.db, read_only=True)
-    try:
-        run = queries.get_run(con, run_id)
+        return queries.get_run(con, run_id).to_dict()
     finally:
         con.close()
-    if a.json:
-        print(json.dumps(run.to_dict(), default=str))
-    else:
-        print(f"run {run.run_id}: {run.model} on {run.corpus}, {run.tokens} tokens, layers "
-              f"{queries.layer_ranges(run.layers)}, {run.status} -> {cfg.db}")
-    return 0
+
+
+def _layer_ranges(layers: list[int]) -> str:
+    from core.index import queries
+
+    return queries.layer_ranges(layers)
 
 
 def cmd_train_lens(a) -> int:
@@ -155,26 +154,23 @@ def cmd_train_lens(a) -> int:
     cfg = config_from(a, TunedLensConfig)
     cfg.validate()  # before the model loads
     lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
-    bar = Bar(not a.no_progress, "train-lens", unit="step")
-    try:
-        lens, report = train_tuned_lens(lm, cfg, on_progress=lambda step, steps, kl: bar.update(step, steps,
-                                                                                               kl=f"{kl:.4f}"))
-    finally:
-        bar.close()
-    folder = save_tuned_lens(lens, report, cfg.out or store_dir(lm))
-    if a.json:
-        print(json.dumps({"path": str(folder), **report.to_dict()}))
-        return 0
-    print(f"tuned lens for {report.model}: {report.steps} steps, {report.tokens_trained} tokens, "
-          f"{report.seconds:.1f} s -> {folder}")
-    print(f"held-out KL(final || layer), nats, mean over {report.heldout_tokens} tokens")
+
+    def train(bar) -> dict:
+        lens, report = train_tuned_lens(lm, cfg, on_progress=lambda step, steps, kl: bar(step, steps, kl=f"{kl:.4f}"))
+        return {"path": str(save_tuned_lens(lens, report, cfg.out or store_dir(lm))), **report.to_dict()}
+    return run_and_print(a, train, _print_lens_report, "train-lens", unit="step")
+
+
+def _print_lens_report(r: dict) -> None:
+    print(f"tuned lens for {r['model']}: {r['steps']} steps, {r['tokens_trained']} tokens, "
+          f"{r['seconds']:.1f} s -> {r['path']}")
+    print(f"held-out KL(final || layer), nats, mean over {r['heldout_tokens']} tokens")
     print(f"{'layer':>5} {'logit':>9} {'tuned':>9}")
-    for layer, (lo, tu) in enumerate(zip(report.logit_kl, report.tuned_kl, strict=True)):
+    for layer, (lo, tu) in enumerate(zip(r["logit_kl"], r["tuned_kl"], strict=True)):
         print(f"{layer:>5} {lo:>9.4f} {tu:>9.4f}")
-    k = report.n_layers - 1
-    logit, tuned = sum(report.logit_kl[:k]) / k, sum(report.tuned_kl[:k]) / k
+    k = r["n_layers"] - 1
+    logit, tuned = sum(r["logit_kl"][:k]) / k, sum(r["tuned_kl"][:k]) / k
     print(f"{'mean':>5} {logit:>9.4f} {tuned:>9.4f}  (blocks 0..{k - 1})")
-    return 0
 
 
 def cmd_runs(a) -> int:
@@ -183,16 +179,17 @@ def cmd_runs(a) -> int:
 
     con = connect(a.db, read_only=True)
     try:
-        runs = queries.list_runs(con)
+        runs = [r.to_dict() for r in queries.list_runs(con)]
     finally:
         con.close()
-    if a.json:
-        print(json.dumps([r.to_dict() for r in runs], default=str))
-        return 0
+    return emit(a, runs, _print_runs)
+
+
+def _print_runs(runs: list[dict]) -> None:
     print(f"{'run':>4} {'model':<16} {'status':<9} {'tokens':>9} {'layers':<8} corpus")
     for r in runs:
-        print(f"{r.run_id:>4} {r.model:<16} {r.status:<9} {r.tokens:>9} {queries.layer_ranges(r.layers):<8} {r.corpus}")
-    return 0
+        print(f"{r['run_id']:>4} {r['model']:<16} {r['status']:<9} {r['tokens']:>9} {_layer_ranges(r['layers']):<8} "
+              f"{r['corpus']}")
 
 
 def cmd_top(a) -> int:
@@ -205,13 +202,13 @@ def cmd_top(a) -> int:
         rows = queries.top_examples(con, q.run, q.layer, q.unit, k=q.k, window=q.window)
     finally:
         con.close()
-    if a.json:
-        print(json.dumps(rows))
-        return 0
+    return emit(a, rows, _print_top)
+
+
+def _print_top(rows: list[dict]) -> None:
     for r in rows:
         ctx = (r["left"] + "[[" + r["token"] + "]]" + r["right"]).translate(_ESCAPES)
         print(f"{r['rank']:>3} {r['activation']:9.4f}  doc {r['doc_id']:>5} pos {r['position']:>5}  {ctx}")
-    return 0
 
 
 def cmd_lens(a) -> int:
@@ -220,50 +217,32 @@ def cmd_lens(a) -> int:
 
     q = config_from(a, LensQuery)
     lm = load_model(q.model, trust_remote_code=q.trust_remote_code)
-    out = lens_json(lm, q)
-    if a.json:
-        print(json.dumps(out))
-        return 0
-    print(f"{q.lens} lens, {lm.name}, position {out['position']} ({out['token']!r}), target {out['target']!r}")
+    return emit(a, lens_json(lm, q), lambda out: _print_lens(out, q.lens, lm.name))
+
+
+def _print_lens(out: dict, lens: str, model: str) -> None:
+    print(f"{lens} lens, {model}, position {out['position']} ({out['token']!r}), target {out['target']!r}")
     print(f"{'layer':>5}  {'top token':<18} {'p(top)':>7}  {'p(target)':>9} {'rank':>6}")
     for r in out["layers"]:
         print(f"{r['layer']:>5}  {r['top_token']!r:<18} {r['top_prob']:7.3f}  {r['target_prob']:9.4f} "
               f"{r['target_rank']:>6}")
-    return 0
-
-
-def _stage_bars(enabled: bool, model: str):
-    """on_progress(stage, done, total) drawing one bar per stage; and a function closing them."""
-    bars: dict[str, Bar] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            for b in bars.values():
-                b.close()
-            bars[stage] = Bar(enabled, f"{model}: head {stage}")
-        bars[stage].update(done, total)
-
-    return update, lambda: [b.close() for b in bars.values()]
 
 
 def cmd_heads(a) -> int:
     from core.heads.score import score_heads
 
     cfg = config_from(a, HeadsConfig)
-    update, close = _stage_bars(not a.no_progress, cfg.model)
-    try:
-        rows, config = score_heads(cfg, on_progress=update)
-    finally:
-        close()
-    if a.json:
-        print(json.dumps(rows))
-        return 0
+    return run_and_print(a, lambda bars: score_heads(cfg, on_progress=bars), lambda out: _print_heads(out, cfg),
+                         f"{cfg.model}: head ", stages=True, as_json=lambda out: out[0])  # --json: the rows
+
+
+def _print_heads(out: tuple[list[dict], dict], cfg: HeadsConfig) -> None:
+    rows, config = out
     L, H = rows[-1]["layer"] + 1, rows[-1]["head"] + 1
     print(f"{cfg.model}: {L} layers x {H} heads scored into {cfg.db} ({config['seconds']} s)")
     for role in [k for k in rows[0] if k not in ("layer", "head")]:
         best = max(rows, key=lambda r: r[role] if role != "entropy" else -r[role])
         print(f"  {role:<16} strongest: layer {best['layer']:>2} head {best['head']:>2}  {best[role]:.3f}")
-    return 0
 
 
 def cmd_demo(a) -> int:
@@ -281,32 +260,23 @@ def cmd_demo(a) -> int:
                                findings=os.path.join(os.path.dirname(os.path.abspath(cfg.db)), "findings.duckdb"))
         print(f"demo: the dashboard is at http://{cfg.host}:{cfg.port} and fills in as the jobs below finish",
               file=sys.stderr)
-    closers: list = []
+    bars: list = []  # each job's bar, closed when the jobs end
 
-    def on_extract(_ecfg):
-        bar = _TokenBar(True)
-        closers.append(bar.close)
+    def keep(bar):
+        bars.append(bar)
         return bar
-
-    def on_heads(hcfg):
-        update, close = _stage_bars(True, hcfg.model)
-        closers.append(close)
-        return update
-
-    def on_train(tcfg):
-        bar = Bar(True, f"train {tcfg.site}", unit="tok", unit_scale=True)
-        closers.append(bar.close)
-        return lambda s: bar.update(s.tokens, s.target, fvu=f"{s.fvu:.3f}", dead=f"{100 * s.dead_frac:.1f}%")
-
     try:
-        failures = build(cfg, on_extract, on_heads, say=lambda s: print(s, file=sys.stderr), on_train=on_train)
+        failures = build(cfg, lambda _: _tokens(keep(Bar(True, "extract", unit="tok", unit_scale=True))),
+                         lambda h: keep(Stages(True, f"{h.model}: head ")), say=lambda s: print(s, file=sys.stderr),
+                         on_train=lambda t: sae_steps(keep(Bar(True, f"train {t.site}", unit="tok",
+                                                                unit_scale=True))))
     except BaseException:
         if proc is not None:
             proc.terminate()
         raise
     finally:
-        for close in closers:
-            close()
+        for bar in bars:
+            bar.close()
     for f in failures:
         print(f"neuroboard: error: {f}", file=sys.stderr)
     if proc is None:
@@ -319,55 +289,45 @@ def cmd_train_sae(a) -> int:
     from core.saes.train import train_sae
 
     cfg = config_from(a, TrainSAEConfig)
-    bar = Bar(not a.no_progress, f"{cfg.method} {cfg.site}", unit="it" if cfg.method == "snmf" else "tok",
-              unit_scale=cfg.method != "snmf")
-    try:
-        report = train_sae(cfg, on_step=lambda s: bar.update(s.tokens, s.target, fvu=f"{s.fvu:.3f}",
-                                                             l0=f"{s.l0:.1f}", dead=f"{100 * s.dead_frac:.1f}%"))
-    finally:
-        bar.close()
-    if a.json:
-        print(json.dumps(report))
-    else:
-        q = report["quality"]
-        shape = (f"{report['latents']} latents, k={report['k']}" if report["method"] == "topk" else
-                 f"semi-NMF, {report['latents']} factors of {report['neurons_per_factor']} units")
-        print(f"{shape}, {report['tokens']} tokens at "
-              f"{report['tokens_per_s']:.0f} tok/s -> {report['out']}\n"
-              f"held-out ({q['tokens']} tokens): FVU {q['fvu']:.4f}, L0 {q['l0']:.1f}, dead {100 * q['dead_frac']:.1f}%, "
-              f"CE recovered {q['ce_recovered']:.3f}, KL {q['kl']:.4f}")
-    return 0
+    return run_and_print(a, lambda bar: train_sae(cfg, on_step=sae_steps(bar)), _print_sae_report,
+                         f"{cfg.method} {cfg.site}", unit="it" if cfg.method == "snmf" else "tok",
+                         unit_scale=cfg.method != "snmf")
+
+
+def _print_sae_report(report: dict) -> None:
+    q = report["quality"]
+    shape = (f"{report['latents']} latents, k={report['k']}" if report["method"] == "topk" else
+             f"semi-NMF, {report['latents']} factors of {report['neurons_per_factor']} units")
+    print(f"{shape}, {report['tokens']} tokens at "
+          f"{report['tokens_per_s']:.0f} tok/s -> {report['out']}\n"
+          f"held-out ({q['tokens']} tokens): FVU {q['fvu']:.4f}, L0 {q['l0']:.1f}, dead {100 * q['dead_frac']:.1f}%, "
+          f"CE recovered {q['ce_recovered']:.3f}, KL {q['kl']:.4f}")
 
 
 def cmd_sae_eval(a) -> int:
     from core.saes.query import sae_eval
 
-    out = sae_eval(config_from(a, SaeEvalConfig))
-    if a.json:
-        print(json.dumps(out))
-    else:
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items()))
-    return 0
+    return emit(a, sae_eval(config_from(a, SaeEvalConfig)), lambda out: print(" ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items())))
 
 
 def cmd_features(a) -> int:
     from core.saes.query import features
 
-    rows = features(config_from(a, FeaturesQuery))
-    if a.json:
-        print(json.dumps(rows))
-    else:
-        for r in rows:
-            top = ", ".join(f"{f['feature']}:{f['activation']:.3g}" for f in r["features"][:8])
-            print(f"{r['position']:4d} {r['token'].translate(_ESCAPES)!r:>16} {top}")
-    return 0
+    return emit(a, features(config_from(a, FeaturesQuery)), _print_features)
+
+
+def _print_features(rows: list[dict]) -> None:
+    for r in rows:
+        top = ", ".join(f"{f['feature']}:{f['activation']:.3g}" for f in r["features"][:8])
+        print(f"{r['position']:4d} {r['token'].translate(_ESCAPES)!r:>16} {top}")
 
 
 COMMANDS = {"extract": cmd_extract, "train-lens": cmd_train_lens, "runs": cmd_runs, "top": cmd_top,
             "demo": cmd_demo, "serve": cmd_serve, "lens": cmd_lens, "heads": cmd_heads, "train-sae": cmd_train_sae,
             "sae-eval": cmd_sae_eval, "features": cmd_features}
 COMMANDS |= (INTERVENTION_COMMANDS | COMPARE_COMMANDS | FINDINGS_COMMANDS | AUTOINTERP_COMMANDS
-             | TRANSCODER_COMMANDS)
+             | TRANSCODER_COMMANDS | CIRCUIT_COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> int:
