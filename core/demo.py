@@ -257,19 +257,17 @@ def _sweep_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
 def _patch_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
     """The patching grids of the page's default prompt pair for each model it suits (the built-in ones), unless
     stored already (a job's config: core.interventions.patching.store_patch's arguments)."""
-    from core.findings.manifest import versions
-    from core.index import patch_grids
+    from core.index import patch_grids as pg
     from core.index.db import connect
-    from core.interventions import patching
 
-    models = [m for m in cfg.models if m in patching.DEFAULT_PAIR_MODELS]
+    models = [m for m in cfg.models if m in pg.DEFAULT_PAIR_MODELS]
     con = connect(cfg.db, read_only=True)
     try:  # stored by these package versions (else the page would not read them)
-        done = {m for m in models if patch_grids.get(con, m, patching.DEFAULT_PAIR, versions()) is not None}
+        done = {m for m in models if pg.get(con, m, pg.DEFAULT_PAIR, pg.package_versions()) is not None}
     finally:
         con.close()
     notes += [f"demo: the patching grids of {m} are already stored" for m in models if m in done]
-    return [Job(f"patching grids of {m}", "patch", {"db": cfg.db, "model": m, "pair": dict(patching.DEFAULT_PAIR)})
+    return [Job(f"patching grids of {m}", "patch", {"db": cfg.db, "model": m, "pair": dict(pg.DEFAULT_PAIR)})
             for m in models if m not in done]
 
 

@@ -3,7 +3,7 @@ page's default prompt pair, read by that page instead of computing every grid li
 
 A stored result is core.interventions.patching.PatchResult.as_dict() of one (model, clean, corrupted, answer, foil),
 one row per grid; it is read back only where the packages that computed it (torch, transformers) are the running
-ones, so a page never shows numbers an upgrade would change.
+ones (package_versions), so a page never shows numbers an upgrade would change.
 """
 
 from __future__ import annotations
@@ -13,11 +13,26 @@ import json
 import numpy as np
 
 from core.index.writer import transaction
+from core.model.builtin import BUILTIN
 
+DEFAULT_PAIR = {"clean": "The capital of France is Paris. The capital of France is",
+                "corrupted": "The capital of Italy is Rome. The capital of Italy is", "answer": " Paris",
+                "foil": " Rome"}
+"""The patching page's default prompt pair, whose grids the demo stores (here, so the page reads it without torch)."""
+DEFAULT_PAIR_MODELS = tuple(BUILTIN)
+"""The models whose tokenizers the pair suits (12 tokens each prompt, answer and foil one token each): the demo
+stores its grids for these."""
 GRIDS = {"resid_pre": "resid", "attn_out": "attn", "mlp_out": "mlp", "heads": "heads"}
 """Grid kind (the row's `kind`) -> its key in PatchResult.as_dict()."""
 CHECKED = ("torch", "transformers")
 """Package versions a stored result must share with the reader."""
+
+
+def package_versions() -> dict:
+    """{package: installed version} of CHECKED, from the installed metadata (no import: a page reads it cheaply)."""
+    from importlib.metadata import version
+
+    return {p: version(p) for p in CHECKED}
 
 
 def put(con, model_id: int, pair: dict, result: dict, provenance: dict) -> None:

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 
 from core.errors import UserError
-from core.model.builtin import BUILTIN
 from core.model.intervene import store
 from core.model.run import check_length, forward_until, logits
 from core.model.tokens import tokenize
@@ -37,15 +36,6 @@ from core.model.tokens import tokenize
 class PatchError(UserError):
     """Unusable patching input (one line)."""
 
-
-DEFAULT_PAIR = {"clean": "The capital of France is Paris. The capital of France is",
-                "corrupted": "The capital of Italy is Rome. The capital of Italy is", "answer": " Paris",
-                "foil": " Rome"}
-"""The patching page's default prompt pair; the demo stores its grids (core.demo) so the page's first visit reads
-them."""
-DEFAULT_PAIR_MODELS = tuple(BUILTIN)
-"""The models whose tokenizers the pair suits (12 tokens each prompt, answer and foil one token each): the demo
-stores its grids for these."""
 
 
 @dataclass
@@ -182,7 +172,8 @@ def store_patch(db: str, model: str, pair: dict, lm=None, on_layer=None) -> dict
 
     lm = lm or load_model(model)
     res = patch_grid(lm, **pair, on_layer=on_layer).as_dict()
-    prov = {"weights_sha256": weights_sha256(lm.model), "source": lm.source, "versions": versions()}
+    prov = {"weights_sha256": weights_sha256(lm.model), "source": lm.source,
+            "versions": versions() | patch_grids.package_versions()}
     con = connect(db)
     try:
         patch_grids.put(con, writer.ensure_model(con, lm.info(), vocab_strings(lm.tokenizer)), pair, res, prov)

@@ -5,41 +5,41 @@ Patch: the corrupted prompt's run with one activation at a time replaced by the 
 normalised logit difference (1 = the clean answer restored): residual stream, attention and MLP outputs (layer ×
 position) and each head's output (layer × head). Back-patch: for one prompt, a later block's last-position output
 written over an earlier block's; the answer's probability and rank (source × target). A second model beside the
-first when the prompts suit it too. All state in the URL; results are computed live (cached per input).
+first when the prompts suit it too. All state in the URL; results are computed live (cached per input), except
+grids stored in the index for this model and input (the demo stores its default pair's: core.index.patch_grids),
+which are read without waiting for the model.
 """
 
 import streamlit as st
 
+from core.index.patch_grids import DEFAULT_PAIR
+from dashboard.cache import interventions as ci
 from dashboard.cache.models import allowed_models
 from dashboard.render import interventions as ri
 from dashboard.shell import frame
 
-DEFAULTS = {"clean": "The capital of France is Paris. The capital of France is",
-            "corrupted": "The capital of Italy is Rome. The capital of Italy is",
-            "answer": " Paris", "foil": " Rome", "prompt": "The Eiffel Tower is in the city of"}
+DEFAULTS = DEFAULT_PAIR | {"prompt": "The Eiffel Tower is in the city of"}
 VIEWS = {"patch": "Activation patching", "backpatch": "Back-patching"}
 
 
-def patch_view(name: str, clean: str, corrupted: str, answer: str, foil: str, where) -> None:
+def patch_view(name: str, clean: str, corrupted: str, answer: str, foil: str, where, stored: dict | None) -> None:
     from core.errors import UserError
-    from dashboard.cache import interventions as ci
 
     try:
         with st.spinner(f"Patching {name}: every layer, position and head…"):
-            res = ci.patch_result(name, clean, corrupted, answer, foil)
+            res = stored or ci.patch_result(name, clean, corrupted, answer, foil)
     except (UserError, ValueError) as e:
         where.warning(f"{name}: {e}")
         return
     where.caption(f"{name}: logit({answer!r}) − logit({foil!r}) is {res['clean_diff']:.3f} on the clean prompt and "
                   f"{res['corrupted_diff']:.3f} on the corrupted one; each cell is (patched − corrupted) / (clean − "
-                  "corrupted).")
+                  "corrupted)." + (" Grids stored in the index (by `neuroboard demo`)." if stored else ""))
     for html in ri.patch_grids_html(res).values():
         frame.light(html, where)
 
 
 def backpatch_view(name: str, prompt: str, answer: str, where) -> None:
     from core.errors import UserError
-    from dashboard.cache import interventions as ci
 
     try:
         with st.spinner(f"Back-patching {name}…"):
@@ -74,11 +74,13 @@ if view == "patch":
 else:
     prompt = frame.url_widget(a2.text_input, "patch_prompt", "prompt", qp.get("prompt", DEFAULTS["prompt"]),
                               label="Prompt", max_chars=2000)
-if [m for m in models if frame.loaded_model(m, "patching results") is None]:
+path = frame.choose_index()
+stored = {m: ci.stored_patch(str(path), m, clean, corrupted, answer, foil) for m in models} if view == "patch" else {}
+if [m for m in models if stored.get(m) is None and frame.loaded_model(m, "patching results") is None]:
     st.stop()
 cols = st.columns(len(models))
 for col, name in zip(cols, models, strict=True):
     if view == "patch":
-        patch_view(name, clean, corrupted, answer, foil, col)
+        patch_view(name, clean, corrupted, answer, foil, col, stored[name])
     else:
         backpatch_view(name, prompt, answer, col)

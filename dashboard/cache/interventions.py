@@ -17,6 +17,24 @@ def patch_result(name: str, clean: str, corrupted: str, answer: str, foil: str) 
     return patch_grid(model(name), clean, corrupted, answer, foil).as_dict()
 
 
+@st.cache_data(ttl=5, max_entries=32, show_spinner=False)
+def stored_patch(path: str, name: str, clean: str, corrupted: str, answer: str, foil: str) -> dict | None:
+    """The grids of this input stored in the index (core.index.patch_grids: the demo stores its default pair's) by
+    this server's package versions, as patch_result gives them; None when there are none, or the index cannot be
+    read just now (an older schema, a writer holding it): the page then computes them live."""
+    import duckdb
+
+    from core.index import patch_grids
+    from core.index.db import IndexFileError
+
+    pair = {"clean": clean, "corrupted": corrupted, "answer": answer, "foil": foil}
+    try:
+        with reading(path) as cur:
+            return patch_grids.get(cur, name, pair, patch_grids.package_versions())
+    except (duckdb.CatalogException, IndexFileError):
+        return None
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def backpatch_result(name: str, prompt: str, answer: str) -> dict:
     from core.interventions.patching import backpatch

@@ -20,7 +20,7 @@ def lm(tiny_lm_dir):
 
 
 def test_stored_grids_equal_the_live_computation(lm, tiny_lm_dir, tmp_path):
-    from core.findings.manifest import versions, weights_sha256
+    from core.findings.manifest import weights_sha256
     from core.interventions.patching import patch_grid, store_patch
 
     db = str(tmp_path / "i.duckdb")
@@ -29,7 +29,8 @@ def test_stored_grids_equal_the_live_computation(lm, tiny_lm_dir, tmp_path):
     live = patch_grid(lm, **PAIR)
     con = connect(db, read_only=True)
     try:
-        got = patch_grids.get(con, name, PAIR, versions())
+        versions = patch_grids.package_versions()
+        got = patch_grids.get(con, name, PAIR, versions)
         assert got is not None and got["tokens"] == live.tokens
         assert (got["clean_diff"], got["corrupted_diff"]) == (live.clean_diff, live.corrupted_diff)
         for field in ("resid", "attn", "mlp", "heads"):
@@ -39,7 +40,7 @@ def test_stored_grids_equal_the_live_computation(lm, tiny_lm_dir, tmp_path):
         assert got["provenance"]["source"] == lm.source
         assert patch_grids.get(con, name, PAIR | {"foil": " b"}) is None  # another pair: nothing stored
         assert patch_grids.get(con, "other-model", PAIR) is None
-        assert patch_grids.get(con, name, PAIR, versions() | {"torch": "0.0"}) is None  # other packages: not read
+        assert patch_grids.get(con, name, PAIR, versions | {"torch": "0.0"}) is None  # other packages: not read
         assert con.execute("SELECT count(*) FROM patch_grids").fetchone()[0] == 4
     finally:
         con.close()
@@ -56,14 +57,12 @@ def test_the_demo_stores_the_default_pair_after_the_first_pages(tiny_lm_dir, tmp
     the tiny model's tokenizer can patch stands in for it, as the built-in models' tokenizers patch the default),
     and a second plan finds it stored. A model the pair does not suit gets no job."""
     from core import demo
-    from core.findings.manifest import versions
-    from core.interventions import patching
 
     cfg = demo.DemoConfig(db=str(tmp_path / "other.duckdb"), models=[str(tiny_lm_dir)], sae_site="", sweep="",
                           explain_units=0, serve=False)
     assert [j.kind for j in demo.plan(cfg)[0]] == ["extract", "heads"]
-    monkeypatch.setattr(patching, "DEFAULT_PAIR", PAIR)
-    monkeypatch.setattr(patching, "DEFAULT_PAIR_MODELS", (str(tiny_lm_dir),))
+    monkeypatch.setattr(patch_grids, "DEFAULT_PAIR", PAIR)
+    monkeypatch.setattr(patch_grids, "DEFAULT_PAIR_MODELS", (str(tiny_lm_dir),))
     cfg = demo.DemoConfig(db=str(tmp_path / "demo.duckdb"), models=[str(tiny_lm_dir)], max_tokens=512,
                           preview_tokens=0, ablation_tokens=0, sae_site="", sweep="", explain_units=0, serve=False)
     jobs, _ = demo.plan(cfg)
@@ -71,7 +70,7 @@ def test_the_demo_stores_the_default_pair_after_the_first_pages(tiny_lm_dir, tmp
     assert demo.build(cfg) == []
     con = connect(cfg.db, read_only=True)
     try:
-        got = patch_grids.get(con, str(tiny_lm_dir), PAIR, versions())
+        got = patch_grids.get(con, str(tiny_lm_dir), PAIR, patch_grids.package_versions())
         job = con.execute("SELECT status, done, total FROM jobs WHERE kind = 'patch'").fetchone()
     finally:
         con.close()
