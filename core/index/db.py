@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ import duckdb
 
 from core.errors import UserError, first_line
 from core.faults import point
+
+log = logging.getLogger(__name__)
 
 
 class IndexFileError(UserError):
@@ -93,8 +96,9 @@ def _fold_written() -> None:
     for path in sorted(_written):
         try:
             fold_wal(path, wait_s=2.0)
-        except Exception:  # never fail an exit over this: the log keeps every commit
-            pass
+        except Exception as e:  # never fail an exit over this: the log keeps every commit
+            log.warning("%s: its write-ahead log was not folded into the file at exit (%s); the next open reads "
+                        "both", path, first_line(e))
 
 
 def wal_path(path: str | Path) -> Path:

@@ -4,13 +4,17 @@ beside its control's. URL param `q`."""
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
 import streamlit as st
 
+from core.index.db import IndexFileError
 from dashboard.render.features import links_table
 from dashboard.shell import frame
 from dashboard.views import units as unit_views
+
+log = logging.getLogger(__name__)
 
 
 @st.cache_data(max_entries=64, ttl=30, show_spinner="Searching explanations…")
@@ -29,7 +33,11 @@ def search_box(path, key: str, db: int | None = None) -> None:
     """Nothing when the index has no explanations yet."""
     try:
         n = unit_views.explanation_count(str(path))
-    except Exception:  # an index being written, or of an older schema: no box
+    except IndexFileError as e:  # an index being written, or of an older schema: no box
+        log.debug("no explanation search for %s: %s", path, e)
+        return
+    except Exception:  # anything else: no box either, and the log says why
+        log.warning("no explanation search for %s", path, exc_info=True)
         return
     if not n:
         return

@@ -14,13 +14,17 @@ never make the server load an arbitrary path or hub id.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Iterable
 
 from core.errors import first_line
+from core.index.db import IndexFileError
 from core.model.builtin import BUILTIN
 from dashboard.views import catalog
+
+log = logging.getLogger(__name__)
 
 MODELS_ENV = "NEUROBOARD_MODELS"
 
@@ -129,7 +133,8 @@ def index_models() -> list[str]:
             names += [r.model for r in catalog.load_runs(path) if r.status == "complete"]
             with reading(path, wait_s=1.0) as cur:
                 names += [s.model for s in head_sets(cur)]
-        except Exception:  # a missing or busy index only means nothing to preload from it
+        except Exception as e:  # a missing or busy index only means nothing to preload from it
+            _unread(path, e)
             continue
     names += [m for m in os.environ.get(MODELS_ENV, "").split(os.pathsep) if m]
     return list(dict.fromkeys(names))
@@ -141,6 +146,16 @@ def allowed_models() -> list[str]:
     for path in catalog.index_paths():
         try:
             names += [r.model for r in catalog.load_runs(path) if r.status == "complete"]
-        except Exception:  # a missing or busy index only means fewer choices here
+        except Exception as e:  # a missing or busy index only means fewer choices here
+            _unread(path, e)
             continue
     return list(dict.fromkeys(names))
+
+
+def _unread(path, e: Exception) -> None:
+    """Log an index whose models could not be read: a missing, busy or foreign one quietly (debug), anything else
+    as a warning with its traceback."""
+    if isinstance(e, IndexFileError):
+        log.debug("models of %s not read: %s", path, first_line(e))
+    else:
+        log.warning("models of %s not read", path, exc_info=e)

@@ -79,3 +79,19 @@ def test_transaction_commits_or_rolls_back(tmp_path):
             raise exc()
     assert con.execute("SELECT x FROM t").fetchall() == [(1,)]
     con.close()
+
+
+def test_exit_fold_failure_is_logged(monkeypatch, caplog):
+    """The fold at exit never fails the exit, and says which index it left with its log beside it, and why."""
+    import logging
+
+    from core.index import db
+
+    def broken(path, wait_s=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(db, "_written", {"/data/x.duckdb"})
+    monkeypatch.setattr(db, "fold_wal", broken)
+    with caplog.at_level(logging.WARNING, logger="core.index.db"):
+        db._fold_written()
+    assert "/data/x.duckdb" in caplog.text and "disk full" in caplog.text
