@@ -38,11 +38,6 @@ def weights_sha256(model) -> str:
     return _HASHES[key]
 
 
-def forget(model) -> None:
-    """Drop a module's cached hash (after editing its weights in place)."""
-    _HASHES.pop((type(model).__name__, id(model)), None)
-
-
 def tokenizer_info(tok) -> dict:
     vocab = tok.get_vocab()
     blob = json.dumps(sorted(vocab.items()), ensure_ascii=False).encode()
@@ -62,11 +57,11 @@ def versions() -> dict:
         commit = out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         pass
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         pkg = version("neuroboard")
-    except Exception:  # not installed as a package
+    except PackageNotFoundError:  # not installed as a package
         pkg = None
     return {"neuroboard": commit or pkg, "neuroboard_git": commit is not None, "torch": torch.__version__,
             "transformers": transformers.__version__, "python": platform.python_version()}

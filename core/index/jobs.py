@@ -52,12 +52,6 @@ def list_jobs(con) -> list[Job]:
     return [Job(*r) for r in rows]
 
 
-def stale_jobs(con) -> None:
-    """Jobs left 'running' or 'waiting' by a process that ended without finishing them: marked failed."""
-    con.execute("UPDATE jobs SET status = 'failed', detail = coalesce(detail, 'interrupted') "
-                "WHERE status IN ('running', 'waiting')")
-
-
 def clear_jobs(con) -> None:
     """Forget every job (a new `neuroboard demo` starts its list afresh)."""
     con.execute("DELETE FROM jobs")
