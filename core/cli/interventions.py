@@ -36,7 +36,11 @@ def _print_steer(out: dict) -> None:
 
 def _print_grids(out: dict) -> None:
     for k, v in out.items():
-        if isinstance(v, list) and v and isinstance(v[0], list):
+        if k == "direction_patch":
+            print(f"along the direction at {v['site']}: {v['effect']:.3f} of the clean answer restored; "
+                  f"{len(v['controls'])} random directions: mean {v['control_mean']:.3f}, largest |effect| "
+                  f"{v['control_max']:.3f}")
+        elif isinstance(v, list) and v and isinstance(v[0], list):
             print(f"{k}:")
             for i, row in enumerate(v):
                 print(f"  {i:3d} " + " ".join(f"{x:7.3f}" if isinstance(x, float) else f"{x:7d}" for x in row))

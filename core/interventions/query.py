@@ -52,6 +52,13 @@ class PatchQuery:
     """The answer token (one token, e.g. ' Paris' with its leading space)."""
     foil: str
     """The foil token the corrupted prompt favours."""
+    direction: str = ""
+    """Also patch only the component along this direction (a spec as `steer --direction` takes) in the stream
+    after block --layer (resid_post.L), at every position, beside --controls random directions of the same norm."""
+    layer: int | None = None
+    """Where --direction is patched (and a prompt-set direction made); default: a neuron's or feature's own layer."""
+    controls: int = 8
+    """Random directions of the same norm patched beside --direction: the effect a direction gets by chance."""
     device: str = "cpu"
     """Where the model runs: cpu, cuda, cuda:N or mps."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -92,10 +99,23 @@ def steer_json(q: SteerQuery, lm=None) -> dict:
 
 
 def patch_json(q: PatchQuery, lm=None, on_layer=None) -> dict:
-    from core.interventions.patching import patch_grid
+    """The patching grids; with q.direction also "direction_patch": the normalised effect of patching along it and
+    along the random controls (core.interventions.patching.direction_patch), with where and how it was made."""
+    from core.interventions.directions import from_spec
+    from core.interventions.patching import PatchError, direction_patch, patch_grid
 
+    if q.direction and q.controls < 1:
+        raise PatchError(f"--controls must be >= 1, got {q.controls}")
     lm = lm or load_model(q.model, trust_remote_code=q.trust_remote_code, dtype=q.dtype, device=q.device)
-    return patch_grid(lm, q.clean, q.corrupted, q.answer, q.foil, on_layer=on_layer).as_dict()
+    d = from_spec(lm, q.direction, q.layer) if q.direction else None  # checked before the grids are computed
+    layer = d.layer if d is not None and q.layer is None else q.layer
+    if d is not None and not 0 <= layer < lm.n_layers:
+        raise PatchError(f"layer {layer} is out of range (the model has layers 0-{lm.n_layers - 1})")
+    out = patch_grid(lm, q.clean, q.corrupted, q.answer, q.foil, on_layer=on_layer).as_dict()
+    if d is not None:
+        out["direction_patch"] = direction_patch(lm, q.clean, q.corrupted, q.answer, q.foil, f"resid_post.{layer}",
+                                                 d.vector, controls=q.controls) | {"direction": d.describe()}
+    return out
 
 
 def backpatch_json(q: BackpatchQuery, lm=None, on_layer=None) -> dict:
