@@ -2,7 +2,7 @@
 
 1. Training against a peer trainer, in one run on the same activations: smollm2-135m's residual stream at
    --site over the demo corpus is captured once (training windows and held-out windows, core.saes.acts.split_corpus);
-   then our TopK trainer (core.saes.train.TopKTrainer) and eai-sparsify's SparseCoder (its own fused encoder, eager
+   then our TopK trainer (core.saes.trainer.TopKTrainer) and eai-sparsify's SparseCoder (its own fused encoder, eager
    sparse decoder, AuxK, decoder-norm and parallel-gradient utilities; Adam with sparsify's learning rate formula, as
    its `adam` optimizer option) train on the same batches in the same order, with the same width, k, batch and
    threads. Reported: tokens/s of each (SAE steps only), `ratio_vs_peer` (ours / peer; target >= 1.0, goal 1.5),
@@ -54,7 +54,7 @@ def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 
 
 def train_ours(X, order, latents, k, batch, lr, dead_tokens):
-    from core.saes.train import TopKTrainer
+    from core.saes.trainer import TopKTrainer
 
     steps = len(order)
     tr = TopKTrainer(X.shape[1], X.shape[1], latents, k, False, lr, 1 / 32, dead_tokens, steps, seed=0)
@@ -117,7 +117,7 @@ def main() -> None:
     from core.model.load import load_model
     from core.model.sites import Site
     from core.saes import acts
-    from core.saes.train import default_lr
+    from core.saes.trainer import default_lr
 
     lm = load_model("smollm2-135m")
     site = Site.parse(a.site)

@@ -4,7 +4,7 @@ forward passes, as sparsify trains many layers at once.
 Each model batch runs the model once, stopping after the last chosen layer, reading every chosen layer's mlp_in and
 mlp_out through core.model.intervene edits (core.saes.acts.site_batches), and its rows feed one shuffling buffer
 shared by all layers: a row is one token, holding that token's input and output at every chosen layer side by side,
-so one permutation draws the same tokens for every layer. Each layer's trainer is core.saes.train.TopKTrainer (the
+so one permutation draws the same tokens for every layer. Each layer's trainer is core.saes.trainer.TopKTrainer (the
 method of Gao et al. as sparsify runs it) with train-sae's defaults, seed and data order: layer L of a set equals
 `train-sae --site mlp_in.L --transcode` with the same settings, bit for bit (tested).
 
@@ -34,7 +34,7 @@ from core.model.load import load_model
 from core.model.sites import Site
 from core.saes import acts
 from core.saes.set_quality import evaluate_set
-from core.saes.train import Step, TopKTrainer, TrainError, default_lr
+from core.saes.trainer import Step, TopKTrainer, TrainError, default_lr
 from core.saes.transcoders import TranscoderSet, is_transcoder_set, save_transcoder_set
 
 

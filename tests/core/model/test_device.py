@@ -110,7 +110,7 @@ def test_train_sae_in_bfloat16_measures_the_bfloat16_model(tiny_lm_dir, tmp_path
 
     from core.saes import acts
     from core.saes.formats import load_sae
-    from core.saes.train import TrainSAEConfig, _take, train_sae
+    from core.saes.train import TrainSAEConfig, take_windows, train_sae
 
     corpus = write_corpus(tmp_path / "c.txt", n_docs=40)
     cfg = TrainSAEConfig(model=str(tiny_lm_dir), site="resid_post.1", out=str(tmp_path / "sae"), corpus=corpus,
@@ -126,7 +126,7 @@ def test_train_sae_in_bfloat16_measures_the_bfloat16_model(tiny_lm_dir, tmp_path
                               max_tokens=cfg.tokens + cfg.tokens // (acts.HOLDOUT_EVERY - 1) + cfg.eval_tokens * 2)
     losses = []
     with torch.inference_mode():
-        for w in _take(split.held_out, cfg.eval_tokens):
+        for w in take_windows(split.held_out, cfg.eval_tokens):
             logp = ref(torch.tensor([w.ids])).logits[0].float().log_softmax(-1)
             losses += [-float(logp[t, w.ids[t + 1]]) for t in range(len(w.ids) - 1)
                        if w.ids[t] not in special and w.ids[t + 1] not in special]

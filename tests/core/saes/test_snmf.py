@@ -17,7 +17,8 @@ from core.model.load import load_model
 from core.saes import snmf
 from core.saes.formats import load_sae, save_saelens
 from core.saes.sae import SAE, SAEError
-from core.saes.train import TrainError, TrainSAEConfig, train_sae
+from core.saes.train import TrainSAEConfig, train_sae
+from core.saes.trainer import TrainError
 from core.units.config import ExtractConfig
 from core.units.extract import extract
 

@@ -14,7 +14,8 @@ from core.saes import acts
 from core.saes.formats import load_sae
 from core.saes.quality import Accumulator, evaluate
 from core.saes.sae import SAE
-from core.saes.train import TopKTrainer, TrainError, TrainSAEConfig, train_sae
+from core.saes.train import TrainSAEConfig, train_sae
+from core.saes.trainer import TopKTrainer, TrainError
 
 
 def synthetic(n, d=32, n_true=64, active=3, seed=0):
@@ -146,7 +147,7 @@ def test_bad_training_input_one_line(tiny_lm, tmp_path, change, match):
 
 def test_sparse_gradients_equal_dense_autograd():
     """PickPre's sparse gradients (W_enc, b_enc, and b_dec through the input) equal plain dense autograd."""
-    from core.saes.train import PickPre
+    from core.saes.trainer import PickPre
 
     g = torch.Generator().manual_seed(2)
     x = torch.randn(50, 12, generator=g)
