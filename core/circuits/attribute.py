@@ -101,8 +101,8 @@ class Rows:
         self.n_feat = len(active.values)
         self.offset = self.n_feat + (self.L + 1) * self.T  # columns: features, errors, tokens
         layer, pos = active.index[:, 0], active.index[:, 1]
-        self.groups = [[(p, (layer == lay).logical_and(pos == p).nonzero().flatten()) for p in range(self.T)]
-                       for lay in range(self.L)]  # [layer][position] -> feature indices there
+        self.by_layer = [(layer == lay).nonzero().flatten() for lay in range(self.L)]  # feature indices per layer
+        self.pos_of = [pos[cols] for cols in self.by_layer]
 
     def compute(self, layers: list[int | None], positions: list[int], vectors: torch.Tensor) -> torch.Tensor:
         """(n, offset) rows for n ≤ B targets: target i reads vectors[i] at mlp_in of layers[i] (None: the final
@@ -120,13 +120,14 @@ class Rows:
             if g is None:
                 continue
             g = g[:n]  # (n, T, d)
-            for p, cols in self.groups[lay]:
-                if len(cols):
-                    out[:, cols] = g[:, p] @ self.active.decoders[cols].T
+            cols = self.by_layer[lay]
+            if len(cols):  # every position's gradient times every decoder row of the layer, then each at its own
+                full = (g.reshape(n * self.T, -1) @ self.active.decoders[cols].T).view(n, self.T, len(cols))
+                out[:, cols] = full[:, self.pos_of[lay], torch.arange(len(cols))]  # (n, n_l)
             e0 = self.n_feat + lay * self.T
-            out[:, e0:e0 + self.T] = (g * self.active.errors[lay]).sum(-1)
+            out[:, e0:e0 + self.T] = torch.einsum("ntd,td->nt", g, self.active.errors[lay])
         t0 = self.n_feat + self.L * self.T
-        out[:, t0:t0 + self.T] = (grads[0][:n] * self.clean.resid_pre[0]).sum(-1)
+        out[:, t0:t0 + self.T] = torch.einsum("ntd,td->nt", grads[0][:n], self.clean.resid_pre[0])
         return out
 
 
