@@ -86,7 +86,7 @@ def ce_recovered(ce_clean: float, ce_sae: float, ce_zero: float) -> float:
     return (ce_zero - ce_sae) / (ce_zero - ce_clean) if ce_zero != ce_clean else float("nan")
 
 
-def _token_losses(lg: torch.Tensor, ids: torch.Tensor, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def token_losses(lg: torch.Tensor, ids: torch.Tensor, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(next-token loss at each counted pair, log-probs there (n, V))."""
     logp = lg[:, :-1].float().log_softmax(-1)[pair]  # (n, V)
     target = ids[:, 1:][pair]  # (n,)
@@ -130,9 +130,9 @@ def evaluate(sae: SAE, lm, windows: list[Window], site_in: Site, site_out: Site,
 
         lg_sae = logits(lm, ids, edits={site_out: put(spliced)}, attention_mask=valid)
         lg_zero = logits(lm, ids, edits={site_out: put(torch.where(keep[..., None], 0.0, y))}, attention_mask=valid)
-        loss_c, lp_c = _token_losses(clean, ids, pair)
-        loss_s, lp_s = _token_losses(lg_sae, ids, pair)
-        loss_z, _ = _token_losses(lg_zero, ids, pair)
+        loss_c, lp_c = token_losses(clean, ids, pair)
+        loss_s, lp_s = token_losses(lg_sae, ids, pair)
+        loss_z, _ = token_losses(lg_zero, ids, pair)
         sums["clean"] += float(loss_c.double().sum())
         sums["sae"] += float(loss_s.double().sum())
         sums["zero"] += float(loss_z.double().sum())

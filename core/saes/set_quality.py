@@ -26,7 +26,7 @@ from core.model.intervene import store
 from core.model.run import logits, pad_batch
 from core.model.sites import Site
 from core.saes.acts import counted_mask, flat
-from core.saes.quality import Accumulator, _token_losses, ce_recovered
+from core.saes.quality import Accumulator, ce_recovered, token_losses
 from core.saes.transcoders import TranscoderSet
 
 
@@ -75,9 +75,9 @@ class _Sums:
         self.pairs = 0
 
     def add(self, ids, pair, clean, repl, zero) -> None:
-        loss_c, lp_c = _token_losses(clean, ids, pair)
-        loss_r, lp_r = _token_losses(repl, ids, pair)
-        loss_z, _ = _token_losses(zero, ids, pair)
+        loss_c, lp_c = token_losses(clean, ids, pair)
+        loss_r, lp_r = token_losses(repl, ids, pair)
+        loss_z, _ = token_losses(zero, ids, pair)
         self.clean += float(loss_c.double().sum())
         self.repl += float(loss_r.double().sum())
         self.zero += float(loss_z.double().sum())

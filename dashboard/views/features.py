@@ -6,19 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 from core.index import queries
-from dashboard.views.units import _read
+from dashboard.views.units import read_index
 
 
 def run_saes(path, run_id: int | None = None) -> list[queries.SaeInfo]:
-    return _read(path, queries.run_saes, run_id)
+    return read_index(path, queries.run_saes, run_id)
 
 
 def feature_map(path, run_id: int, sae_id: int) -> dict | None:
     """{"xy": (d_sae, 2), "density": (d_sae,), "labels": [str]} or None when the map was not computed."""
-    flat = _read(path, queries.sae_umap, run_id, sae_id)
+    flat = read_index(path, queries.sae_umap, run_id, sae_id)
     if not flat:
         return None
     xy = np.asarray(flat, np.float32).reshape(-1, 2)
-    dens = np.asarray(_read(path, queries.group_density, run_id, -sae_id), np.float64)
-    labels = _read(path, queries.feature_labels, run_id, sae_id)
+    dens = np.asarray(read_index(path, queries.group_density, run_id, -sae_id), np.float64)
+    labels = read_index(path, queries.feature_labels, run_id, sae_id)
     return {"xy": xy, "density": dens, "labels": [labels.get(i, "") for i in range(len(xy))]}
