@@ -1,4 +1,5 @@
-"""The import graph of core/ and dashboard/ has no circle, and no module passes 400 lines.
+"""The import graph of core/ and dashboard/ has no circle, no module passes 400 lines, and no module imports another's
+private (_underscored) names.
 
 Every `import` / `from ... import` counts as an edge, wherever it stands (module level, inside a function, under
 `if TYPE_CHECKING:`): a circle hidden in a function body is still a circle. Relative imports are resolved against the
@@ -100,6 +101,33 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return sorted(found)
 
 
+def private_imports(root: Path, packages=PACKAGES) -> list[str]:
+    """Every private name a walked module takes from another: `from other import _name`, or `alias._name` where
+    alias is another walked module bound by an import (`from core.units import extract as ex; ex._Run`)."""
+    known = module_names(root, packages)
+    out = []
+    for module, path in known.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        aliases = {}  # local name -> the walked module it is bound to
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                aliases |= {a.asname: a.name for a in node.names if a.asname and a.name in known}
+            elif isinstance(node, ast.ImportFrom):
+                base = _absolute(module, path.name == "__init__.py", node)
+                for a in node.names:
+                    if f"{base}.{a.name}" in known:
+                        aliases[a.asname or a.name] = f"{base}.{a.name}"
+                    elif a.name.startswith("_") and not a.name.startswith("__") and base != module \
+                            and _deepest_known(base, known) is not None:
+                        out.append(f"{module}: from {base} import {a.name}")
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
+                    and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and aliases[node.value.id] != module):
+                out.append(f"{module}: {aliases[node.value.id]}.{node.attr}")
+    return sorted(set(out))
+
+
 def describe(found: list[list[str]], graph: dict[str, set[str]]) -> str:
     lines = []
     for component in found:
@@ -119,6 +147,11 @@ def test_no_module_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in module_names(ROOT).values()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_no_private_names_across_modules():
+    found = private_imports(ROOT)
+    assert not found, "private names imported from another module (make them public):\n" + "\n".join(found)
 
 
 def test_the_circle_finder_catches_a_circle(tmp_path):
@@ -142,6 +175,18 @@ def test_the_circle_finder_catches_a_circle(tmp_path):
     (pkg / "c.py").write_text("def f():\n    return 1\n")
     (pkg / "d.py").write_text("import core.sub.a\n")
     assert cycles(import_graph(tmp_path, packages=("core",))) == []
+
+
+def test_the_private_name_rule_sees_one(tmp_path):
+    pkg = tmp_path / "core"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("def _helper():\n    return 1\n")
+    (pkg / "b.py").write_text("from __future__ import annotations\n\nfrom core.a import _helper\n")
+    (pkg / "c.py").write_text("from .a import _helper as h\n")
+    (pkg / "d.py").write_text("from core import a as m\n\n\ndef f():\n    return m._helper()\n")
+    (pkg / "e.py").write_text("from core import a\n\n\ndef f():\n    return a.__name__, a.helper\n")
+    assert private_imports(tmp_path, ("core",)) == ["core.b: from core.a import _helper",
+                                                     "core.c: from core.a import _helper", "core.d: core.a._helper"]
 
 
 def test_the_length_rule_sees_a_long_module(tmp_path):
