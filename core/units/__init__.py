@@ -1,4 +1,4 @@
-"""Units (MLP neurons; SAE features next) and what each did over a corpus, in one pass.
+"""Units (MLP neurons, SAE features) and what each did over a corpus, in one pass.
 
   sources        UnitSource protocol (gather from the index, live activations, output direction); NeuronSource
   kinds          source(kind): the unit source for 'neuron' or 'feature:<SAE path>'

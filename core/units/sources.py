@@ -1,10 +1,11 @@
 """Unit sources: everything a unit page shows, for any kind of unit, read from the index in four queries.
 
-A unit page (neurons now, SAE features later) needs the same things of every unit: summary stats, an exact
-histogram, top examples and interval samples with their token contexts, the activation on any token sequence (live),
-and an output direction in the residual stream (for logit effects). `UnitSource` names those; `NeuronSource` answers
-them for MLP neurons from the tables written by core.units.extract. The page layout (dashboard/app_pages/unit_body.py) only talks
-to a source, so a new kind of unit is a new source, not a new page.
+A unit page (an MLP neuron, an SAE feature) needs the same things of every unit: summary stats, an exact histogram,
+top examples and interval samples with their token contexts, the activation on any token sequence (live), and an
+output direction in the residual stream (for logit effects). `UnitSource` names those; `NeuronSource` answers them
+for MLP neurons from the tables written by core.units.extract, core.saes.features.FeatureSource for SAE features,
+and core.units.kinds.source picks one by kind. The page layout (dashboard/app_pages/unit_body.py) only talks to a
+source, so a new kind of unit is a new source, not a new page.
 
 Speed: `gather` costs four queries whatever k is (stats, the example list, their contexts in one join, vocab from
 the caller's cache), so a page read stays in milliseconds on multi-million-token indexes (bench/pages.py).
