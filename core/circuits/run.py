@@ -96,7 +96,11 @@ def make_graph(cfg: GraphConfig, on_progress: Callable[[int, int], None] | None 
 
         torch.set_num_threads(cfg.threads)
     lm, ts = load_inputs(cfg)
-    graph = build(lm, ts, cfg, on_progress)
+    return write_and_store(cfg, lm, build(lm, ts, cfg, on_progress))
+
+
+def write_and_store(cfg: GraphConfig, lm, graph: Graph, note: str | None = None) -> dict:
+    """Prune and score `graph`, write its file, store it when cfg.db (with `note`: why the model is right)."""
     pruned = prune(graph, cfg.node_threshold, cfg.edge_threshold)
     rep, comp = scores(graph)
     slug = cfg.slug or slug_of(cfg.prompt)
@@ -111,11 +115,12 @@ def make_graph(cfg: GraphConfig, on_progress: Callable[[int, int], None] | None 
                "completeness_score": comp, "seconds": graph.settings["seconds_total"],
                "batch_size": cfg.batch_size, "graph_id": None}
     if cfg.db:
-        summary["graph_id"] = store(cfg, lm, graph, pruned, doc, {"replacement": rep, "completeness": comp})
+        score = {"replacement": rep, "completeness": comp}
+        summary["graph_id"] = store(cfg, lm, graph, pruned, doc, score, note)
     return summary
 
 
-def store(cfg: GraphConfig, lm, graph: Graph, pruned, doc: dict, score: dict) -> int:
+def store(cfg: GraphConfig, lm, graph: Graph, pruned, doc: dict, score: dict, note: str | None = None) -> int:
     """The graph into the index (migration 009), in one transaction; its id."""
     from core.index import writer
     from core.index.db import connect, transaction
@@ -126,7 +131,8 @@ def store(cfg: GraphConfig, lm, graph: Graph, pruned, doc: dict, score: dict) ->
     ids = {n["node_id"] for n in doc["nodes"]}
     by_index = {i: node for i, node in zip(kept, node_ids(graph, kept), strict=True) if node in ids}
     order = list(by_index)
-    config = asdict(cfg) | {"settings": graph.settings, "n_layers": graph.n_layers, "tokens": graph.tokens}
+    config = asdict(cfg) | {"settings": graph.settings, "n_layers": graph.n_layers, "tokens": graph.tokens,
+                            "note": note}
     con = connect(cfg.db)
     try:
         with transaction(con):
