@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+import numpy as np
 
 
 @dataclass
@@ -24,8 +22,10 @@ class GraphInfo:
 
 
 def add_graph(con, model_id: int, *, transcoders: str, scan: str, prompt: str, config: dict, scores: dict,
-              wire: dict, kept_ids: list[str], kept_adjacency: torch.Tensor) -> int:
+              wire: dict, kept_ids: list[str], kept_adjacency) -> int:
     """Store a graph in one statement; its id. `kept_adjacency` (n, n) float32 [target, source] over `kept_ids`."""
+    from safetensors.torch import save as st_save
+
     blob = st_save({"adjacency": kept_adjacency.float().contiguous()},
                    metadata={"node_ids": json.dumps(kept_ids)})
     graph_id = con.execute("SELECT coalesce(max(graph_id), 0) + 1 FROM graphs").fetchone()[0]
@@ -52,12 +52,22 @@ def graph_wire(con, graph_id: int) -> dict | None:
     return json.loads(row[0]) if row else None
 
 
-def graph_kept(con, graph_id: int) -> tuple[list[str], torch.Tensor] | None:
-    """(kept node ids, (n, n) adjacency among them) of a stored graph."""
+def graph_kept(con, graph_id: int):
+    """(kept node ids, (n, n) torch adjacency among them) of a stored graph."""
+    import torch
+
+    kept = graph_kept_array(con, graph_id)
+    return None if kept is None else (kept[0], torch.from_numpy(kept[1]))
+
+
+def graph_kept_array(con, graph_id: int) -> tuple[list[str], np.ndarray] | None:
+    """(kept node ids, (n, n) float32 adjacency [target, source] among them) without torch (pages read it)."""
+    from safetensors.numpy import load as np_load
+
     row = con.execute("SELECT kept FROM graphs WHERE graph_id = ?", [graph_id]).fetchone()
     if not row:
         return None
     raw = bytes(row[0])
     n = int.from_bytes(raw[:8], "little")  # safetensors: an 8-byte header length, then the JSON header
     ids = json.loads(json.loads(raw[8:8 + n])["__metadata__"]["node_ids"])
-    return ids, st_load(raw)["adjacency"]
+    return ids, np_load(raw)["adjacency"]
