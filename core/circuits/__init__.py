@@ -7,4 +7,5 @@ how transcoder features, reconstruction errors and token embeddings connect into
   attribute    direct effects A[target, source] from batched backward passes; `attribute()` builds a Graph
   graph        the Graph object; node influence, pruning and the replacement and completeness scores
   wire         the JSON file Neuronpedia's graph page and circuit-tracer's viewer read, written and read back
+  explore      a stored graph as a reader explores it: strongest paths, a node's edges, pinned nodes and supernodes
 """
