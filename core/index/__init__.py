@@ -7,4 +7,5 @@
   heads       head scores: write a model's scores, read them back
   patch_grids stored activation-patching grids of a prompt pair (the demo's, for the patching page's first visit)
   tabular     DuckDB over a corpus file (.jsonl/.csv/.parquet)
+  feature_labels  many features' explanations and top examples at once, and which run indexed a set's layers
 """

@@ -1,0 +1,125 @@
+"""Node labels of an attribution graph against independent routes: what a feature writes is its decoder row through
+the final norm's weight and the unembedding, projected by hand in NumPy; its text is the stored explanation when
+there is one, else the token-list label `neuroboard explain` would write, built here through the feature page's own
+reads (FeatureSource.gather) and core.autointerp.prompts.token_list; links name the index's run and SAE."""
+
+import duckdb
+import numpy as np
+import pytest
+import torch
+from helpers.tiny import write_corpus
+
+from core.autointerp.prompts import Window, token_list
+from core.circuits.attribute import AttributionConfig, attribute
+from core.circuits.graph import prune
+from core.circuits.labels import Label, index_labels, node_labels, set_units, short, unembedding
+from core.circuits.nodes import from_wire
+from core.circuits.wire import to_wire
+from core.index import explanations as X
+from core.index.db import connect
+from core.model.load import load_model
+from core.saes.features import FeatureSource
+from core.saes.sae import SAE
+from core.saes.transcoders import TranscoderSet, save_transcoder_set
+from core.units.config import ExtractConfig
+from core.units.extract import extract
+
+
+@pytest.fixture(scope="module")
+def built(tiny_lm_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("labels")
+    corpus = write_corpus(tmp / "c.txt", n_docs=12)
+    g = torch.Generator().manual_seed(5)
+    tcs = [SAE(torch.randn(64, 40, generator=g) * 0.3, torch.randn(40, generator=g) * 0.1,
+               torch.randn(40, 64, generator=g), torch.randn(64, generator=g) * 0.1, activation="topk", k=6,
+               b_dec_in=False, site=f"mlp_in.{L}", out_site=f"mlp_out.{L}") for L in range(3)]
+    path = save_transcoder_set(TranscoderSet(tcs, [0, 1, 2]), tmp / "tset")
+    cfg = ExtractConfig(model=str(tiny_lm_dir), db=str(tmp / "i.duckdb"), corpus=corpus, max_tokens=10**9,
+                        context_len=32, top_k=8, samples=3, hist_bins=64, batch_tokens=96, chunk_tokens=1500,
+                        layers="1", sae=[str(path)], sae_map=False)
+    lm = load_model(str(tiny_lm_dir))
+    run_id = extract(cfg, lm=lm)
+    graph = attribute(lm, tcs, "The cat sat on the mat", AttributionConfig(max_features=None), scan="tset")
+    doc = to_wire(graph, prune(graph, 0.9, 0.99), slug="t", node_threshold=0.9, edge_threshold=0.99)
+    return cfg.db, run_id, path, lm, tcs, doc
+
+
+def hand_writes(lm, tc, feature, k):
+    W_U = lm.model.lm_head.weight.detach().numpy().astype(np.float64)  # (V, d)
+    g = lm.model.model.norm.weight.detach().numpy().astype(np.float64)  # RMSNorm's gain
+    vals = W_U @ (g * tc.W_dec[feature].numpy().astype(np.float64))
+    return list(np.argsort(-vals, kind="stable")[:k])
+
+
+def explain_route(con, run_id, sae_id, path, feature):
+    """The token-list label through the feature page's reads (four queries, windows as explain builds them)."""
+    view = FeatureSource(str(path)).gather(con, run_id, sae_id, feature, k=10, window=12)
+    vocab = dict(con.execute("SELECT token_id, display FROM vocab").fetchall())
+    ws = [Window([vocab[t] for t in e.shown_ids()], e.shown_values()) for e in view.top if e.activation > 0]
+    return token_list(ws)
+
+
+def test_writes_are_the_decoder_row_through_the_unembedding_by_hand(built):
+    db, _, path, lm, tcs, doc = built
+    labels = node_labels(None, doc, str(path), unembedding(lm), k=6)
+    feats = [n for n in from_wire(doc).nodes if n.kind == "feature"]
+    assert len(feats) >= 5 and set(labels) == {n.id for n in feats}
+    vocab = unembedding(lm).vocab
+    for n in feats:
+        assert labels[n.id].writes == [vocab[i] for i in hand_writes(lm, tcs[n.layer], n.index, 6)]
+        assert labels[n.id].source == "" and labels[n.id].link is None  # no index given
+
+
+def test_explanation_first_else_the_token_list_explain_writes(built):
+    db, run_id, path, lm, tcs, doc = built
+    con = connect(db)
+    units = set_units(con, str(path))
+    assert units == {0: (run_id, 1), 1: (run_id, 2), 2: (run_id, 3)}
+    feats = [n for n in from_wire(doc).nodes if n.kind == "feature"]
+    first = feats[0]
+    X.put(con, {"run_id": run_id, "layer": -units[first.layer][1], "unit": first.index, "status": "ok",
+                "explanation": "the neuron responds to names of animals.", "explainer": "test", "scores": None})
+    labels = node_labels(con, doc, str(path), unembedding(lm))
+    assert labels[first.id] == Label("names of animals", "explanation", labels[first.id].writes,
+                                     f"/features?run={run_id}&sae={units[first.layer][1]}&feature={first.index}")
+    for n in feats:
+        if (n.layer, n.index) == (first.layer, first.index):
+            continue
+        want = explain_route(con, run_id, units[n.layer][1], path / f"layer_{n.layer}.safetensors", n.index)
+        got = labels[n.id]
+        assert got.link.endswith(f"sae={units[n.layer][1]}&feature={n.index}")
+        if want is None:
+            assert (got.text, got.source) == ("", "")
+        else:
+            assert got.source in ("token class", "top tokens")
+            assert got.text == short(want).removeprefix("the tokens ")
+    con.close()
+
+
+def test_token_class_label_when_the_top_examples_are_numbers(built):
+    db, run_id, path, lm, tcs, doc = built
+    con = connect(db)
+    digits = con.execute("SELECT t.doc_id, t.position FROM tokens t JOIN vocab v ON v.token_id = t.token_id "
+                         "WHERE t.run_id = ? AND regexp_full_match(trim(v.display), '[0-9]+') ORDER BY 1, 2 LIMIT 6",
+                         [run_id]).fetchall()
+    assert len(digits) >= 3
+    feature = 7
+    con.execute("DELETE FROM top_examples WHERE run_id = ? AND layer = -2 AND unit = ?", [run_id, feature])
+    con.executemany("INSERT INTO top_examples (run_id, layer, unit, rank, doc_id, position, activation, context) "
+                    "VALUES (?, -2, ?, ?, ?, ?, ?, NULL)",
+                    [[run_id, feature, r, d, p, 5.0 - r] for r, (d, p) in enumerate(digits)])
+    got = index_labels(con, run_id, 2, [feature])[feature]
+    want = explain_route(con, run_id, 2, path / "layer_1.safetensors", feature)
+    assert want.startswith("the neuron responds to numbers: ")
+    assert got == (short(want), "token class") and got[0].startswith("numbers: ")
+    con.close()
+
+
+def test_a_moved_set_is_found_by_its_layer_names(built, tmp_path):
+    import shutil
+
+    db, run_id, path, *_ = built
+    moved = shutil.copytree(path, tmp_path / "tset")
+    con = duckdb.connect(db, read_only=True)
+    assert set_units(con, str(moved)) == {0: (run_id, 1), 1: (run_id, 2), 2: (run_id, 3)}
+    con.close()
