@@ -29,6 +29,7 @@ nav = st.navigation([st.Page(PAGES / "home.py", title="Home", icon=":material/ho
                      st.Page(PAGES / "steering.py", title="Steering", icon=":material/tune:", url_path="steering"),
                      st.Page(PAGES / "patching.py", title="Patching", icon=":material/swap_horiz:",
                              url_path="patching"),
+                     st.Page(PAGES / "circuits.py", title="Circuits", icon=":material/hub:", url_path="circuits"),
                      st.Page(PAGES / "findings.py", title="Findings", icon=":material/bookmarks:",
                              url_path="findings")])
 
