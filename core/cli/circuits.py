@@ -1,15 +1,20 @@
-"""The attribution-graph command: graph (printing only; core.circuits computes)."""
+"""The attribution-graph commands: graph, graph-intervene (printing only; core.circuits computes)."""
 
 from __future__ import annotations
 
+from core.circuits.intervene_run import GraphInterveneConfig
 from core.circuits.run import GraphConfig
 from core.cli.args import config_from
-from core.cli.progress import run_and_print
+from core.cli.progress import emit, run_and_print
 
 PARSERS = [("graph", GraphConfig,
             "the attribution graph of a prompt through a transcoder set (circuit-tracer's method), written as the "
             "graph file Neuronpedia and circuit-tracer's viewer read", "print a summary of the graph as one JSON "
-            "object", True)]
+            "object", True),
+           ("graph-intervene", GraphInterveneConfig,
+            "ablate, scale or steer nodes of an attribution graph: the target logit's change the graph predicts beside "
+            "the change measured in its frozen replacement model and in the real model", "print the result as one "
+            "JSON object", False)]
 
 
 def cmd_graph(a) -> int:
@@ -29,4 +34,10 @@ def _print(s: dict) -> None:
         print(f"stored as graph {s['graph_id']}")
 
 
-COMMANDS = {"graph": cmd_graph}
+def cmd_graph_intervene(a) -> int:
+    from core.circuits.intervene_run import describe, run_intervention
+
+    return emit(a, run_intervention(config_from(a, GraphInterveneConfig)), lambda out: print("\n".join(describe(out))))
+
+
+COMMANDS = {"graph": cmd_graph, "graph-intervene": cmd_graph_intervene}
