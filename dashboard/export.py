@@ -112,8 +112,20 @@ def _heads(s: dict) -> list[str]:
     return out
 
 
+def _circuits(s: dict) -> list[str]:
+    from dashboard.render import circuits as rc
+
+    g = s.get("graph") or {}
+    targets = ", ".join(repr(t) for t in g.get("targets") or []) or "its most probable tokens"
+    paths = "".join(f"<li>{p['strength']:.3f}: {html.escape(' → '.join(p['nodes']))}</li>" for p in s.get("paths", []))
+    return [f"<p>Attribution graph of {html.escape(repr(g.get('prompt', '')))} → {html.escape(targets)} "
+            f"({html.escape(str(g.get('model', '')))}, transcoders {html.escape(str(g.get('transcoders', '')))})</p>",
+            rc.scores_html(g.get("scores") or {}), rc.subgraph_svg(s, s.get("tokens", [])), rc.supernodes_html(s),
+            f"<p>Strongest paths into the logit (product of normalised edge weights):</p><ol>{paths}</ol>"]
+
+
 RENDER = {"neurons": _unit, "features": _unit, "trajectories": _lens, "steering": _steer, "patching": _patch,
-          "stream": _stream, "sets": _sets, "heads": _heads}
+          "stream": _stream, "sets": _sets, "heads": _heads, "circuits": _circuits}
 
 
 def finding_html(f) -> str:

@@ -10,6 +10,8 @@ saves), and its recheck: the same computation again from the manifest, compared 
   heads     /heads?model&layer&head&prompt  the head's stored role scores and its attention pattern on the text
   steering  /steering?model&direction&layer&alpha&prompt&tokens&mode   core.interventions.steer / ablate
   patching  /patching?model&clean&corrupted&answer&foil                core.interventions.patching.patch_grid
+  circuits  /circuits?graph&logit&pinned&groups   the pinned subgraph and supernodes of a stored (or computed)
+                                                  attribution graph (core.findings.circuits)
 Home and the findings page itself have no snapshot: saving one says so.
 
 The numbers recheck compares are the model's outputs (activations, probabilities, logit differences), recomputed
@@ -28,7 +30,7 @@ from core.findings.store import Finding, parse_url
 
 K_EXAMPLES = 8
 WINDOW = 12
-PAGES = ("neurons", "features", "trajectories", "heads", "steering", "patching")
+PAGES = ("neurons", "features", "trajectories", "heads", "steering", "patching", "circuits")
 
 
 class SnapshotError(UserError):
@@ -237,6 +239,10 @@ def snapshot(page: str, params: dict, *, db: str | None = None, load: Callable |
         return _patch(params, load)
     if page == "heads":
         return _heads(params, db, load)
+    if page == "circuits":
+        from core.findings.circuits import snapshot as circuits_snapshot
+
+        return circuits_snapshot(params, db, load)
     raise SnapshotError(f"the {page or 'home'} page has no snapshot yet (pages with one: {', '.join(PAGES)})")
 
 
@@ -291,6 +297,8 @@ def recheck(f: Finding, *, db: str | None = None, load=None) -> dict:
 def view_manifest(page: str, params: dict, *, db: str | None = None, load: Callable | None = None) -> dict:
     """The manifest of a view without its snapshot (what the page shows beside it): the model it runs (the run's
     model for unit pages, else `model=`), the run's configuration when it reads one, the view's parameters, versions."""
+    if page == "circuits":  # a graph's numbers are stored: no model to load (core.findings.circuits)
+        return manifest(page, params) | ({"index": str(db)} if db else {})
     if load is None:
         from core.model.load import load_model as load
     run = None

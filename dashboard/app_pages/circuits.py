@@ -34,7 +34,6 @@ default, problem = (NEW, None) if asked == NEW else params.choice_param(qp, "gra
 if problem or (asked != NEW and default not in stored):
     st.warning(problem or f"`graph={params.md_code(asked[:40])}`: this index stores no graphs; make a new one.")
     default = default if default in stored else NEW
-before = qp.get("graph")
 
 
 def graph_name(g) -> str:
@@ -47,7 +46,7 @@ def graph_name(g) -> str:
 
 choice = frame.url_widget(st.selectbox, "circuits_graph", "graph", default, label="Graph", options=choices,
                           format_func=graph_name)
-if before is not None and str(choice) != before:  # another graph: the old one's nodes mean nothing here
+if choice != default:  # the reader chose another graph: the old one's nodes mean nothing there
     parts.set_params(**dict.fromkeys(parts.STATE_PARAMS))
 
 if choice == NEW:
