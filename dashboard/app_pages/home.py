@@ -18,6 +18,7 @@ NEURONS = Path(__file__).with_name("neurons.py")
 FEATURES = Path(__file__).with_name("features.py")
 STEERING = Path(__file__).with_name("steering.py")
 PATCHING = Path(__file__).with_name("patching.py")
+CIRCUITS = Path(__file__).with_name("circuits.py")
 RUN_COLUMNS = ["run", "model", "corpus", "status", "tokens", "target", "results", "layers", "units", "created"]
 
 
@@ -66,6 +67,7 @@ def show_index(path, db: int | None) -> bool:
         return False
     if not runs:
         intervention_links(path, [], db)
+        circuit_links(path, db)
         st.info("The index has no runs yet; `neuroboard extract` fills it.", icon=":material/info:")
         return busy
     st.caption(f"`{path}` · {catalog.file_size(path)} · {len(runs)} run{'s' * (len(runs) != 1)}")
@@ -84,6 +86,7 @@ def show_index(path, db: int | None) -> bool:
                              f"{s.site}, {s.d_sae:,} features)", icon=":material/scatter_plot:",
                              query_params=params | {"sae": str(s.sae_id)})
     intervention_links(path, [r.model for r in runs], db)
+    circuit_links(path, db)
     running = catalog.running_lines(runs)
     for frac, label in running:
         st.progress(frac, text=label)
@@ -113,6 +116,17 @@ def intervention_links(path, models: list[str], db: int | None) -> None:
         st.page_link(PATCHING, label=f"Patch a clean and a corrupted prompt through {models[0]} (activation "
                      "patching heatmaps, back-patching)", icon=":material/swap_horiz:",
                      query_params={"model": models[0]} | extra)
+
+
+def circuit_links(path, db: int | None) -> None:
+    """A link to each stored attribution graph (the circuits page opens on it)."""
+    from dashboard.views.circuits import graphs
+
+    for g in graphs(path):
+        targets = ", ".join(repr(t) for t in g.config.get("target") or []) or "its most probable tokens"
+        st.page_link(CIRCUITS, label=f"Circuits: {g.prompt!r} → {targets} ({g.model})", icon=":material/hub:",
+                     query_params={"graph": str(g.graph_id)} | ({"db": str(db)} if db is not None else {}),
+                     help=g.config.get("note") or None)
 
 
 st.title("neuroboard")

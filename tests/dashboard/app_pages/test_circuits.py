@@ -192,3 +192,11 @@ def test_another_graph_forgets_the_old_ones_nodes(monkeypatch, env, doc, tmp_pat
     at.selectbox(key="circuits_graph").set_value("new").run()
     assert not at.exception and at.query_params["graph"] == "new"
     assert "pinned" not in at.query_params and "node" not in at.query_params
+
+
+def test_home_links_to_the_stored_graphs(monkeypatch, env, tmp_path):
+    setup(monkeypatch, env, tmp_path)
+    at = AppTest.from_file(str(ROOT / "dashboard/app.py"), default_timeout=120).run()
+    links = [p for p in at.get("page_link") if p.proto.label.startswith("Circuits:")]
+    assert not at.exception and len(links) == 1
+    assert links[0].proto.label.startswith(f"Circuits: {PROMPT!r} → ") and "graph=1" in links[0].proto.query_string
