@@ -13,6 +13,7 @@ Plotly behind the "Interactive charts" toggle) with the strongest paths into the
 import streamlit as st
 
 from core.circuits import explore as ex
+from dashboard.app_pages import circuit_checks as checks
 from dashboard.app_pages import circuit_parts as parts
 from dashboard.cache import circuits as cc
 from dashboard.render import circuits as rc
@@ -125,3 +126,5 @@ st.caption("Pin the nodes that carry the prediction and group them into named su
 parts.pin_editor(doc, state["pinned"], state["groups"], labels)
 sub = ex.subgraph(doc, state["pinned"], state["groups"], labels)
 frame.light(rc.subgraph_svg(sub, doc.tokens, link=lambda x: parts.link_to(node=x)))
+
+checks.panel(key, doc, model, transcoders, state, labels)

@@ -143,3 +143,26 @@ def _run(j: GraphJob) -> None:
         j.status = "done"
     except Exception as e:  # noqa: BLE001 - any failure is the job's message, the server goes on
         j.error, j.status = first_line(e), "failed"
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def graph_model(key: str, _doc: GraphDoc, model: str, transcoders: str):
+    """The graph opened with its model and transcoder set for interventions (core.circuits.interventions: checked
+    against each other, its clean pass made), once per graph `key`; GraphError (one line) when they do not fit."""
+    from core.circuits.interventions import open_graph
+    from core.circuits.labels import transcoder_set
+    from core.circuits.nodes import from_wire
+    from dashboard.cache.models import model as loaded
+
+    nodes = from_wire(_doc.wire, (_doc.ids, _doc.adjacency), model=model, transcoders=transcoders)
+    return open_graph(loaded(model), transcoder_set(transcoders), nodes)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def intervention_table(key: str, _gm) -> dict:
+    """Zero each of the graph's ten most influential features alone: predicted vs measured (JSON-ready)."""
+    from dataclasses import asdict
+
+    from core.circuits.interventions import intervention_table as table
+
+    return asdict(table(_gm))

@@ -248,3 +248,39 @@ def graph_figure(doc: GraphDoc, *, paths: set[tuple[str, str]] = frozenset(), se
                                          "ticktext": [visible_short(t, 10) for t in doc.tokens]},
                       yaxis={"showticklabels": False}, legend={"orientation": "h"}, margin={"t": 20})
     return fig
+
+
+MEASURES = (("predicted", "graph's prediction"), ("linearised", "replacement, linearised"),
+            ("replacement", "replacement model"), ("real", "real model"))
+IV_NOTE = ("Change of each logit minus the mean logit. Predicted: the graph's path sum (its stored edges; downstream "
+           "features respond linearly). Measured in the frozen replacement model (features recomputed by their "
+           "transcoders; linearised: kept on their active set) and in the real model (features subtracted or added "
+           "at their layer's MLP output).")
+
+
+def effect_html(e: dict) -> str:
+    """An intervention's effect (core.circuits.interventions.Effect as a dict): every logit's change predicted
+    beside measured, then the tokens the real model gained and lost."""
+    rows = [[("→ " if lc["id"] == e["target"]["id"] else "") + repr(lc["token"])] + [float(lc[k]) for k, _ in MEASURES]
+            for lc in e["logits"]]
+    logits = table(["logit", *[n for _, n in MEASURES]], rows, align=["left"] + ["right"] * len(MEASURES),
+                   title=f"{e['op']} on {len(e['nodes'])} node{'s' * (len(e['nodes']) != 1)}: each logit's change "
+                         "(→ the target)")
+
+    def shifts(xs: list[dict], name: str) -> str:
+        return table([name, "p before", "p after"], [[repr(s["token"]), float(s["p_before"]), float(s["p_after"])]
+                                                     for s in xs], align=["left", "right", "right"])
+    return (f'<div class="nb-effect">{logits}<div style="display:flex;gap:32px;flex-wrap:wrap">'
+            f"<div>{shifts(e['gained'], 'gained (real model)')}</div><div>{shifts(e['lost'], 'lost')}</div></div>"
+            f'<div style="font-size:0.8em;color:#777">{esc(IV_NOTE)}</div></div>')
+
+
+def table_html(t: dict, labels: Callable[[str], str] | None = None) -> str:
+    """The ten-most-influential-features table (core.circuits.interventions.Table as a dict) and its correlations."""
+    rows = [[r["node"], (labels(r["node"]) if labels else "")[:50], float(r["influence"])]
+            + [float(r[k]) for k, _ in MEASURES] for r in t["rows"]]
+    corr = ", ".join(f"{k} {'–' if v is None else fmt(float(v))}" for k, v in t["correlation"].items())
+    return (table(["node", "label", "influence", *[n for _, n in MEASURES]], rows,
+                  align=["left", "left"] + ["right"] * (1 + len(MEASURES)),
+                  title=f"Zero each of the {len(rows)} most influential features alone: the change of "
+                        f"{t['target']!r}") + f'<div class="nb-corr">Correlation with the prediction: {esc(corr)}</div>')

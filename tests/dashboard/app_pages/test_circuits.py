@@ -200,3 +200,26 @@ def test_home_links_to_the_stored_graphs(monkeypatch, env, tmp_path):
     links = [p for p in at.get("page_link") if p.proto.label.startswith("Circuits:")]
     assert not at.exception and len(links) == 1
     assert links[0].proto.label.startswith(f"Circuits: {PROMPT!r} → ") and "graph=1" in links[0].proto.query_string
+
+
+def test_intervention_panel_matches_graph_intervene(monkeypatch, env, doc, tmp_path, capsys):
+    import json
+
+    from core.cli import main
+
+    f = a_feature(doc)
+    at = open_page(monkeypatch, env, tmp_path, graph="1", node=f)
+    assert at.selectbox(key="circuits_iv_what").value == f"the clicked node {f}"
+    at.selectbox(key="circuits_iv_op").set_value("scale").run()
+    at.number_input(key="circuits_iv_alpha_scale").set_value(0.5).run()
+    at.button(key="circuits_iv_run").click().run()
+    assert not at.exception and not messages(at)
+    shown = next(m.value for m in at.markdown if "nb-effect" in m.value)
+    assert main(["graph-intervene", "--db", env["db"], "--graph", "1", "--nodes", f, "--op", "scale:0.5",
+                 "--json"]) == 0
+    t = json.loads(capsys.readouterr().out)["effect"]["target"]
+    row = shown.split("pre\">→ ")[1].split("</tr>")[0]
+    for k in ("predicted", "linearised", "replacement", "real"):  # the CLI's numbers, in the target's row
+        assert f">{float(t[k]):.4g}<" in row
+    at.toggle(key="circuits_iv_table").set_value(True).run()
+    assert not at.exception and any("Correlation with the prediction" in m.value for m in at.markdown)
