@@ -52,6 +52,15 @@ class DemoConfig:
     explain_scored: int = 24
     """How many of them are also scored (detection, fuzzing, control), so the pages show what the built-in model's
     explanations are worth."""
+    circuits: bool = True
+    """Train a transcoder set for the first model, index its features and store attribution graphs of a few prompts
+    (core.circuits.demo), after every other job."""
+    transcoder_tokens: int = 131_072
+    """Training tokens of each layer's transcoder (the demo corpus's training windows, read again as needed)."""
+    transcoder_latents: int = 2048
+    """Width of each layer's transcoder."""
+    transcoder_k: int = 16
+    """Active latents per token of each transcoder."""
     serve: bool = True
     """Serve the dashboard while the index is built (it fills in as jobs finish)."""
     port: int = 8501
@@ -68,9 +77,10 @@ class Job:
     name: str
     """What Home shows, e.g. 'index smollm2-135m'."""
     kind: str
-    """extract | heads | train-sae | sweep | explain | patch"""
+    """extract | heads | train-sae | sweep | explain | patch | train-transcoders | graphs"""
     config: object
-    """ExtractConfig, HeadsConfig, TrainSAEConfig, SweepConfig, DemoExplain, or store_patch's arguments (a dict)."""
+    """ExtractConfig, HeadsConfig, TrainSAEConfig, SweepConfig, DemoExplain, store_patch's arguments (a dict),
+    TrainTranscodersConfig or DemoGraphs."""
     resume: bool = False
     job_id: int = 0
 
@@ -138,99 +148,16 @@ def plan(cfg: DemoConfig) -> tuple[list[Job], list[str]]:
     if cfg.patch:
         jobs += _patch_jobs(cfg, notes)
     if cfg.explain_units and cfg.models and cfg.sae_site:
-        jobs += _explain_jobs(cfg, notes)
+        from core.autointerp.demo import explain_job
+
+        ex = explain_job(cfg, notes)
+        jobs += [Job(f"explain {cfg.explain_units} units of {cfg.models[0]}", "explain", ex)] if ex else []
+    if cfg.circuits and cfg.models:
+        from core.circuits.demo import circuit_jobs
+
+        jobs += [Job(name, kind.removesuffix("-resume"), c, kind.endswith("-resume"))
+                 for name, kind, c in circuit_jobs(cfg, runs, notes)]
     return jobs, notes
-
-
-@dataclass
-class DemoExplain:
-    db: str
-    model: str
-    layer: int
-    units: int
-    scored: int
-
-
-def _explain_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
-    """Explain the demo SAE's and its layer's most selective units (unless explanations are stored already)."""
-    from core.index.db import connect
-    from core.index.explanations import count
-
-    con = connect(cfg.db, read_only=True)
-    try:
-        done = count(con)
-    finally:
-        con.close()
-    if done:
-        notes.append(f"demo: {done} unit explanations are already stored")
-        return []
-    layer = int(cfg.sae_site.rsplit(".", 1)[-1])
-    return [Job(f"explain {cfg.explain_units} units of {cfg.models[0]}", "explain",
-                DemoExplain(cfg.db, cfg.models[0], layer, cfg.explain_units, cfg.explain_scored))]
-
-
-def explain_picks(con, run_id: int, layer: int, sae_id: int, n: int) -> tuple[list[int], list[int]]:
-    """The demo's units to explain: 2/3 of n from the SAE's features (active on ≥ 50 tokens and ≤ 5% of them), the
-    rest from the layer's neurons (active on ≥ 50). Each group is ranked by how much their top examples sit on a
-    handful of tokens (queries.top_token_share, to one decimal), then by the share of one token class among them
-    (core.autointerp.lexical: numbers, Python keywords, line breaks, …), then by how often they fire: units a small
-    explainer can name, that a user meets often, with enough examples to score. The picks take turns over the
-    units' main classes (and units of no class), best first in each, so a demo shows many kinds of unit, not twelve
-    kinds of line break."""
-    from core.autointerp import lexical
-    from core.index import queries
-
-    def pick(group, m, max_density):
-        tokens = queries.top_tokens(con, run_id, group, min_active=50, max_density=max_density)
-        share = queries.top_token_share(con, run_id, group, tokens=tokens)
-        count = dict(con.execute("SELECT unit, count_active FROM unit_stats WHERE run_id = ? AND layer = ?",
-                                 [run_id, group]).fetchall())
-        by_class: dict = {}
-        named = {u: lexical.name([t for t, k in tokens[u].items() for _ in range(k)]) for u in share}
-        pure = {u: round(named[u][2], 2) if named[u] and len(named[u][1]) == 1 else 0.0 for u in share}
-        for u in sorted(share, key=lambda u: (-round(share[u], 1), -pure[u], -count[u], u)):
-            by_class.setdefault(named[u] and named[u][1][0], []).append(u)  # by its main class
-        turns = [u for i in range(max(map(len, by_class.values()), default=0))
-                 for units in by_class.values() if i < len(units) for u in units[i:i + 1]]
-        return turns[:m]
-    feats = pick(-sae_id, 2 * n // 3, 0.05)
-    return feats, pick(layer, n - len(feats), 1.0)
-
-
-def run_explain(job: DemoExplain, on_unit=None) -> None:
-    """The demo's explanations (explain_picks) in the run of `job.layer` that indexed the demo SAE; the first
-    `scored` of them scored too."""
-    from core.autointerp.run import ExplainConfig, explain
-    from core.index import queries
-    from core.index.db import connect
-
-    con = connect(job.db, read_only=True)
-    try:
-        saes = queries.run_saes(con)
-        runs = [r for r in queries.list_runs(con) if r.model == job.model and r.status == "complete"
-                and job.layer in r.layers and any(s.run_id == r.run_id for s in saes)]
-        if not runs:
-            return
-        run = runs[-1]
-        sae = next(s for s in saes if s.run_id == run.run_id)
-        feats, nrns = explain_picks(con, run.run_id, job.layer, sae.sae_id, job.units)
-    finally:
-        con.close()
-    total, done = len(feats) + len(nrns), 0
-    k_f = min(len(feats), max(job.scored // 2, job.scored - len(nrns)))  # half each, or what the other lacks
-    k_n = min(len(nrns), job.scored - k_f)
-    calls = [(feats[:k_f], True, True), (nrns[:k_n], False, True)]  # scored, each group in one call (controls)
-    calls += [(feats[i:i + 4], True, False) for i in range(k_f, len(feats), 4)]  # the rest in small groups, so
-    calls += [(nrns[i:i + 4], False, False) for i in range(k_n, len(nrns), 4)]  # progress shows as they finish
-    for ids, is_feat, scored in calls:
-        if not ids:
-            continue
-        spec = ",".join(str(u) if is_feat else f"{job.layer}:{u}" for u in ids)
-        explain(ExplainConfig(db=job.db, run=run.run_id, units=spec, sae=sae.sae_id if is_feat else None,
-                              score=scored, candidates=2))  # 2 chat prompts (+ completion, token list): minutes
-        done += len(ids)
-        if on_unit:
-            on_unit(done, total)
 
 
 def _sweep_jobs(cfg: DemoConfig, notes: list[str]) -> list[Job]:
@@ -309,82 +236,103 @@ def record(cfg: DemoConfig, jobs: list[Job]) -> None:
         with writer.transaction(con):
             clear_jobs(con)
             for j in jobs:
-                unit = {"extract": "tokens", "train-sae": "tokens", "sweep": "cells", "explain": "units",
-                        "patch": "layers"}.get(j.kind, "passes")
+                unit = {"extract": "tokens", "train-sae": "tokens", "train-transcoders": "tokens", "sweep": "cells",
+                        "explain": "units", "patch": "layers", "graphs": "graphs"}.get(j.kind, "passes")
                 total = {"extract": getattr(j.config, "max_tokens", None),
-                         "train-sae": getattr(j.config, "tokens", None)}.get(j.kind)
+                         "train-sae": getattr(j.config, "tokens", None),
+                         "train-transcoders": getattr(j.config, "tokens", None)}.get(j.kind)
                 j.job_id = add_job(con, j.name, j.kind, total=total, unit=unit)
     finally:
         con.close()
+
+
+def _extract(j: Job, track, hooks) -> None:
+    from core.units.extract import extract
+
+    shown = hooks["extract"](j.config) if hooks.get("extract") else None
+
+    def progress(p):
+        track.progress(p.tokens_done, p.tokens_target)
+        if shown:
+            shown(p)
+
+    extract(j.config, resume=j.resume, on_progress=progress)
+    track.finish(j.config.max_tokens)
+
+
+def _train(j: Job, track, hooks) -> None:
+    """train-sae or train-transcoders: both report TrainSAE-like steps (tokens, target)."""
+    if j.kind == "train-sae":
+        from core.saes.train import train_sae as train
+    else:
+        from core.saes.train_transcoders import train_transcoders as train
+    shown = hooks["train"](j.config) if hooks.get("train") else None
+
+    def step(s):
+        track.progress(s.tokens, s.target)
+        if shown:
+            shown(s)
+
+    train(j.config, on_step=step)
+    track.finish(j.config.tokens)
+
+
+def _heads(j: Job, track, hooks) -> None:
+    from core.heads.score import score_heads
+
+    shown = hooks["heads"](j.config) if hooks.get("heads") else None
+
+    def stage(name, done, total):
+        track.progress(done, total)
+        if shown:
+            shown(name, done, total)
+
+    score_heads(j.config, on_progress=stage)
+    track.finish()
+
+
+def _counted(run: Callable, name: str) -> Callable:
+    """A runner for jobs that report (done, total) through the keyword `name`."""
+    def runner(j: Job, track, _hooks) -> None:
+        out = run(j.config, **{name: lambda d, t: track.progress(d, t)})
+        track.finish(len(out["resid"]) if isinstance(out, dict) and "resid" in out else None)
+    return runner
+
+
+def _runners() -> dict[str, Callable]:
+    from core.autointerp.demo import run_explain
+    from core.circuits.demo import run_graphs
+    from core.interventions.patching import store_patch
+    from core.interventions.sweep import run_sweep
+
+    return {"extract": _extract, "train-sae": _train, "train-transcoders": _train, "heads": _heads,
+            "sweep": _counted(run_sweep, "on_cell"), "explain": _counted(run_explain, "on_unit"),
+            "patch": _counted(lambda c, on_layer: store_patch(**c, on_layer=on_layer), "on_layer"),
+            "graphs": _counted(run_graphs, "on_graph")}
 
 
 def build(cfg: DemoConfig, on_extract: Callable[[object], Callable] | None = None,
           on_heads: Callable[[object], Callable] | None = None, say: Callable[[str], None] = lambda s: None,
           on_train: Callable[[object], Callable] | None = None) -> list[str]:
     """Run every missing demo job in order, recording each one's progress in the index; returns the failures'
-    one-line reasons (a failed job does not stop the next). `on_extract(ExtractConfig)` / `on_heads(HeadsConfig)`
-    return a job's progress callback for the terminal; `say` gets one line per job."""
+    one-line reasons (a failed job does not stop the next). `on_extract(ExtractConfig)` / `on_heads(HeadsConfig)` /
+    `on_train(config)` return a job's progress callback for the terminal; `say` gets one line per job."""
     from core.errors import UserError
-    from core.heads.score import score_heads
     from core.index.db import fold_wal
     from core.index.jobs import Tracker
-    from core.units.extract import extract
 
     jobs, notes = plan(cfg)
     for n in notes:
         say(n)
     record(cfg, jobs)
+    runners, hooks = _runners(), {"extract": on_extract, "heads": on_heads, "train": on_train}
     failures = []
     for j in jobs:
         say(f"demo: {j.name}")
         track = Tracker(cfg.db, j.job_id)
         track.start()
         try:
-            if j.kind == "extract":
-                shown = on_extract(j.config) if on_extract else None
-
-                def progress(p, shown=shown, track=track):
-                    track.progress(p.tokens_done, p.tokens_target)
-                    if shown:
-                        shown(p)
-
-                extract(j.config, resume=j.resume, on_progress=progress)
-                track.finish(j.config.max_tokens)
-            elif j.kind == "train-sae":
-                from core.saes.train import train_sae
-
-                shown = on_train(j.config) if on_train else None
-
-                def step(s, shown=shown, track=track):
-                    track.progress(s.tokens, s.target)
-                    if shown:
-                        shown(s)
-
-                train_sae(j.config, on_step=step)
-                track.finish(j.config.tokens)
-            elif j.kind == "sweep":
-                from core.interventions.sweep import run_sweep
-
-                run_sweep(j.config, on_cell=lambda d, t, track=track: track.progress(d, t))
-                track.finish()
-            elif j.kind == "explain":
-                run_explain(j.config, on_unit=lambda d, t, track=track: track.progress(d, t))
-                track.finish()
-            elif j.kind == "patch":
-                from core.interventions.patching import store_patch
-
-                res = store_patch(**j.config, on_layer=lambda d, t, track=track: track.progress(d, t))
-                track.finish(len(res["resid"]))  # layers
-            else:
-                shown = on_heads(j.config) if on_heads else None
-
-                def stage(name, done, total, shown=shown, track=track):
-                    track.progress(done, total)
-                    if shown:
-                        shown(name, done, total)
-
-                score_heads(j.config, on_progress=stage)
-                track.finish()
+            runners[j.kind](j, track, hooks)
         except UserError as e:
             track.fail(str(e))
             failures.append(f"{j.name}: {e}")

@@ -205,7 +205,7 @@ those tokens."""
     from collections import Counter
 
     from core.autointerp import lexical
-    from core.demo import explain_picks
+    from core.autointerp.demo import explain_picks
     from core.index import queries
     from core.units.sources import unit_view
 
