@@ -4,9 +4,10 @@ describes, and the real model. Each runs B edited copies of the prompt in one pa
 A change (`Change`) sets some feature activations to new values and scales some error vectors; each entry is a
 (layer, position) of the graph. Passes:
 
-  prepare          once per graph: the clean pass (core.circuits.replacement.clean_pass), one more pass reading
-                   each layer's q and k, and each layer's clean transcoder activations (position 0 left out, as
-                   the graph leaves it) and error vectors (the MLP output minus the transcoder's output).
+  prepare          once per graph: the clean pass (core.circuits.replacement.clean_pass), each layer's clean q and
+                   k (its query and key projections applied to the clean attention input), and each layer's clean
+                   transcoder activations (position 0 left out, as the graph leaves it) and error vectors (the MLP
+                   output minus the transcoder's output).
   replacement      the frozen replacement model, by value: every norm's scale and every attention pattern fixed at
                    the prompt's (attn_in.L and mlp_in.L as y0 + r ⊙ (x − x0), q.L and k.L patched with their clean
                    values, the final norm as its clean ratio), each MLP replaced by its transcoder recomputed on the
@@ -17,7 +18,9 @@ A change (`Change`) sets some feature activations to new values and scales some 
                    derivatives of, so a complete graph's path sum predicts its change exactly.
   real             the model itself, with Σ (f_new − f) W_dec[feature] + (s − 1) error added at mlp_out.L of each
                    changed (layer, position); everything downstream real (MLPs, norms, attention recomputed).
-Both read the final position's logits (float32, CPU). All edits go through core.model.intervene.
+Both read the final position's logits (float32, CPU). Blocks below the first changed layer are the clean pass's in
+both models, so a pass replays their output (core.model.intervene's `replay`) and computes only the blocks from there
+on. All edits go through core.model.intervene.
 """
 
 from __future__ import annotations
@@ -56,17 +59,20 @@ class Prepared:
 def prepare(lm, transcoders, ids: list[int]) -> Prepared:
     """The clean pass, the clean q and k, activations and errors (module docstring)."""
     clean = clean_pass(lm, ids)
-    got: dict = {}
-    edits = {f"{kind}.{layer}": store(got, f"{kind}.{layer}") for layer in range(lm.n_layers) for kind in "qk"}
-    with torch.no_grad(), intervene(lm, edits):
-        lm.parts.base(input_ids=torch.tensor([ids], device=lm.device))
+    qk, parts = {}, lm.parts
+    with torch.no_grad():
+        for layer in range(lm.n_layers):
+            for kind in "qk":
+                proj = parts.qk_proj(layer, kind)
+                x = clean.attn_in[layer][None].to(proj.weight.device, proj.weight.dtype)  # (1, T, d)
+                qk[f"{kind}.{layer}"] = proj(x).float().cpu()  # (1, T, d_q or d_k)
     acts = []
     for layer, tc in enumerate(transcoders):
         a = tc.encode(clean.mlp_in[layer])  # (T, d_tc)
         a[0] = 0
         acts.append(a)
     errors = active_features(transcoders, clean).errors
-    return Prepared(list(ids), clean, {k: v.cpu() for k, v in got.items()}, acts, errors)
+    return Prepared(list(ids), clean, qk, acts, errors)
 
 
 def _grids(changes: list[Change], layer: int, T: int):
@@ -82,6 +88,19 @@ def _grids(changes: list[Change], layer: int, T: int):
                 factor[b, p] = s
     return (torch.tensor(rows, dtype=torch.long), torch.tensor(pos, dtype=torch.long),
             torch.tensor(feat, dtype=torch.long), torch.tensor(vals, dtype=torch.float32)), factor
+
+
+def first_layer(changes: list[Change], n_layers: int) -> int:
+    """The lowest layer any change touches (n_layers - 1 when none does)."""
+    return min([lay for ch in changes for lay, *_ in ch.features + ch.errors] or [n_layers - 1])
+
+
+def _replayed(lm, prep: Prepared, layer: int, B: int) -> tuple[int, torch.Tensor] | None:
+    """intervene's `replay` for blocks 0..layer-1: their clean output (B, T, d), or None from layer 0."""
+    if layer == 0:
+        return None
+    w = lm.model.get_input_embeddings().weight
+    return layer, prep.clean.resid_pre[layer][None].expand(B, -1, -1).to(w.device, w.dtype)
 
 
 def _frozen_norm(kept: dict, key, x0: torch.Tensor, y0: torch.Tensor):
@@ -114,11 +133,13 @@ def _transcoder_out(tc, layer: int, prep: Prepared, kept: dict, clamps, factor: 
 @torch.no_grad()
 def replacement(lm, transcoders, prep: Prepared, changes: list[Change], linear: list[bool]) -> torch.Tensor:
     """(B, V) float32 last-position logits of the frozen replacement model, one row per change (module docstring)."""
-    B, T, c = len(changes), len(prep.ids), prep.clean
+    B, T, c, L = len(changes), len(prep.ids), prep.clean, len(transcoders)
+    start = first_layer(changes, L)
     kept: dict = {}
     lin = torch.tensor(linear, dtype=torch.bool)
     edits: dict = {}
-    for layer, tc in enumerate(transcoders):
+    for layer in range(start, L):
+        tc = transcoders[layer]
         clamps, factor = _grids(changes, layer, T)
         edits[f"resid_pre.{layer}"] = store(kept, ("pre", layer))
         edits[f"attn_in.{layer}"] = _frozen_norm(kept, ("pre", layer), c.resid_pre[layer], c.attn_in[layer])
@@ -128,10 +149,10 @@ def replacement(lm, transcoders, prep: Prepared, changes: list[Change], linear: 
         edits[f"mlp_in.{layer}"] = [_frozen_norm(kept, ("mid", layer), c.resid_mid[layer], c.mlp_in[layer]),
                                     store(kept, ("in", layer))]
         edits[f"mlp_out.{layer}"] = _transcoder_out(tc, layer, prep, kept, clamps, factor, lin)
-    L = len(transcoders)
     edits[f"resid_post.{L - 1}"] = store(kept, "last")
     ids = torch.tensor([prep.ids], device=lm.device).expand(B, T)
-    with intervene(lm, edits, skip_mlp={layer: c.mlp_out[layer][None] for layer in range(L)}):
+    skip = {layer: c.mlp_out[layer][None] for layer in range(start, L)}
+    with intervene(lm, edits, skip_mlp=skip, replay=_replayed(lm, prep, start, B)):
         lm.parts.base(input_ids=ids)
     y = kept["last"][:, -1].float().cpu() * c.final_ratio[-1]  # (B, d) the frozen final norm's output
     head = lm.model.get_output_embeddings()
@@ -149,8 +170,10 @@ def real(lm, transcoders, prep: Prepared, changes: list[Change]) -> torch.Tensor
     """(B, V) float32 last-position logits of the model with each change's features and errors added at their
     layers' MLP outputs (module docstring)."""
     B, T = len(changes), len(prep.ids)
+    start = first_layer(changes, lm.n_layers)
     edits: dict = {}
-    for layer, tc in enumerate(transcoders):
+    for layer in range(start, lm.n_layers):
+        tc = transcoders[layer]
         (rows, pos, feat, vals), factor = _grids(changes, layer, T)
         if not len(rows) and bool((factor == 1).all()):
             continue
@@ -160,6 +183,6 @@ def real(lm, transcoders, prep: Prepared, changes: list[Change]) -> torch.Tensor
         edits[f"mlp_out.{layer}"] = _added(delta)
     kept: dict = {}
     edits[f"resid_post.{lm.n_layers - 1}"] = store(kept, "last")
-    with intervene(lm, edits):
+    with intervene(lm, edits, replay=_replayed(lm, prep, start, B)):
         lm.parts.base(input_ids=torch.tensor([prep.ids], device=lm.device).expand(B, T))
     return unembed(lm, kept["last"][:, -1]).float().cpu()  # (B, V)
