@@ -29,6 +29,7 @@ KINDS = {"cross layer transcoder": FEATURE, "mlp reconstruction error": ERROR, "
 """The wire format's feature_type -> node kind (the inverse of core.circuits.wire.FEATURE_TYPES)."""
 FEATURE_ID = re.compile(r"(\d+)_(\d+)_(\d+)")
 NAME_BAD = re.compile(r"[,:;|\x00-\x1f]")
+NODE_KEYS = ("node_id", "feature_type", "layer", "ctx_idx")
 
 
 class ExploreError(UserError):
@@ -45,6 +46,13 @@ class GraphDoc:
     adjacency: np.ndarray  # (n, n) float32 [target, source]: direct effects among the kept nodes
 
     def __post_init__(self) -> None:
+        w = self.wire
+        if not isinstance(w, dict) or not all(isinstance(w.get(k), t) for k, t in
+                                              (("metadata", dict), ("nodes", list), ("links", list))):
+            raise ExploreError("not a graph file: expected an object with metadata, nodes and links")
+        if any(not isinstance(x, dict) or x.get("feature_type") not in KINDS or any(k not in x for k in NODE_KEYS)
+               for x in w["nodes"]):
+            raise ExploreError(f"graph file: a node lacks one of {', '.join(NODE_KEYS)} or has an unknown type")
         n = len(self.ids)
         if self.adjacency.shape != (n, n):
             raise ExploreError(f"the graph's adjacency is {self.adjacency.shape}, not ({n}, {n}) over its nodes")

@@ -30,11 +30,14 @@ qp = st.query_params
 stored = {g.graph_id: g for g in frame.read_or_stop(cv.graphs, path)}
 choices = [*stored, NEW]
 asked = qp.get("graph") or (NEW if qp.get("prompt") or not stored else str(next(iter(stored))))
-default, problem = (NEW, None) if asked == NEW else params.choice_param(qp, "graph", list(stored) or [0],
-                                                                           next(iter(stored), 0))
-if problem or (asked != NEW and default not in stored):
-    st.warning(problem or f"`graph={params.md_code(asked[:40])}`: this index stores no graphs; make a new one.")
-    default = default if default in stored else NEW
+if asked == NEW:
+    default, problem = NEW, None
+elif not stored:
+    default, problem = NEW, f"`graph={params.md_code(asked[:40])}`: this index stores no graph; make a new one here."
+else:
+    default, problem = params.choice_param(qp, "graph", list(stored), next(iter(stored)))
+if problem:
+    st.warning(problem)
 
 
 def graph_name(g) -> str:
@@ -62,7 +65,9 @@ else:
     try:
         doc = cc.stored_doc(str(path), info.graph_id, info.created_at)
     except ex.ExploreError as e:
-        st.warning(f"Graph {info.graph_id} cannot be shown: {e}")
+        doc, _ = None, st.warning(f"Graph {info.graph_id} cannot be shown: {e}")
+    if doc is None:
+        st.info(f"Graph {info.graph_id} is not in this index any more; choose another.")
         st.stop()
     model, transcoders, scores, note = info.model, info.transcoders, info.scores, info.config.get("note")
     key = f"{path}:{info.graph_id}:{info.created_at}"

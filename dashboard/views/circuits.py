@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.circuits.explore import GraphDoc
+from core.circuits.explore import ExploreError, GraphDoc
 from core.index import graphs as ig
 from core.index import queries
 from dashboard.views.units import read_index
@@ -36,7 +36,10 @@ def graphs(path) -> list[ig.GraphInfo]:
 
 
 def _doc(cur, graph_id: int) -> GraphDoc | None:
-    wire, kept = ig.graph_wire(cur, graph_id), ig.graph_kept_array(cur, graph_id)
+    try:
+        wire, kept = ig.graph_wire(cur, graph_id), ig.graph_kept_array(cur, graph_id)
+    except (ValueError, KeyError) as e:  # a damaged row: its JSON or its safetensors blob
+        raise ExploreError(f"the stored graph does not read ({str(e).splitlines()[0][:120]})") from None
     return None if wire is None or kept is None else GraphDoc(wire, kept[0], kept[1])
 
 

@@ -6,7 +6,9 @@ import sys
 
 PAGE_MODULES = ["dashboard.app_pages.unit_body", "dashboard.cache.heads", "dashboard.cache.trajectories",
                 "dashboard.cache.units", "dashboard.render.lens", "dashboard.render.heads", "dashboard.render.units",
-                "dashboard.shell.frame", "dashboard.views.catalog", "dashboard.views.units"]
+                "dashboard.shell.frame", "dashboard.views.catalog", "dashboard.views.units",
+                "dashboard.app_pages.circuit_parts", "dashboard.app_pages.circuit_checks", "dashboard.cache.circuits",
+                "dashboard.render.circuits", "dashboard.views.circuits", "core.findings.circuits"]
 
 
 def test_first_paint_modules_do_not_import_torch():

@@ -27,6 +27,8 @@ CASES = [
      "not a number"),
     ("steering.py", {"model": "{model}", "layer": "1", "direction": "file:upload:deadbeef"}, "upload the file again"),
     ("patching.py", {"model": "{model}", "clean": "a b c d e", "corrupted": "a"}, "equal lengths"),
+    ("circuits.py", {"graph": "7", "node": "1_2_3", "pinned": "x,y"}, "`graph=7`"),
+    ("circuits.py", {"graph": "new", "model": "/etc/passwd", "set": "/etc", "prompt": "x"}, "no transcoder set"),
     ("home.py", {"tour": "999"}, "`tour=999` is out of range"),
     ("findings.py", {"tour": "x"}, "`tour=x` is not a number"),
 ]

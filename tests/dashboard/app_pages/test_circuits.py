@@ -223,3 +223,32 @@ def test_intervention_panel_matches_graph_intervene(monkeypatch, env, doc, tmp_p
         assert f">{float(t[k]):.4g}<" in row
     at.toggle(key="circuits_iv_table").set_value(True).run()
     assert not at.exception and any("Correlation with the prediction" in m.value for m in at.markdown)
+
+
+def test_a_damaged_graph_or_another_set_is_one_line(monkeypatch, env, doc, tmp_path):
+    import shutil
+
+    from helpers.circuits import random_transcoders
+
+    from core.model.load import load_model
+    from core.saes.transcoders import TranscoderSet, save_transcoder_set
+
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(env["db"], db)
+    if Path(env["db"] + ".wal").exists():  # commits live in the log until it is folded (core.index.db)
+        shutil.copy(env["db"] + ".wal", str(db) + ".wal")
+    other = tmp_path / "other-set"
+    lm = load_model(env["model"])
+    save_transcoder_set(TranscoderSet(random_transcoders(lm, d_tc=48, k=6, seed=9), list(range(lm.n_layers))), other)
+    con = connect(db)
+    try:  # graph 1 now names a set it was not made with; graph 2 is a damaged copy
+        con.execute("UPDATE graphs SET transcoders = ? WHERE graph_id = 1", [str(other)])
+        con.execute("INSERT INTO graphs SELECT 2, model_id, transcoders, scan, prompt, config, scores, '{\"x\": 1}', "
+                    "kept, created_at FROM graphs WHERE graph_id = 1")
+    finally:
+        con.close()
+    at = open_page(monkeypatch, dict(env, db=str(db)), tmp_path, graph="1", node=a_feature(doc))
+    assert not at.exception
+    assert any("another model or set" in m for m in messages(at)), messages(at)
+    at = open_page(monkeypatch, dict(env, db=str(db)), tmp_path, graph="2")
+    assert not at.exception and any("not a graph file" in m for m in messages(at)), messages(at)
