@@ -191,8 +191,9 @@ class Effect:
     edges: str
     """Which edges the prediction read (GraphNodes.edges)."""
     target: LogitChange
+    """The chosen logit's change (the graph's target logit unless another was asked for)."""
     logits: list[LogitChange]
-    """Every logit target, most probable first (the target among them)."""
+    """Every logit node's, in the graph's order (most probable first unless targets were given)."""
     gained: list[TokenShift] = field(default_factory=list)
     """The tokens whose probability rose most in the real model."""
     lost: list[TokenShift] = field(default_factory=list)
@@ -224,11 +225,14 @@ def measure(gm: GraphModel, news: list[dict[int, float]]) -> tuple[torch.Tensor,
     return rep[:len(changes)], lin, real(gm.lm, gm.transcoders, gm.prep, changes)
 
 
-def intervene_nodes(gm: GraphModel, ids: list[str], op: str | Op, *, name: str = "", top: int = 5) -> Effect:
+def intervene_nodes(gm: GraphModel, ids: list[str], op: str | Op, *, name: str = "", top: int = 5,
+                    target: str | None = None) -> Effect:
     """The predicted and measured effect of `op` on the nodes `ids` together (a node, a subgraph, or the supernode
-    `name`); GraphError (one line) for an unknown id, an empty supernode, a bad op."""
+    `name`), read at the logit node `target` (default: the graph's target); GraphError (one line) for an unknown id,
+    an empty supernode, a bad op."""
     op = parse_op(op)
     nodes = gm.nodes
+    k = nodes.logit(target)
     chosen = nodes.select(ids, name)
     new = new_values(nodes, chosen, op)
     pred = predict(nodes, new)
@@ -239,9 +243,9 @@ def intervene_nodes(gm: GraphModel, ids: list[str], op: str | Op, *, name: str =
         tid = nodes.nodes[i].index
         changes.append(LogitChange(gm.lm.tokenizer.decode([tid]), tid, float(pred[i]), float(rep[1, tid]),
                                    float(lin[1, tid]), float(rl[1, tid])))
-    target = changes[nodes.logits().index(nodes.target)]
     gained, lost = _shifts(gm.lm, logits[2], top)
-    return Effect([nodes.nodes[i].id for i in chosen], str(op), nodes.edges, target, changes, gained, lost)
+    return Effect([nodes.nodes[i].id for i in chosen], str(op), nodes.edges, changes[nodes.logits().index(k)],
+                  changes, gained, lost)
 
 
 @dataclass
@@ -283,16 +287,18 @@ def _pearson(x: list[float], y: list[float]) -> float | None:
     return float(a @ b) / den if den > 0 else None
 
 
-def intervention_table(gm: GraphModel, n: int = 10) -> Table:
-    """Zero each of the graph's `n` most influential feature nodes alone: predicted vs measured change of the target
-    logit (minus the mean logit), and their correlations; two batched passes in all."""
+def intervention_table(gm: GraphModel, n: int = 10, target: str | None = None) -> Table:
+    """Zero each of the graph's `n` most influential feature nodes alone: predicted vs measured change of the logit
+    node `target` (default: the graph's target; logit minus the mean logit), and their correlations; two batched
+    passes in all."""
     nodes = gm.nodes
+    t = nodes.logit(target)
     infl = node_influence(nodes)
     feats = sorted(nodes.features(), key=lambda i: -float(infl[i]))[:n]
     news = [new_values(nodes, [i], Op("zero")) for i in feats]
-    k = nodes.nodes[nodes.target].index
+    k = nodes.nodes[t].index
     rep, lin, rl = (_demeaned(x)[:, k] for x in measure(gm, news)) if news else (None, None, None)
-    rows = [TableRow(nodes.nodes[i].id, float(infl[i]), float(predict(nodes, new)[nodes.target]),
+    rows = [TableRow(nodes.nodes[i].id, float(infl[i]), float(predict(nodes, new)[t]),
                      float(rep[j + 1]), float(lin[j + 1]), float(rl[j + 1]))
             for j, (i, new) in enumerate(zip(feats, news, strict=True))]
     pred = [r.predicted for r in rows]

@@ -38,6 +38,8 @@ class Node:
     """What the node's outgoing edges are in units of (module docstring)."""
     prob: float = 0.0
     """A logit's probability under the model."""
+    is_target: bool = False
+    """The graph's target logit (its first logit: the most probable, or the first target asked for)."""
 
 
 @dataclass
@@ -62,15 +64,24 @@ class GraphNodes:
 
     @property
     def target(self) -> int:
-        """The index of the target logit: the most probable logit node."""
-        logits = [i for i, n in enumerate(self.nodes) if n.kind == LOGIT]
+        """The index of the target logit (the node marked so, else the most probable logit)."""
+        logits = self.logits()
         if not logits:
             raise GraphError("the graph has no logit node")
-        return max(logits, key=lambda i: self.nodes[i].prob)
+        return next((i for i in logits if self.nodes[i].is_target), max(logits, key=lambda i: self.nodes[i].prob))
 
     def logits(self) -> list[int]:
-        """Indices of the logit nodes, most probable first."""
-        return sorted((i for i, n in enumerate(self.nodes) if n.kind == LOGIT), key=lambda i: -self.nodes[i].prob)
+        """Indices of the logit nodes in the graph's order (most probable first, unless targets were given)."""
+        return [i for i, n in enumerate(self.nodes) if n.kind == LOGIT]
+
+    def logit(self, node_id: str | None) -> int:
+        """The index of the logit node `node_id` (the target when None); GraphError for any other id."""
+        if node_id is None:
+            return self.target
+        i = self.position.get(node_id)
+        if i is None or self.nodes[i].kind != LOGIT:
+            raise GraphError(f"{node_id!r} is not a logit node of this graph")
+        return i
 
     def features(self) -> list[int]:
         return [i for i, n in enumerate(self.nodes) if n.kind == FEATURE]
@@ -110,7 +121,7 @@ def wire_node(rec: dict, n_layers: int) -> Node:
         return Node(nid, kind, -1, pos, _int(parts[1], "token id"), 1.0)
     prob = rec.get("token_prob")
     return Node(nid, kind, n_layers, pos, _int(parts[1], "token id"), 0.0,
-                float(prob) if isinstance(prob, (int, float)) else 0.0)
+                float(prob) if isinstance(prob, (int, float)) else 0.0, rec.get("is_target_logit") is True)
 
 
 def _info(doc: dict) -> tuple[list[int], int]:
@@ -170,7 +181,7 @@ def from_graph(graph: Graph) -> GraphNodes:
         else:
             k = i - graph.logit_index(0)
             nodes.append(Node(nid, kind, graph.n_layers, graph.n_pos - 1, graph.logit_ids[k], 0.0,
-                              float(graph.logit_probs[k])))
+                              float(graph.logit_probs[k]), k == 0))
     return GraphNodes(nodes, graph.adjacency.float(), list(graph.tokens), graph.n_layers, graph.model,
                       graph.transcoders, EDGES_FULL)
 

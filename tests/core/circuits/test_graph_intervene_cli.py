@@ -68,7 +68,7 @@ def test_file_and_stored_graph_measure_what_the_library_measures(made, capsys):
     assert code == 0 and "real model" in text and text.count("\n") == 3
 
 
-def test_bad_input_is_one_line_and_writes_nothing(made, capsys):
+def test_bad_input_is_one_line_and_writes_nothing(made, capsys, tiny_lm_dir):
     tmp, tset, other, out = made
     bad = tmp / "bad.json"
     bad.write_text('{"metadata": {"prompt_tokens": []}, "nodes": [}', encoding="utf-8")
@@ -83,6 +83,7 @@ def test_bad_input_is_one_line_and_writes_nothing(made, capsys):
              (("--graph", g, "--nodes", "1_2_3_4"), "not in this graph"),
              (("--graph", g, "--nodes", feat), "give --transcoders"),
              (("--graph", g, "--nodes", feat, "--transcoders", other), "another model or set"),
+             (("--graph", g, "--nodes", feat, "--transcoders", tset, "--model", tiny_lm_dir), "another model or set"),
              (("--graph", g, "--nodes", feat, "--op", "scale"), "--op"),
              (("--graph", g, "--transcoders", tset), "give --nodes"),
              (("--graph", "3", "--nodes", feat), "needs --db"),

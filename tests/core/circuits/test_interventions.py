@@ -175,6 +175,11 @@ def test_table_over_the_most_influential_features(relu_graph):
             (e.target.predicted, e.target.replacement, e.target.linearised, e.target.real), abs=1e-5)
     assert t.correlation["linearised"] == pytest.approx(1.0, abs=1e-6)
     assert set(t.correlation) == {"replacement", "linearised", "real"}
+    second = gm.nodes.nodes[gm.nodes.logits()[1]]
+    e = intervene_nodes(gm, [t.rows[0].node], "zero", target=second.id)
+    assert e.target == e.logits[1] and e.target.id == second.index and not second.is_target
+    t2 = intervention_table(gm, n=3, target=second.id)
+    assert [r.predicted for r in t2.rows[:1]] == pytest.approx([e.target.predicted], abs=1e-6)
 
 
 def test_bad_input_is_one_line(relu_lm, relu_graph):
@@ -186,6 +191,7 @@ def test_bad_input_is_one_line(relu_lm, relu_graph):
              (lambda: intervene_nodes(gm, [], "zero", name="capitals"), "supernode 'capitals' has no nodes"),
              (lambda: intervene_nodes(gm, [err], "steer:1"), "steer acts on feature nodes"),
              (lambda: intervene_nodes(gm, [tok], "zero"), "is a token node"),
+             (lambda: intervene_nodes(gm, [err], "zero", target=tok), "not a logit node"),
              (lambda: open_graph(relu_lm, random_transcoders(relu_lm, seed=9), nodes), "another model or set")]
     cases += [(lambda op=op: parse_op(op), "--op") for op in ("zap", "scale", "scale:x", "zero:1", "steer:nan")]
     for fn, words in cases:
