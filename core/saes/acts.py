@@ -147,3 +147,14 @@ def load_cache(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
         xs.append(t["x"][~held].float())
         hs.append(t["x"][held].float())
     return torch.cat(xs), torch.cat(hs)
+
+
+def take_windows(windows: list, n_tokens: int) -> list:
+    """The first windows holding at least `n_tokens` tokens in all (all of them if they hold fewer)."""
+    out, n = [], 0
+    for w in windows:
+        if n >= n_tokens:
+            break
+        out.append(w)
+        n += len(w.ids)
+    return out

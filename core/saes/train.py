@@ -175,7 +175,7 @@ def train_sae(cfg: TrainSAEConfig, *, lm=None, on_step: Callable[[Step], None] |
             on_step(Step(done, target, *last, time.monotonic() - t0))
     train_s = time.monotonic() - t0
     sae = tr.sae(site=str(s_in), out_site=out_site, model=lm.name)
-    held = take_windows(split.held_out, cfg.eval_tokens)
+    held = acts.take_windows(split.held_out, cfg.eval_tokens)
     dens: dict = {}
     q = evaluate(sae, lm, held, s_in, s_out, density=dens)
     sae.density = dens["density"]
@@ -213,7 +213,7 @@ def _train_snmf(cfg: TrainSAEConfig, lm, split, s_in, d_in: int, latents: int,
     sae = SAE(fit.F.T.clone(), torch.zeros(latents), fit.F, torch.zeros(d_in), activation="nnls", b_dec_in=False,
               site=str(s_in), model=lm.name)
     dens: dict = {}
-    q = evaluate(sae, lm, take_windows(split.held_out, cfg.eval_tokens), s_in, s_in, density=dens)
+    q = evaluate(sae, lm, acts.take_windows(split.held_out, cfg.eval_tokens), s_in, s_in, density=dens)
     sae.density = dens["density"]
     report = {"out": cfg.out, "model": lm.name, "site": str(s_in), "out_site": None, "method": "snmf",
               "latents": latents, "k": None, "tokens": len(X), "train_s": round(train_s, 1),
@@ -288,17 +288,6 @@ def _streamed_batches(cfg: TrainSAEConfig, lm, tr: TopKTrainer, split, s_in, s_o
                         return
                     yield x, x if y is None else y
                     done += len(x)
-
-
-def take_windows(windows: list, n_tokens: int) -> list:
-    """The first windows holding at least `n_tokens` tokens in all (all of them if they hold fewer)."""
-    out, n = [], 0
-    for w in windows:
-        if n >= n_tokens:
-            break
-        out.append(w)
-        n += len(w.ids)
-    return out
 
 
 def save(sae: SAE, out: str, fmt: str, report: dict) -> Path:

@@ -186,7 +186,7 @@ def train_transcoders(cfg: TrainTranscodersConfig, *, lm=None, on_step: Callable
                         for L, tr in zip(layers, trainers, strict=True)], layers,
                        output_hook="hook_mlp_out" if lm.parts.norms(layers[0]).post_mlp is not None else "mlp.hook_out",
                        scan=Path(cfg.out).name, model=lm.name)
-    q = evaluate_set(ts, lm, _take(split.held_out, cfg.eval_tokens))
+    q = evaluate_set(ts, lm, acts.take_windows(split.held_out, cfg.eval_tokens))
     report = {"out": cfg.out, "model": lm.name, "layers": layers, "latents": latents, "k": cfg.k, "tokens": done,
               "train_s": round(train_s, 1), "tokens_per_s": round(done / train_s, 1) if train_s else None,
               "train_fvu_last": {str(L): s[0] for L, s in zip(layers, last, strict=False)}, "lr": lr,
@@ -196,14 +196,3 @@ def train_transcoders(cfg: TrainTranscodersConfig, *, lm=None, on_step: Callable
               "trained": {k: v for k, v in asdict(cfg).items() if k != "out"}}
     save_transcoder_set(ts, cfg.out, extra={"quality.json": json.dumps(report, indent=2)})
     return report
-
-
-def _take(windows: list, n_tokens: int) -> list:
-    """The first windows holding `n_tokens` tokens (at least)."""
-    out, n = [], 0
-    for w in windows:
-        if n >= n_tokens:
-            break
-        out.append(w)
-        n += len(w.ids)
-    return out

@@ -109,8 +109,9 @@ def test_train_sae_in_bfloat16_measures_the_bfloat16_model(tiny_lm_dir, tmp_path
     from transformers import AutoModelForCausalLM
 
     from core.saes import acts
+    from core.saes.acts import take_windows
     from core.saes.formats import load_sae
-    from core.saes.train import TrainSAEConfig, take_windows, train_sae
+    from core.saes.train import TrainSAEConfig, train_sae
 
     corpus = write_corpus(tmp_path / "c.txt", n_docs=40)
     cfg = TrainSAEConfig(model=str(tiny_lm_dir), site="resid_post.1", out=str(tmp_path / "sae"), corpus=corpus,

@@ -154,9 +154,9 @@ def test_a_set_trains_every_layer_from_one_pass_per_batch_and_equals_each_layer_
     # the saved quality is the replacement model's, measured again from the folder
     held = acts.split_corpus(corpus, tiny_lm.tokenizer, context_len=32,
                              max_tokens=3000 + 3000 // 15 + 1600).held_out
-    from core.saes.train_transcoders import _take
+    from core.saes.acts import take_windows
 
-    again = evaluate_set(ts, tiny_lm, _take(held, 800))
+    again = evaluate_set(ts, tiny_lm, take_windows(held, 800))
     assert again.ce_recovered == pytest.approx(report["quality"]["ce_recovered"], rel=1e-6)
 
 
