@@ -2,8 +2,8 @@
 
 1. circuit-tracer lives in its own venv (it pins transformers<=4.57.3 and nnsight 0.6's layout; neuroboard runs on
    transformers 5): built here when missing (--ct-venv; torch==2.13.0 first, then circuit-tracer==0.5.0,
-   nnsight==0.6.3, transformers<=4.57.3, transformer-lens<4: its 4.0 drops HookedTransformer, which circuit-tracer
-   imports), reused when its versions are right.
+   nnsight==0.6.3, transformers<=4.57.3, transformer-lens<4: its 4.0 drops HookedTransformer, which circuit-tracer's
+   other backend imports), reused when its versions are right.
 2. The model is exported from neuroboard's loader (core.model.load) as an HF folder transformers 4.57 reads:
    config.json with `architectures` and `rope_theta` (v5 keeps it only in `rope_parameters`; 4.57 would silently
    use 10,000), a tied embedding stored once as `model.embed_tokens.weight` (4.57's key), and tokenizer_config.json
@@ -323,6 +323,18 @@ def bench_set(model: str, threads: int) -> Path:
     return out
 
 
+def set_summary(tc_dir: Path) -> dict:
+    """The set's folder and, when train-transcoders wrote quality.json, its training and quality figures."""
+    out: dict = {"path": str(tc_dir)}
+    q = tc_dir / "quality.json"
+    if q.is_file():
+        r = json.loads(q.read_text())
+        fvu = [v["fvu"] for v in r["quality"]["layers"].values()]
+        out |= {"latents": r["latents"], "k": r["k"], "tokens": r["tokens"], "ce_recovered": r["quality"]["ce_recovered"],
+                "kl": r["quality"]["kl"], "fvu_mean": sum(fvu) / len(fvu), "fvu_max": max(fvu)}
+    return out
+
+
 def neuroboard_cmd() -> list[str]:
     script = Path(sys.executable).parent / "neuroboard"
     return [str(script)] if script.exists() else [sys.executable, "-m", "core.cli"]
@@ -421,7 +433,7 @@ def parse_args():
                     "$NEUROBOARD_CACHE/bench/ctvenv; built when missing)")
     ap.add_argument("--tiny", action="store_true", help="a tiny random Llama and a random TopK set (smoke test)")
     ap.add_argument("--skip-train-bench", action="store_true")
-    ap.add_argument("--train-layers", default=None, help="layers of the training bench (default 0,9,19,29; "
+    ap.add_argument("--train-layers", default=None, help="layers of the training bench (default 0,14,29; "
                     "--tiny: all)")
     ap.add_argument("--train-tokens", type=int, default=8192)
     ap.add_argument("--train-latents", type=int, default=2048)
@@ -444,7 +456,7 @@ def prepare(a, work: Path):
         return model, lm, tc_dir
     model = "smollm2-135m"
     tc_dir = Path(a.transcoders).expanduser() if a.transcoders else bench_set(model, a.threads)
-    a.train_layers = a.train_layers or "0,9,19,29"
+    a.train_layers = a.train_layers or "0,14,29"
     return model, load_model(model), tc_dir
 
 
@@ -488,7 +500,7 @@ def run_all(a, py: Path, ct_v: dict, work: Path) -> dict:
     with torch.no_grad():
         ours_logits = lm.model(input_ids=torch.tensor([ids])).logits[0].float()  # (T, V)
     result = {"model": model, "prompt": a.prompt, "prompt_tokens": len(ids), "threads": a.threads,
-              "settings": graph_settings(a), "transcoders": str(tc_dir), "circuit_tracer_venv": ct_v,
+              "settings": graph_settings(a), "transcoders": set_summary(tc_dir), "circuit_tracer_venv": ct_v,
               "ct_topk_patched": k is not None, "topk_k": k,
               "topk_note": "circuit-tracer's TopK keeps the k largest pre-activations without a ReLU; neuroboard's "
                            "ReLUs them after the top-k (see roundtrip.topk_relu_*)",
