@@ -163,11 +163,10 @@ def url_list(key: str, param: str, value: list[str], make: Callable, **kw) -> li
     return got
 
 
-def pin_editor(doc: ex.GraphDoc, pinned: list[str], groups: list[tuple[str, list[str]]],
-               labels: dict[str, str]) -> None:
+def pin_editor(doc: ex.GraphDoc, pinned: list[str], groups: list[tuple[str, list[str]]]) -> None:
     """The pinned nodes (a multiselect), a form that groups some into a named supernode, and each supernode with a
     button that dissolves it."""
-    name_of = (lambda x: f"{x} · {ex.label(doc, x, labels)[:60]}")  # noqa: E731
+    name_of = (lambda x: f"{x} · {ex.label(doc, x)[:60]}")  # noqa: E731 - not the labels: they come with the model
     url_list("circuits_pinned", "pinned", pinned, st.multiselect, label="Pinned nodes", options=doc.ids,
              format_func=name_of, placeholder="Click nodes in the graph and pin them, or choose them here")
     grouped = {x for _, g in groups for x in g}

@@ -96,7 +96,7 @@ if labels_why:
 c1, c2 = st.columns([3, 2])
 logits = doc.logits()
 logit = frame.url_widget(c1.selectbox, "circuits_logit", "logit", state["logit"], label="Paths into",
-                         options=logits, format_func=lambda x: ex.label(doc, x, labels))
+                         options=logits, format_func=lambda x: ex.label(doc, x))
 interactive = frame.url_widget(c2.toggle, "circuits_plotly", "charts", qp.get("charts") == "plotly",
                                label="Interactive charts (Plotly: zoom and pan; slower to load)")
 qp["charts"] = "plotly" if interactive else "light"
@@ -115,10 +115,12 @@ else:
     frame.light(rc.graph_svg(doc, link=lambda x: parts.link_to(node=x), paths=edges, selected=state["node"],
                              pinned=set(state["pinned"]), labels=labels))
 
+# widget option names never use the labels: they arrive with the model, and a widget whose option names change is
+# a new widget to Streamlit (its value would start over)
 order = sorted(doc.ids, key=lambda x: (doc.kind(x) != ex.LOGIT, float(doc.nodes[x].get("influence") or 0.0)))
 node = frame.url_widget(st.selectbox, "circuits_node", "node", state["node"], label="Node",
                         options=[None, *order], format_func=lambda x: "(none)" if x is None else
-                        f"{x} · {ex.label(doc, x, labels)[:80]}")
+                        f"{x} · {ex.label(doc, x)[:80]}")
 if node is None:
     qp.pop("node", None)
     st.caption("Strongest paths: " + "; ".join(f"{s:.3f}: " + " → ".join(p) for s, p in paths))
@@ -128,7 +130,7 @@ else:
 st.subheader("Subgraph")
 st.caption("Pin the nodes that carry the prediction and group them into named supernodes; the subgraph below sums "
            "the direct effects between them. The sidebar's Save finding keeps this view.")
-parts.pin_editor(doc, state["pinned"], state["groups"], labels)
+parts.pin_editor(doc, state["pinned"], state["groups"])
 sub = ex.subgraph(doc, state["pinned"], state["groups"], labels)
 frame.light(rc.subgraph_svg(sub, doc.tokens, link=lambda x: parts.link_to(node=x)))
 
