@@ -1,5 +1,5 @@
-"""Page speed: the server-side gather of a neuron page, and every page (Home, Neurons, Trajectories, Heads, and SAE
-features where the index has an SAE) timed in Chromium from navigation to settled: the first page after `serve` starts, fresh contexts and returning tabs.
+"""Page speed: the server-side gather of a neuron page, and every page (Home, Neurons, Trajectories, Heads, SAE
+features where the index has an SAE, and Circuits where it stores attribution graphs) timed in Chromium from navigation to settled: the first page after `serve` starts, fresh contexts and returning tabs.
 
     .venv/bin/python bench/pages.py --json [--db data/demo.duckdb] [--build] [--units 200] [--pages 6]
 
@@ -12,7 +12,8 @@ server starts (serve start to healthy, plus navigation to settled: the models lo
 contexts (an empty HTTP cache: every script bundle downloads and parses again) and `--pages` in new tabs of a
 context that has loaded the app before (a returning user), each from navigation to settled
 (dashboard.browser.wait_settled). Neuron pages are random units; trajectories the default prompt (cached after the
-first visit); heads random heads; feature pages random features of the index's first SAE. Targets: returning p50 <= 2 s, fresh p50 <= 3 s, first after serve <= 5 s.
+first visit); heads random heads; feature pages random features of the index's first SAE; circuits pages the stored graphs in turn,
+each with its most influential feature clicked (its node panel). Targets: returning p50 <= 2 s, fresh p50 <= 3 s, first after serve <= 5 s.
 What the light first paint bought is measured in the same run: the returning-tab visits again with `charts=plotly`
 (every chart drawn by Plotly on first paint, as pages did before), `<page>_bought_by_light_charts_s` the difference.
 
@@ -43,7 +44,7 @@ from dashboard.views.units import unit_view
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"gather_p50_ms": 50.0}
-PAGES = ("home", "neurons", "trajectories", "heads", "features")
+PAGES = ("home", "neurons", "trajectories", "heads", "features", "circuits")
 PAGE_TARGETS = {"returning_p50_s": 2.0, "fresh_p50_s": 3.0, "first_after_serve_s": 5.0}
 BUILD_TOKENS = 1_048_576
 
@@ -162,6 +163,22 @@ def page_urls(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -> d
         rng = random.Random(2)
         out["features"] = [f"/features?run={sae.run_id}&sae={sae.sae_id}&feature={rng.randrange(sae.d_sae)}"
                            for _ in units]
+    graphs = circuit_urls(db)
+    if graphs:
+        out["circuits"] = [graphs[i % len(graphs)] for i in range(len(units))]
+    return out
+
+
+def circuit_urls(db: Path) -> list[str]:
+    """/circuits?graph=G&node=N of each stored graph, N its most influential feature (the node panel opens)."""
+    from core.circuits.explore import FEATURE
+    from dashboard.views.circuits import graph_doc, graphs
+
+    out = []
+    for g in graphs(db):
+        doc = graph_doc(db, g.graph_id)
+        feats = sorted((x for x in doc.ids if doc.kind(x) == FEATURE), key=lambda x: doc.nodes[x]["influence"])
+        out.append(f"/circuits?graph={g.graph_id}" + (f"&node={feats[0]}" if feats else ""))
     return out
 
 
@@ -199,12 +216,13 @@ def serve(db: Path):
 
 
 SHOWN = {"home": ".nb-table", "neurons": ".nb-tok", "trajectories": '[data-testid="stTextInput"]',
-         "heads": ".nb-grid", "features": ".nb-tok"}
+         "heads": ".nb-grid", "features": ".nb-tok", "circuits": ".nb-chart svg"}
 """What each page shows from the index alone (before any model is loaded)."""
 COMPLETE = {"home": ".nb-table", "neurons": '.nb-table:has-text("promoted")', "trajectories": ".nb-grid",
-            "heads": ".nb-chart svg", "features": '.nb-table:has-text("promoted")'}
+            "heads": ".nb-chart svg", "features": '.nb-table:has-text("promoted")',
+            "circuits": '.nb-table:has-text("promoted")'}
 """What each page shows once its model is loaded (its live parts)."""
-PLOTLY_PAGES = ("neurons", "trajectories", "heads", "features")
+PLOTLY_PAGES = ("neurons", "trajectories", "heads", "features", "circuits")
 """Pages whose charts are light inline SVG/HTML unless the URL asks for Plotly (`charts=plotly`): bench both."""
 
 
