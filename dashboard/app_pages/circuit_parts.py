@@ -45,7 +45,8 @@ def new_graph(path) -> tuple[ex.GraphDoc, dict] | None:
     sets = frame.read_or_stop(cv.transcoder_sets, path)
     if not sets:
         st.info("No transcoder set to compute a graph with: this index stores no graph and indexed no set's "
-                "features. `neuroboard graph --db INDEX` stores one; `neuroboard serve --transcoders SET` offers a set.")
+                "features. `neuroboard graph --db INDEX` stores one, `neuroboard extract --sae SET` indexes a set's "
+                "features, and set folders named in $NEUROBOARD_TRANSCODERS when `neuroboard serve` starts are offered.")
         return None
     models = allowed_models()
     c1, c2 = st.columns(2)
