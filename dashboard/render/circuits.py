@@ -25,9 +25,11 @@ SCORES_NOTE = ("Replacement score: of the influence that reaches the prompt, the
 
 
 def _frame(w: int, h: int, body: list[str], label: str) -> str:
-    """An inline SVG of width `w` that scales down to its container (scrolls sideways inside a narrow one)."""
-    return (f'<div class="nb-chart" style="margin:4px 0 8px 0;overflow-x:auto"><svg xmlns="http://www.w3.org/2000/svg" '
-            f'role="img" aria-label="{esc(label)}" width="{w}" viewBox="0 0 {w} {h}">' + "".join(body) + "</svg></div>")
+    """An inline SVG `w` px wide at most, scaled down to fit its container (the last position, where the logits
+    are, stays in view)."""
+    return (f'<div class="nb-chart" style="margin:4px 0 8px 0"><svg xmlns="http://www.w3.org/2000/svg" role="img" '
+            f'aria-label="{esc(label)}" width="100%" viewBox="0 0 {w} {h}" preserveAspectRatio="xMinYMin meet" '
+            f'style="max-width:{w}px">' + "".join(body) + "</svg></div>")
 
 
 def radius(node: dict, kind: str) -> float:
@@ -40,18 +42,36 @@ def radius(node: dict, kind: str) -> float:
     return 2.0 + 5.0 * (1.0 - min(1.0, max(0.0, float(infl))))
 
 
-def layout(doc: GraphDoc, col_w: float, row_h: float, left: float, top: float) -> dict[str, tuple[float, float]]:
-    """(x, y) of every node: column = token position, row = layer (embeddings at the bottom, logits at the top);
-    nodes sharing a cell side by side, the most important first."""
-    rows = doc.n_layers + 2
-    cells: dict[tuple[int, int], list[str]] = {}
+def cells(doc: GraphDoc) -> dict[tuple[int, int], list[str]]:
+    """{(row, position): node ids}, the most important first (row: core.circuits.explore.row_of)."""
+    out: dict[tuple[int, int], list[str]] = {}
     for x in doc.ids:
-        cells.setdefault((row_of(doc, x), int(doc.nodes[x]["ctx_idx"])), []).append(x)
-    out = {}
-    for (r, p), ids in cells.items():
+        out.setdefault((row_of(doc, x), int(doc.nodes[x]["ctx_idx"])), []).append(x)
+    for ids in out.values():
         ids.sort(key=lambda x: -radius(doc.nodes[x], doc.kind(x)))
-        step = min(11.0, (col_w - 8) / len(ids))
-        x0 = left + p * col_w + (col_w - step * len(ids)) / 2
+    return out
+
+
+def columns(doc: GraphDoc, step: float = 11.0, least: float = 48.0) -> list[float]:
+    """Each position's column width: room for its fullest cell's nodes side by side (at most 40 of them)."""
+    full = [0] * max(1, len(doc.tokens))
+    for (_, p), ids in cells(doc).items():
+        if 0 <= p < len(full):
+            full[p] = max(full[p], len(ids))
+    return [max(least, step * min(n, 40) + 10) for n in full]
+
+
+def layout(doc: GraphDoc, widths: list[float], row_h: float, left: float, top: float
+           ) -> dict[str, tuple[float, float]]:
+    """(x, y) of every node: column = token position (`widths` each), row = layer (embeddings at the bottom, logits
+    at the top); nodes sharing a cell side by side, the most important first."""
+    rows = doc.n_layers + 2
+    starts = [left + sum(widths[:p]) for p in range(len(widths))]
+    out = {}
+    for (r, p), ids in cells(doc).items():
+        w = widths[p]
+        step = min(11.0, (w - 8) / len(ids))
+        x0 = starts[p] + (w - step * len(ids)) / 2
         for j, x in enumerate(ids):
             out[x] = (x0 + step * (j + 0.5), top + (rows - 1 - r) * row_h + row_h / 2)
     return out
@@ -84,22 +104,22 @@ def graph_svg(doc: GraphDoc, *, link: Callable[[str], str] | None = None, paths:
               selected: str | None = None, pinned: set[str] = frozenset(), labels: dict[str, str] | None = None,
               max_links: int = 600) -> str:
     """The whole graph (module docstring): the file's links (the `max_links` strongest) and every path edge."""
-    T, rows = max(1, len(doc.tokens)), doc.n_layers + 2
-    col_w = max(56.0, min(140.0, 1000.0 / T))
+    rows, widths = doc.n_layers + 2, columns(doc)
     row_h = max(14.0, min(30.0, 560.0 / rows))
     left, top = 44.0, 18.0
-    width, height = int(left + col_w * T + 8), int(top + row_h * rows + 34)
-    at = layout(doc, col_w, row_h, left, top)
+    width, height = int(left + sum(widths) + 8), int(top + row_h * rows + 34)
+    at = layout(doc, widths, row_h, left, top)
     body = [_legend(left)]
     for r in range(rows):
         y = top + (rows - 1 - r) * row_h
         name = "emb" if r == 0 else "logit" if r == rows - 1 else f"L{r - 1}"
-        body.append(f'<rect x="{left}" y="{y:.1f}" width="{col_w * T:.1f}" height="{row_h:.1f}" '
+        body.append(f'<rect x="{left}" y="{y:.1f}" width="{sum(widths):.1f}" height="{row_h:.1f}" '
                     f'fill="{"#f7f7f9" if r % 2 else "#ffffff"}"/><text x="{left - 4}" y="{y + row_h * 0.7:.1f}" '
                     f'text-anchor="end" style="{FONT};font-size:9px">{esc(name)}</text>')
-    for p, tok in enumerate(doc.tokens):
-        body.append(f'<text x="{left + (p + 0.5) * col_w:.1f}" y="{top + rows * row_h + 14:.1f}" text-anchor="middle" '
-                    f'style="{FONT}"><title>{esc(repr(tok))}</title>{esc(visible_short(tok, int(col_w // 7)))}</text>')
+    for p, tok in enumerate(doc.tokens[:len(widths)]):
+        x = left + sum(widths[:p]) + widths[p] / 2
+        body.append(f'<text x="{x:.1f}" y="{top + rows * row_h + 14:.1f}" text-anchor="middle" style="{FONT}">'
+                    f'<title>{esc(repr(tok))}</title>{esc(visible_short(tok, int(widths[p] // 7)))}</text>')
     links = sorted(doc.wire.get("links", []), key=lambda lk: -abs(float(lk["weight"])))[:max_links]
     A, i = doc.adjacency, doc.index
     extra = [{"source": s, "target": t, "weight": float(A[i[t], i[s]])} for s, t in paths]
@@ -217,7 +237,8 @@ def graph_figure(doc: GraphDoc, *, paths: set[tuple[str, str]] = frozenset(), se
     """The same drawing as a Plotly figure (zoom, pan, click a node: its customdata is the node id)."""
     import plotly.graph_objects as go
 
-    at = layout(doc, 1.0, 1.0, 0.0, 0.0)
+    widths = columns(doc)
+    at = layout(doc, widths, 1.0, 0.0, 0.0)
     fig = go.Figure()
     links = sorted(doc.wire.get("links", []), key=lambda lk: -abs(float(lk["weight"])))[:max_links]
     for name, keep, color, width in (("raises", lambda w: w > 0, POS, 1.0), ("lowers", lambda w: w < 0, NEG, 1.0)):
@@ -244,8 +265,8 @@ def graph_figure(doc: GraphDoc, *, paths: set[tuple[str, str]] = frozenset(), se
             marker={"color": color, "size": [2 * radius(doc.nodes[x], kind) + 2 for x in ids],
                     "line": {"color": ["#d62728" if x == selected else "#fff" for x in ids], "width": 1.5}},
             hovertext=[node_tip(doc, x, labels) for x in ids], hoverinfo="text"))
-    fig.update_layout(height=640, xaxis={"tickvals": [p + 0.5 for p in range(len(doc.tokens))],
-                                         "ticktext": [visible_short(t, 10) for t in doc.tokens]},
+    fig.update_layout(height=640, xaxis={"tickvals": [sum(widths[:p]) + widths[p] / 2 for p in range(len(widths))],
+                                         "ticktext": [visible_short(t, 10) for t in doc.tokens[:len(widths)]]},
                       yaxis={"showticklabels": False}, legend={"orientation": "h"}, margin={"t": 20})
     return fig
 
