@@ -36,7 +36,9 @@ def targets(doc: ex.GraphDoc, node: str | None, pinned: list[str], groups: list[
 
 
 @st.fragment
-def panel(key: str, doc: ex.GraphDoc, model: str, transcoders: str, state: dict, labels: dict[str, str]) -> None:
+def panel(key: str, doc: ex.GraphDoc, model: str, transcoders: str, state: dict, labels: dict[str, str],
+          logit: str) -> None:
+    """The panel (module docstring); `logit`: the logit node whose change is read (the page's "Paths into")."""
     st.subheader("Check by intervention")
     st.caption("Ablate, scale or steer features and compare what the graph predicts with what the models do.")
     choices = targets(doc, state["node"], state["pinned"], state["groups"])
@@ -64,7 +66,7 @@ def panel(key: str, doc: ex.GraphDoc, model: str, transcoders: str, state: dict,
         name, ids = choices[what]
         spec = op if op == "zero" else f"{op}:{alpha:g}"
         try:
-            st.session_state["circuits_iv_result"] = (key, asdict(intervene_nodes(gm, ids, spec, name=name)))
+            st.session_state["circuits_iv_result"] = (key, asdict(intervene_nodes(gm, ids, spec, name=name, target=logit)))
         except UserError as e:
             st.warning(str(e).splitlines()[0])
     done = st.session_state.get("circuits_iv_result")
@@ -72,5 +74,5 @@ def panel(key: str, doc: ex.GraphDoc, model: str, transcoders: str, state: dict,
         frame.light(rc.effect_html(done[1]))
     if st.toggle("The ten most influential features, each zeroed alone", key="circuits_iv_table"):
         with st.spinner("Twenty forward passes in two batches…"):
-            t = cc.intervention_table(key, gm)
+            t = cc.intervention_table(key, gm, logit)
         frame.light(rc.table_html(t, lambda x: ex.label(doc, x, labels)))

@@ -134,4 +134,4 @@ parts.pin_editor(doc, state["pinned"], state["groups"])
 sub = ex.subgraph(doc, state["pinned"], state["groups"], labels)
 frame.light(rc.subgraph_svg(sub, doc.tokens, link=lambda x: parts.link_to(node=x)))
 
-checks.panel(key, doc, model, transcoders, state, labels)
+checks.panel(key, doc, model, transcoders, state, labels, logit)

@@ -159,10 +159,11 @@ def graph_model(key: str, _doc: GraphDoc, model: str, transcoders: str):
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def intervention_table(key: str, _gm) -> dict:
-    """Zero each of the graph's ten most influential features alone: predicted vs measured (JSON-ready)."""
+def intervention_table(key: str, _gm, target: str) -> dict:
+    """Zero each of the graph's ten most influential features alone: predicted vs measured change of the logit node
+    `target` (JSON-ready)."""
     from dataclasses import asdict
 
     from core.circuits.interventions import intervention_table as table
 
-    return asdict(table(_gm))
+    return asdict(table(_gm, target=target))
