@@ -9,7 +9,8 @@
    use 10,000), a tied embedding stored once as `model.embed_tokens.weight` (4.57's key), and tokenizer_config.json
    naming `PreTrainedTokenizerFast` (v5 writes `TokenizersBackend`). Checked: the venv's logits on the prompt
    against neuroboard's (max abs diff) and its token ids.
-3. The transcoder set (--transcoders; default: one trained here with train-transcoders, cached). circuit-tracer 0.5.0
+3. The transcoder set (--transcoders; default: the demo's once it has one (DEMO_SET), else one trained here with
+   train-transcoders, every layer, 2,048 latents, k 32, 32,768 tokens at batch 512, cached). circuit-tracer 0.5.0
    loads ReLU/JumpReLU only, so for a TopK set the driver swaps each loaded transcoder's activation_function for
    circuit-tracer's own TopK(k) (`ct_topk_patched`). That TopK keeps the k largest pre-activations without a ReLU;
    ours ReLUs them, so a token whose k-th largest pre-activation is negative has negative features there and not
@@ -25,8 +26,8 @@
    position), tokens by position, logits by token id).
 6. Round trip: circuit-tracer loads the set (load_transcoder_set via its local-folder loader) and encodes the
    prompt's MLP inputs (neuroboard's clean pass); max abs differences of pre-activations and activations.
-7. Training throughput: train-transcoders (core.saes.train_transcoders) on --train-layers all at once against one
-   layer at a time, same tokens: tokens/s each and the ratio.
+7. Training throughput: train-transcoders (core.saes.train_transcoders) on --train-layers (0,14,29) all at once
+   against one layer at a time, same tokens (--train-tokens 8192): tokens/s each and the ratio (~4 min on 2 cores).
 
     .venv/bin/python bench/graph.py --json [--tiny] [--transcoders DIR] [--prompt TEXT] [--threads 2]
         [--batch-size 256] [--max-feature-nodes 7500] [--ct-venv DIR] [--skip-train-bench] [--no-raw] [--keep]
@@ -53,15 +54,21 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from graph_compare import compare_raw, compare_wire, encode_roundtrip  # noqa: E402
+from graph_inputs import (  # noqa: E402
+    bench_set,
+    cache_root,
+    clean_env,
+    ensure_ct_venv,
+    export_hf,
+    log,
+    neuroboard_cmd,
+    set_summary,
+    tiny_model,
+    tiny_set,
+)
 
 PROMPT = "The capital of France is Paris. Germany's capital is"  # 11 tokens + the BOS = 12
-TORCH_PIN = "torch==2.13.0"
-CT_PINS = ["circuit-tracer==0.5.0", "nnsight==0.6.3", "transformers<=4.57.3", "transformer-lens<4"]
 TARGETS = {"ratio_wall_vs_ct": 1.0, "neuroboard_wall_s": 60.0}
-TRAIN_SET = {"latents": 2048, "k": 32, "tokens": 32768}
-DEMO_SET: Path | None = None
-"""The demo's transcoder set for smollm2 once `make demo` trains one (core/demo.py); None until it does."""
-
 
 DRIVER = r'''"""circuit-tracer's side of bench/graph.py, run by its own venv: `driver.py check|graph SPEC.json`."""
 import json
@@ -151,61 +158,6 @@ transformers 4.57 (logits, token ids) and the set with circuit-tracer's loader (
 the given MLP inputs); `graph` runs attribute + create_graph_files and exports the unpruned graph as safetensors."""
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def cache_root() -> Path:
-    from core.model.load import cache_dir
-
-    return cache_dir() / "bench"
-
-
-# ---- the circuit-tracer venv --------------------------------------------------------------------------------------
-def ct_versions(py: Path) -> dict | None:
-    code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-            "('torch', 'circuit-tracer', 'nnsight', 'transformers')}))")
-    r = subprocess.run([str(py), "-c", code], capture_output=True, text=True, env=clean_env(1))
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
-def versions_ok(v: dict | None) -> bool:
-    if not v:
-        return False
-    tf = tuple(int(x) for x in v["transformers"].split(".")[:3] if x.isdigit())
-    return (v["torch"].split("+")[0] == "2.13.0" and v["circuit-tracer"] == "0.5.0" and v["nnsight"] == "0.6.3"
-            and tf <= (4, 57, 3))
-
-
-def ensure_ct_venv(path: Path) -> tuple[Path, dict]:
-    """The venv's python and its versions, built first when missing or wrong (torch pinned and installed first, so
-    nothing can pull another torch)."""
-    py = path / "bin" / "python"
-    v = ct_versions(py) if py.exists() else None
-    if versions_ok(v):
-        return py, v
-    log(f"building circuit-tracer's venv in {path} (a few minutes)")
-    if not py.exists():
-        subprocess.run([shutil.which("python3") or sys.executable, "-m", "venv", str(path)], check=True)
-    pip = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
-    for pkgs in ([TORCH_PIN], [TORCH_PIN, *CT_PINS]):
-        r = subprocess.run([*pip, *pkgs], stdout=sys.stderr, stderr=sys.stderr)
-        if r.returncode:
-            raise SystemExit(f"pip install {' '.join(pkgs)} failed in {path} (exit {r.returncode})")
-    v = ct_versions(py)
-    if not versions_ok(v):
-        raise SystemExit(f"{path}: unexpected versions after installing: {v}")
-    return py, v
-
-
-def clean_env(threads: int) -> dict:
-    """The environment of a child process: offline, `threads` BLAS/OpenMP threads, nothing of this venv."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env |= {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONNOUSERSITE": "1"}
-    return env
-
-
 def run_timed(cmd: list[str], env: dict, label: str) -> tuple[dict, str]:
     """Run `cmd` to its end: ({wall_s, max_rss_mb, user_s, sys_s} of this child alone, its stdout)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -221,123 +173,6 @@ def run_timed(cmd: list[str], env: dict, label: str) -> tuple[dict, str]:
         raise SystemExit(f"{label} failed (exit {p.returncode}):\n{tail}")
     return {"wall_s": round(wall, 2), "max_rss_mb": round(ru.ru_maxrss / 1024, 1), "user_s": round(ru.ru_utime, 2),
             "sys_s": round(ru.ru_stime, 2)}, stdout
-
-
-# ---- the model as an HF folder transformers 4.57 reads -------------------------------------------------------------
-def export_hf(lm, out: Path) -> Path:
-    """Write `lm` (loaded by core.model.load, transformers 5) as a folder transformers 4.57 loads (docstring, 2)."""
-    from safetensors.torch import save_file
-
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = lm.model.config.to_dict()
-    cfg["architectures"] = [type(lm.model).__name__]
-    rope = cfg.pop("rope_parameters", None) or {}
-    if rope.get("rope_type", "default") != "default":
-        raise SystemExit(f"rope {rope}: map it onto transformers 4.x's rope_scaling by hand")
-    cfg["rope_theta"] = float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
-    cfg["torch_dtype"] = "float32"
-    cfg.pop("dtype", None)
-    cfg["_name_or_path"] = str(out)
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    sd = {k: v.detach().float().contiguous() for k, v in lm.model.state_dict().items()}
-    if cfg.get("tie_word_embeddings"):
-        sd.pop("lm_head.weight", None)  # 4.57 ties lm_head to model.embed_tokens.weight, the key it reads
-    save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
-    lm.tokenizer.save_pretrained(str(out))
-    tc_path = out / "tokenizer_config.json"
-    tc = json.loads(tc_path.read_text())
-    tc["tokenizer_class"] = "PreTrainedTokenizerFast"
-    for k in ("backend", "is_local", "local_files_only"):
-        tc.pop(k, None)
-    tc_path.write_text(json.dumps(tc, indent=2))
-    return out
-
-
-# ---- the tiny smoke-test model and set -----------------------------------------------------------------------------
-TINY_WORDS = ("the capital of france is paris . germany ' s berlin city a in and it was to".split())
-
-
-def tiny_model(folder: Path) -> Path:
-    """A random 4-layer Llama (tied embeddings, rope base 100,000) with a word-level tokenizer, saved by
-    transformers 5 as neuroboard would find a model folder."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<unk>", "<bos>", "<eos>", "<pad>"]  # BOS at 1: circuit-tracer passes over id 0
-    vocab = {t: i for i, t in enumerate(specials + TINY_WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-                                     unk_token="<unk>")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=len(vocab), max_position_embeddings=128, bos_token_id=1,
-                      eos_token_id=2, pad_token_id=3, tie_word_embeddings=True,
-                      rope_parameters={"rope_type": "default", "rope_theta": 100000.0})
-    model = LlamaForCausalLM(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
-    hf_tok.save_pretrained(str(folder))
-    return folder
-
-
-def tiny_set(lm, folder: Path, latents: int = 256, k: int = 16) -> Path:
-    """A random TopK set in circuit-tracer's format, written by neuroboard's saver. Layer 1's encoder bias is
-    lowered so that some tokens' k-th largest pre-activation is negative (the TopK/ReLU difference shows)."""
-    from core.circuits.prompt import graph_tokens
-    from core.circuits.replacement import clean_pass
-    from core.saes.sae import SAE
-    from core.saes.transcoders import TranscoderSet, save_transcoder_set
-
-    g = torch.Generator().manual_seed(1)
-    d, tcs = lm.parts.d_model, []
-    mlp_in = clean_pass(lm, graph_tokens(lm, "the city of berlin is in germany and it was a capital")).mlp_in
-    for L in range(lm.n_layers):
-        W_enc = torch.randn(d, latents, generator=g) / d ** 0.5  # (d, latents)
-        pre = mlp_in[L] @ W_enc  # (T, latents)
-        shift = -float(pre.topk(k, -1).values[:, -1].mean()) if L == 1 else 0.0  # k-th largest ~ 0 on layer 1
-        tcs.append(SAE(W_enc, torch.full((latents,), shift), torch.randn(latents, d, generator=g) / latents ** 0.5,
-                       torch.randn(d, generator=g) * 0.01, activation="topk", k=k, b_dec_in=False,
-                       site=f"mlp_in.{L}", out_site=f"mlp_out.{L}"))
-    ts = TranscoderSet(tcs, list(range(lm.n_layers)), scan="tiny-random-topk", model=lm.name)
-    return save_transcoder_set(ts, folder)
-
-
-def bench_set(model: str, threads: int) -> Path:
-    """The cached set this bench trains when no --transcoders is given and the demo has none."""
-    if DEMO_SET is not None and DEMO_SET.is_dir():
-        return DEMO_SET
-    s = TRAIN_SET
-    out = cache_root() / "graph" / f"transcoders-{model}-{s['latents']}-k{s['k']}-{s['tokens']}"
-    if (out / "config.yaml").is_file():
-        return out
-    log(f"training a transcoder set for {model} into {out} (every layer, {s['tokens']} tokens)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [*neuroboard_cmd(), "train-transcoders", "--model", model, "--layers", "all", "--latents",
-           str(s["latents"]), "--k", str(s["k"]), "--tokens", str(s["tokens"]), "--out", str(out), "--threads",
-           str(threads), "--json", "--no-progress"]
-    r = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
-    if r.returncode:
-        raise SystemExit(f"train-transcoders failed (exit {r.returncode})")
-    return out
-
-
-def set_summary(tc_dir: Path) -> dict:
-    """The set's folder and, when train-transcoders wrote quality.json, its training and quality figures."""
-    out: dict = {"path": str(tc_dir)}
-    q = tc_dir / "quality.json"
-    if q.is_file():
-        r = json.loads(q.read_text())
-        fvu = [v["fvu"] for v in r["quality"]["layers"].values()]
-        out |= {"latents": r["latents"], "k": r["k"], "tokens": r["tokens"], "ce_recovered": r["quality"]["ce_recovered"],
-                "kl": r["quality"]["kl"], "fvu_mean": sum(fvu) / len(fvu), "fvu_max": max(fvu)}
-    return out
-
-
-def neuroboard_cmd() -> list[str]:
-    script = Path(sys.executable).parent / "neuroboard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "core.cli"]
 
 
 # ---- the two graphs -------------------------------------------------------------------------------------------------
