@@ -52,7 +52,8 @@ def add_config(parser: argparse.ArgumentParser, cls, *, skip: tuple[str, ...] = 
         tp = _unwrap(hints[f.name])
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else None)
-        kw: dict = {"help": (help or {}).get(f.name) or docs.get(f.name, ""), "dest": f.name}
+        text = (help or {}).get(f.name) or docs.get(f.name, "")
+        kw: dict = {"help": text.replace("%", "%%"), "dest": f.name}  # argparse formats help with %
         required = f.default is MISSING and f.default_factory is MISSING
         if tp is bool:
             if default:

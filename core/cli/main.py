@@ -268,8 +268,8 @@ def cmd_demo(a) -> int:
     try:
         failures = build(cfg, lambda _: _tokens(keep(Bar(True, "extract", unit="tok", unit_scale=True))),
                          lambda h: keep(Stages(True, f"{h.model}: head ")), say=lambda s: print(s, file=sys.stderr),
-                         on_train=lambda t: sae_steps(keep(Bar(True, f"train {t.site}", unit="tok",
-                                                                unit_scale=True))))
+                         on_train=lambda t: sae_steps(keep(Bar(True, f"train {getattr(t, 'site', 'transcoders')}",
+                                                                unit="tok", unit_scale=True))))
     except BaseException:
         if proc is not None:
             proc.terminate()

@@ -49,3 +49,14 @@ def test_flags_parse_into_the_config():
     assert config_from(a, LensQuery).lens == "tuned"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["lens", "--model", "m", "--prompt", "p", "--lens", "nope"])
+
+
+def test_every_command_prints_its_help(capsys):
+    """Every command's --help renders (a '%' in a field's docstring once broke argparse's formatting)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "cmd").choices
+    for name in commands:
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args([name, "--help"])
+        assert e.value.code == 0, name
+    assert "98%" in capsys.readouterr().out  # DemoConfig.sae_lr's docstring, shown as written
