@@ -61,6 +61,12 @@ class DemoConfig:
     """Width of each layer's transcoder."""
     transcoder_k: int = 16
     """Active latents per token of each transcoder."""
+    transcoder_batch: int = 512
+    """Tokens per step of the transcoders (a short run needs more, smaller steps)."""
+    transcoder_lr: float | None = 3e-3
+    """Learning rate of the transcoders (None: train-transcoders' default, 5.7e-4 at 2,048 latents). On layers 0, 14
+    and 29 of smollm2 after 65,536 tokens, held-out FVU 0.35 / 0.64 / 0.80 at 3e-3 and batch 512, against 0.48 /
+    0.73 / 0.91 at batch 1,024 and about 1.0 at the defaults."""
     serve: bool = True
     """Serve the dashboard while the index is built (it fills in as jobs finish)."""
     port: int = 8501

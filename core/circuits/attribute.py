@@ -43,7 +43,7 @@ class AttributionConfig:
     """Logit targets are added until their probabilities sum to this."""
     max_features: int | None = 7500
     """At most this many feature nodes, the most influential first (None: every active feature)."""
-    batch_size: int = 256
+    batch_size: int = 64
     """Targets per backward pass (copies of the prompt in the forward pass)."""
 
 

@@ -60,7 +60,8 @@ def circuit_jobs(cfg, runs, notes: list[str]) -> list[tuple[str, str, object]]:
         jobs.append((f"train transcoders for every layer of {model}", "train-transcoders",
                      TrainTranscodersConfig(model=model, out=out, layers="all", corpus="demo",
                                             tokens=cfg.transcoder_tokens, latents=cfg.transcoder_latents,
-                                            k=cfg.transcoder_k, eval_tokens=4096)))
+                                            k=cfg.transcoder_k, batch=cfg.transcoder_batch, lr=cfg.transcoder_lr,
+                                            eval_tokens=4096)))
     ecfg = ExtractConfig(model=model, db=cfg.db, corpus="demo", max_tokens=cfg.max_tokens, layers="0", sae=[out],
                          sae_map=False)
     want = ecfg.identity()
