@@ -18,6 +18,7 @@ import streamlit as st
 from core.circuits import cached
 from core.circuits.explore import GraphDoc
 from core.errors import first_line
+from dashboard.cache.worker import Serial
 from dashboard.views import circuits as cv
 
 
@@ -92,8 +93,7 @@ class GraphJob:
 
 _lock = threading.Lock()
 _jobs: dict[tuple, GraphJob] = {}
-_queue: list[GraphJob] = []
-_worker: threading.Thread | None = None
+_graphs = Serial("neuroboard-graphs")
 
 
 def job(model: str, transcoders: str, prompt: str, targets: list[str]) -> GraphJob | None:
@@ -102,29 +102,14 @@ def job(model: str, transcoders: str, prompt: str, targets: list[str]) -> GraphJ
 
 def start(model: str, transcoders: str, prompt: str, targets: list[str]) -> GraphJob:
     """Queue the graph (once: a failed one is tried again); the worker thread computes queued graphs in order."""
-    global _worker
     j = GraphJob(model, transcoders, prompt, tuple(targets))
     with _lock:
         old = _jobs.get(j.key)
         if old is not None and old.status != "failed":
             return old
         _jobs[j.key] = j
-        _queue.append(j)
-        if _worker is None:
-            _worker = threading.Thread(target=_work, name="neuroboard-graphs", daemon=True)
-            _worker.start()
+    _graphs.submit(lambda: _run(j))
     return j
-
-
-def _work() -> None:
-    global _worker
-    while True:
-        with _lock:
-            if not _queue:
-                _worker = None
-                return
-            j = _queue.pop(0)
-        _run(j)
 
 
 def _run(j: GraphJob) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from core.errors import first_line
 from core.index.db import IndexFileError
 from core.model.builtin import BUILTIN
+from dashboard.cache.worker import Serial
 from dashboard.views import catalog
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,7 @@ _lock = threading.Lock()
 _models: dict = {}  # name -> core.model.load.LoadedModel
 _done: dict[str, threading.Event] = {}
 _errors: dict[str, str] = {}
-_queue: list[str] = []
-_worker: threading.Thread | None = None
+_loads = Serial("neuroboard-models")
 
 
 def _load(name: str) -> None:
@@ -50,28 +50,14 @@ def _load(name: str) -> None:
         _done[name].set()
 
 
-def _work() -> None:
-    global _worker
-    while True:
-        with _lock:
-            if not _queue:
-                _worker = None
-                return
-            name = _queue.pop(0)
-        _load(name)
-
-
 def start(names: Iterable[str]) -> None:
     """Queue models for loading in the background (one at a time, in order); already queued ones keep their place."""
-    global _worker
     with _lock:
-        for name in names:
-            if name not in _done:
-                _done[name] = threading.Event()
-                _queue.append(name)
-        if _queue and _worker is None:
-            _worker = threading.Thread(target=_work, name="neuroboard-models", daemon=True)
-            _worker.start()
+        new = [name for name in names if name not in _done]
+        for name in new:
+            _done[name] = threading.Event()
+    for name in new:
+        _loads.submit(lambda name=name: _load(name))
 
 
 START_DELAY_S = 1.5
