@@ -36,6 +36,7 @@ from core.saes import acts
 from core.saes.set_quality import evaluate_set
 from core.saes.trainer import Step, TopKTrainer, TrainError, default_lr
 from core.saes.transcoders import TranscoderSet, is_transcoder_set, save_transcoder_set
+from core.units.config import parse_layers
 
 
 @dataclass
@@ -45,7 +46,7 @@ class TrainTranscodersConfig:
     out: str
     """Folder the transcoder set is written to (circuit-tracer's format: config.yaml + layer_L.safetensors)."""
     layers: str = "all"
-    """Layers to train a transcoder for: 'all' or a comma list (0,3,5)."""
+    """Layers to train a transcoder for: all | 5 | 0-3,7."""
     corpus: str = "demo"
     """'demo', a .txt/.jsonl/.csv/.parquet file, or a Hugging Face dataset name."""
     tokens: int = 1_000_000
@@ -83,22 +84,6 @@ class TrainTranscodersConfig:
     """The model's weights (the transcoders train in float32 on float32 copies of the activations)."""
     trust_remote_code: bool = False
     """Allow a hub model's own Python code to run."""
-
-
-def parse_layers(spec: str, n_layers: int) -> list[int]:
-    """'all' or '0,3,5' -> sorted distinct layers; TrainError (one line) for anything else."""
-    if spec.strip().lower() == "all":
-        return list(range(n_layers))
-    try:
-        layers = [int(s) for s in spec.split(",") if s.strip()]
-    except ValueError:
-        raise TrainError(f"--layers {spec!r}: give 'all' or layer numbers separated by commas (0,3,5)") from None
-    if not layers or len(set(layers)) != len(layers):
-        raise TrainError(f"--layers {spec!r}: give 'all' or distinct layer numbers (0,3,5)")
-    bad = [L for L in layers if not 0 <= L < n_layers]
-    if bad:
-        raise TrainError(f"--layers: this model has layers 0-{n_layers - 1} (got {bad[0]})")
-    return sorted(layers)
 
 
 def check(cfg: TrainTranscodersConfig) -> None:

@@ -175,7 +175,7 @@ def test_train_transcoders_cli(tiny_lm_dir, tmp_path, capsys):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "a.txt").write_text("x")
     for bad, match in ((["--layers", "0,7", "--out", str(tmp_path / "b")], "layers 0-2"),
-                       (["--layers", "one", "--out", str(tmp_path / "b")], "comma"),
+                       (["--layers", "one", "--out", str(tmp_path / "b")], "ranges like 0-3,7"),
                        (["--layers", "0", "--out", str(tmp_path / "mine")], "not a transcoder set")):
         assert main(args + bad) == 2
         err = capsys.readouterr().err
