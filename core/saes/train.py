@@ -23,27 +23,17 @@ from core.model.load import load_model
 from core.saes import acts
 from core.saes.quality import evaluate
 from core.saes.sae import SAE, SAEError, check_for_model, site_width
-from core.saes.trainer import Step, TopKTrainer, TrainError, default_lr
+from core.saes.trainer import Step, TopKTrainer, TrainError, TrainSettings, default_lr
 
 
-@dataclass
-class TrainSAEConfig:
+@dataclass(kw_only=True)
+class TrainSAEConfig(TrainSettings):
     model: str
     """Built-in name, .gguf file, model folder or hub id."""
     site: str
     """Input site (resid_post.6, blocks.6.hook_resid_post, layers.6, mlp_in.6, z.3, ...)."""
     out: str
     """Folder the SAE is written to."""
-    corpus: str = "demo"
-    """'demo', a .txt/.jsonl/.csv/.parquet file, or a Hugging Face dataset name."""
-    tokens: int = 1_000_000
-    """Training tokens (the corpus is read again, reshuffled, when it has fewer)."""
-    latents: int = 0
-    """SAE width (0: --expansion × d_in; 512 factors for --method snmf)."""
-    expansion: int = 8
-    """Width as a multiple of d_in when --latents is 0."""
-    k: int = 32
-    """Active latents per token."""
     transcode: bool = False
     """Train a transcoder: read --site, predict --out-site (default: the MLP's output for mlp_in.L, the block's
     output for resid_pre.L)."""
@@ -60,34 +50,10 @@ class TrainSAEConfig:
     """semi-NMF: the share of the site's units (neurons) each factor keeps (winner-take-all; 1: dense)."""
     snmf_iters: int = 100
     """semi-NMF: alternating iterations (each a least-squares F step and a multiplicative G step)."""
-    lr: float | None = None
-    """Adam learning rate (default 2e-4 / sqrt(latents / 2^14))."""
-    auxk_alpha: float = 1 / 32
-    """AuxK loss coefficient for dead latents (0: off)."""
-    dead_tokens: int = 0
-    """A latent is dead after this many training tokens without firing (0: a quarter of --tokens, at most 10M)."""
-    batch: int = 4096
-    """Tokens per SAE step."""
     buffer_tokens: int = 65_536
     """Rows in the shuffling buffer (bounds memory)."""
-    context_len: int = 128
-    """Window length of the corpus."""
-    model_batch_tokens: int = 4096
-    """Padded tokens per model pass."""
-    eval_tokens: int = 16_384
-    """Held-out tokens for the quality numbers (at most)."""
     format: Literal["saelens", "sparsify"] = "saelens"
     """File format written to --out."""
-    seed: int = 0
-    """Seed of the initialisation and the shuffles."""
-    threads: int | None = None
-    """torch threads (default: torch's choice)."""
-    device: str = "cpu"
-    """Where the model runs and the SAE trains: cpu, cuda, cuda:N or mps."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """The model's weights (the SAE trains in float32 on its float32 copies of the activations)."""
-    trust_remote_code: bool = False
-    """Allow a hub model's own Python code to run."""
 
 
 def out_site_for(site: str, transcode: bool, out_site: str | None) -> str | None:

@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 
@@ -34,56 +33,22 @@ from core.model.load import load_model
 from core.model.sites import Site
 from core.saes import acts
 from core.saes.set_quality import evaluate_set
-from core.saes.trainer import Step, TopKTrainer, TrainError, default_lr
+from core.saes.trainer import Step, TopKTrainer, TrainError, TrainSettings, default_lr
 from core.saes.transcoders import TranscoderSet, is_transcoder_set, save_transcoder_set
 from core.units.config import parse_layers
 
 
-@dataclass
-class TrainTranscodersConfig:
+@dataclass(kw_only=True)
+class TrainTranscodersConfig(TrainSettings):
     model: str
     """Built-in name, .gguf file, model folder or hub id."""
     out: str
     """Folder the transcoder set is written to (circuit-tracer's format: config.yaml + layer_L.safetensors)."""
     layers: str = "all"
     """Layers to train a transcoder for: all | 5 | 0-3,7."""
-    corpus: str = "demo"
-    """'demo', a .txt/.jsonl/.csv/.parquet file, or a Hugging Face dataset name."""
-    tokens: int = 1_000_000
-    """Training tokens for every layer (the corpus is read again, reshuffled, when it has fewer)."""
-    latents: int = 0
-    """Transcoder width (0: --expansion × d_model)."""
-    expansion: int = 8
-    """Width as a multiple of d_model when --latents is 0."""
-    k: int = 32
-    """Active latents per token."""
-    lr: float | None = None
-    """Adam learning rate (default 2e-4 / sqrt(latents / 2^14))."""
-    auxk_alpha: float = 1 / 32
-    """AuxK loss coefficient for dead latents (0: off)."""
-    dead_tokens: int = 0
-    """A latent is dead after this many training tokens without firing (0: a quarter of --tokens, at most 10M)."""
-    batch: int = 4096
-    """Tokens per transcoder step (every layer steps on the same tokens)."""
     buffer_tokens: int = 8192
     """Rows in the shared shuffling buffer: buffer_tokens × n_layers × (d_in + d_out) × 4 bytes (1.1 GB for
     smollm2 at all 30 layers)."""
-    context_len: int = 128
-    """Window length of the corpus."""
-    model_batch_tokens: int = 4096
-    """Padded tokens per model pass."""
-    eval_tokens: int = 16_384
-    """Held-out tokens for the quality numbers (at most)."""
-    seed: int = 0
-    """Seed of the initialisation and the shuffles."""
-    threads: int | None = None
-    """torch threads (default: torch's choice)."""
-    device: str = "cpu"
-    """Where the model runs and the transcoders train: cpu, cuda, cuda:N or mps."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """The model's weights (the transcoders train in float32 on float32 copies of the activations)."""
-    trust_remote_code: bool = False
-    """Allow a hub model's own Python code to run."""
 
 
 def check(cfg: TrainTranscodersConfig) -> None:

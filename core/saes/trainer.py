@@ -23,12 +23,54 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
 from core.errors import UserError
 from core.saes.sae import SAE
+
+
+@dataclass(kw_only=True)
+class TrainSettings:
+    """What every TopK training run takes (train-sae and train-transcoders add their own fields); a docstring per
+    field, as each is a flag of both commands."""
+
+    corpus: str = "demo"
+    """'demo', a .txt/.jsonl/.csv/.parquet file, or a Hugging Face dataset name."""
+    tokens: int = 1_000_000
+    """Training tokens (the corpus is read again, reshuffled, when it has fewer)."""
+    latents: int = 0
+    """Width (0: --expansion × the input's width; 512 factors for a semi-NMF)."""
+    expansion: int = 8
+    """Width as a multiple of the input's width when --latents is 0."""
+    k: int = 32
+    """Active latents per token."""
+    lr: float | None = None
+    """Adam learning rate (default 2e-4 / sqrt(latents / 2^14))."""
+    auxk_alpha: float = 1 / 32
+    """AuxK loss coefficient for dead latents (0: off)."""
+    dead_tokens: int = 0
+    """A latent is dead after this many training tokens without firing (0: a quarter of --tokens, at most 10M)."""
+    batch: int = 4096
+    """Tokens per training step."""
+    context_len: int = 128
+    """Window length of the corpus."""
+    model_batch_tokens: int = 4096
+    """Padded tokens per model pass."""
+    eval_tokens: int = 16_384
+    """Held-out tokens for the quality numbers (at most)."""
+    seed: int = 0
+    """Seed of the initialisation and the shuffles."""
+    threads: int | None = None
+    """torch threads (default: torch's choice)."""
+    device: str = "cpu"
+    """Where the model runs and the training happens: cpu, cuda, cuda:N or mps."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """The model's weights (training runs in float32 on float32 copies of the activations)."""
+    trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run."""
 
 
 class TrainError(UserError):
