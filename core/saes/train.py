@@ -23,7 +23,7 @@ from core.model.load import load_model
 from core.saes import acts
 from core.saes.quality import evaluate
 from core.saes.sae import SAE, SAEError, check_for_model, site_width
-from core.saes.trainer import Step, TopKTrainer, TrainError, TrainSettings, default_lr
+from core.saes.trainer import Step, TopKTrainer, TrainError, TrainSettings, check_settings, default_lr
 
 
 @dataclass(kw_only=True)
@@ -71,14 +71,7 @@ def out_site_for(site: str, transcode: bool, out_site: str | None) -> str | None
 
 
 def check(cfg: TrainSAEConfig) -> None:
-    if cfg.tokens < 1:
-        raise TrainError("--tokens must be positive")
-    if cfg.k < 1 or cfg.batch < 1 or cfg.buffer_tokens < 2 * cfg.batch:
-        raise TrainError("--k and --batch must be positive and --buffer-tokens at least twice --batch")
-    if cfg.latents < 0 or cfg.expansion < 1:
-        raise TrainError("--latents must be >= 0 and --expansion >= 1")
-    if cfg.auxk_alpha < 0 or (cfg.lr is not None and cfg.lr <= 0):
-        raise TrainError("--auxk-alpha must be >= 0 and --lr positive")
+    check_settings(cfg)
     if cfg.method == "snmf":
         if cfg.transcode:
             raise TrainError("--method snmf factorises one site's activations; it cannot --transcode")

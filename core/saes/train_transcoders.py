@@ -33,7 +33,7 @@ from core.model.load import load_model
 from core.model.sites import Site
 from core.saes import acts
 from core.saes.set_quality import evaluate_set
-from core.saes.trainer import Step, TopKTrainer, TrainError, TrainSettings, default_lr
+from core.saes.trainer import Step, TopKTrainer, TrainError, TrainSettings, check_settings, default_lr
 from core.saes.transcoders import TranscoderSet, is_transcoder_set, save_transcoder_set
 from core.units.config import parse_layers
 
@@ -52,14 +52,7 @@ class TrainTranscodersConfig(TrainSettings):
 
 
 def check(cfg: TrainTranscodersConfig) -> None:
-    if cfg.tokens < 1:
-        raise TrainError("--tokens must be positive")
-    if cfg.k < 1 or cfg.batch < 1 or cfg.buffer_tokens < 2 * cfg.batch:
-        raise TrainError("--k and --batch must be positive and --buffer-tokens at least twice --batch")
-    if cfg.latents < 0 or cfg.expansion < 1:
-        raise TrainError("--latents must be >= 0 and --expansion >= 1")
-    if cfg.auxk_alpha < 0 or (cfg.lr is not None and cfg.lr <= 0):
-        raise TrainError("--auxk-alpha must be >= 0 and --lr positive")
+    check_settings(cfg)
     out = Path(cfg.out).expanduser()
     if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or is_transcoder_set(out))):
         raise TrainError(f"--out {out} exists and is not a transcoder set folder; give a new one")

@@ -73,6 +73,18 @@ class TrainSettings:
     """Allow a hub model's own Python code to run."""
 
 
+def check_settings(cfg) -> None:
+    """TrainError (one line) for settings no run trains with; `cfg` a TrainSettings with a buffer_tokens field."""
+    if cfg.tokens < 1:
+        raise TrainError("--tokens must be positive")
+    if cfg.k < 1 or cfg.batch < 1 or cfg.buffer_tokens < 2 * cfg.batch:
+        raise TrainError("--k and --batch must be positive and --buffer-tokens at least twice --batch")
+    if cfg.latents < 0 or cfg.expansion < 1:
+        raise TrainError("--latents must be >= 0 and --expansion >= 1")
+    if cfg.auxk_alpha < 0 or (cfg.lr is not None and cfg.lr <= 0):
+        raise TrainError("--auxk-alpha must be >= 0 and --lr positive")
+
+
 class TrainError(UserError):
     """Bad training input; one line."""
 
