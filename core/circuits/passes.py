@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from core.circuits.attribute import active_features
-from core.circuits.replacement import Clean, clean_pass, ratio
+from core.circuits.replacement import Clean, clean_pass, frozen_scale
 from core.model.intervene import intervene, patch, store
 from core.model.run import unembed
 
@@ -103,14 +103,6 @@ def _replayed(lm, prep: Prepared, layer: int, B: int) -> tuple[int, torch.Tensor
     return layer, prep.clean.resid_pre[layer][None].expand(B, -1, -1).to(w.device, w.dtype)
 
 
-def _frozen_norm(kept: dict, key, x0: torch.Tensor, y0: torch.Tensor):
-    r = ratio(y0, x0)  # (T, d)
-
-    def fn(_y: torch.Tensor) -> torch.Tensor:
-        return y0 + r * (kept[key].float().cpu() - x0)  # (B, T, d)
-    return fn
-
-
 def _transcoder_out(tc, layer: int, prep: Prepared, kept: dict, clamps, factor: torch.Tensor, linear: torch.Tensor):
     """mlp_out.L of the replacement model (module docstring) for B rows."""
     mask = (prep.acts[layer] > 0).float()  # (T, d_tc) the clean active set
@@ -142,11 +134,11 @@ def replacement(lm, transcoders, prep: Prepared, changes: list[Change], linear: 
         tc = transcoders[layer]
         clamps, factor = _grids(changes, layer, T)
         edits[f"resid_pre.{layer}"] = store(kept, ("pre", layer))
-        edits[f"attn_in.{layer}"] = _frozen_norm(kept, ("pre", layer), c.resid_pre[layer], c.attn_in[layer])
+        edits[f"attn_in.{layer}"] = frozen_scale(kept, ("pre", layer), c.resid_pre[layer], c.attn_in[layer])
         for kind in "qk":
             edits[f"{kind}.{layer}"] = patch(prep.qk[f"{kind}.{layer}"].expand(B, -1, -1))
         edits[f"resid_mid.{layer}"] = store(kept, ("mid", layer))
-        edits[f"mlp_in.{layer}"] = [_frozen_norm(kept, ("mid", layer), c.resid_mid[layer], c.mlp_in[layer]),
+        edits[f"mlp_in.{layer}"] = [frozen_scale(kept, ("mid", layer), c.resid_mid[layer], c.mlp_in[layer]),
                                     store(kept, ("in", layer))]
         edits[f"mlp_out.{layer}"] = _transcoder_out(tc, layer, prep, kept, clamps, factor, lin)
     edits[f"resid_post.{L - 1}"] = store(kept, "last")

@@ -97,11 +97,13 @@ class Frozen:
     resid_last: torch.Tensor  # (B, T, d) attached: the last block's output (logit targets read it)
 
 
-def _frozen_scale(kept: dict, key, x0: torch.Tensor, y0: torch.Tensor):
+def frozen_scale(kept: dict, key, x0: torch.Tensor, y0: torch.Tensor):
+    """An edit for a norm's output: the norm with its scale frozen at the prompt's, y0 + r ⊙ (x − x0) with
+    r = y0 / x0, x the norm's input kept as kept[key] by an earlier edit; x0, y0 (T, d) its clean input and output."""
     r = ratio(y0, x0)
 
     def fn(_y: torch.Tensor) -> torch.Tensor:
-        return y0 + r * (kept[key] - x0)
+        return y0 + r * (kept[key].to(y0) - x0)  # (B, T, d)
     return fn
 
 
@@ -123,11 +125,11 @@ def frozen_pass(lm, ids: list[int], clean: Clean, batch: int, skips: list[torch.
     for layer in range(L):
         pre = [keep(kept, ("pre", layer))]
         edits[f"resid_pre.{layer}"] = [_leaf(embed), *pre] if layer == 0 else pre
-        edits[f"attn_in.{layer}"] = _frozen_scale(kept, ("pre", layer), clean.resid_pre[layer], clean.attn_in[layer])
+        edits[f"attn_in.{layer}"] = frozen_scale(kept, ("pre", layer), clean.resid_pre[layer], clean.attn_in[layer])
         edits[f"q.{layer}"] = detach()
         edits[f"k.{layer}"] = detach()
         edits[f"resid_mid.{layer}"] = keep(kept, ("mid", layer))
-        edits[f"mlp_in.{layer}"] = [_frozen_scale(kept, ("mid", layer), clean.resid_mid[layer], clean.mlp_in[layer]),
+        edits[f"mlp_in.{layer}"] = [frozen_scale(kept, ("mid", layer), clean.resid_mid[layer], clean.mlp_in[layer]),
                                     keep(kept, ("in", layer))]
         edits[f"mlp_out.{layer}"] = _leaf(mlp_out[layer], skips[layer], kept, ("in", layer), clean.mlp_in[layer])
     edits[f"resid_post.{L - 1}"] = keep(kept, "last")
