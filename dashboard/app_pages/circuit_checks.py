@@ -19,20 +19,30 @@ OPS = {"zero": "zero (ablate)", "scale": "scale ×α", "steer": "steer +α × it
 
 
 def targets(doc: ex.GraphDoc, node: str | None, pinned: list[str], groups: list[tuple[str, list[str]]]
-            ) -> dict[str, tuple[str, list[str]]]:
-    """{choice label: (supernode name or '', node ids)} of what can be intervened on: feature and error nodes."""
+            ) -> dict[str, tuple[str, str, list[str]]]:
+    """{URL value: (choice label, supernode name or '', node ids)} of what can be intervened on (feature and error
+    nodes): `node` (the clicked node), `pinned` (the subgraph), `group:NAME` (a supernode)."""
     acts = (ex.FEATURE, ex.ERROR)
     out = {}
     if node and doc.kind(node) in acts:
-        out[f"the clicked node {node}"] = ("", [node])
+        out["node"] = (f"the clicked node {node}", "", [node])
     usable = [x for x in pinned if doc.kind(x) in acts]
     if usable:
-        out[f"the pinned subgraph ({len(usable)} nodes)"] = ("", usable)
+        out["pinned"] = (f"the pinned subgraph ({len(usable)} nodes)", "", usable)
     for name, ids in groups:
         usable = [x for x in ids if doc.kind(x) in acts]
         if usable:
-            out[f"supernode {name} ({len(usable)} nodes)"] = (name, usable)
+            out[f"group:{name}"] = (f"supernode {name} ({len(usable)} nodes)", name, usable)
     return out
+
+
+def _alpha(op: str) -> float:
+    qp = st.query_params
+    try:
+        return float(qp.get("iv_alpha", 0.0 if op == "scale" else 1.0))
+    except ValueError:
+        st.warning(f"`iv_alpha={str(qp.get('iv_alpha'))[:20]}` is not a number; 1 is used.")
+        return 1.0
 
 
 @st.fragment
@@ -47,11 +57,15 @@ def panel(key: str, doc: ex.GraphDoc, model: str, transcoders: str, state: dict,
         return
     if frame.loaded_model(model, "interventions") is None:
         return
+    qp = st.query_params
     c1, c2, c3, c4 = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
-    what = c1.selectbox("Intervene on", list(choices), key="circuits_iv_what")
-    op = c2.selectbox("Operation", list(OPS), format_func=OPS.get, key="circuits_iv_op")
-    alpha = c3.number_input("α", value=0.0 if op == "scale" else 1.0, step=0.5, key=f"circuits_iv_alpha_{op}",
-                            disabled=op == "zero")
+    what = frame.url_widget(c1.selectbox, "circuits_iv_what", "iv_on", frame.param_choice("iv_on", list(choices),
+                            next(iter(choices))), label="Intervene on", options=list(choices),
+                            format_func=lambda c: choices[c][0])
+    op = frame.url_widget(c2.selectbox, "circuits_iv_op", "iv_op", frame.param_choice("iv_op", list(OPS), "zero"),
+                          label="Operation", options=list(OPS), format_func=OPS.get)
+    alpha = frame.url_widget(c3.number_input, "circuits_iv_alpha", "iv_alpha", _alpha(op), label="α", step=0.5,
+                             disabled=op == "zero")
     run = c4.button("Run", key="circuits_iv_run", icon=":material/play_arrow:")
     try:
         gm = cc.graph_model(key, doc, model, transcoders)
@@ -59,19 +73,14 @@ def panel(key: str, doc: ex.GraphDoc, model: str, transcoders: str, state: dict,
         st.warning(f"Interventions are not available for this graph: {str(e).splitlines()[0]}")
         return
     if run:
-        from dataclasses import asdict
-
-        from core.circuits.interventions import intervene_nodes
-
-        name, ids = choices[what]
+        qp["iv"] = "1"  # the result is part of the view: a copied link shows it again
+    if qp.get("iv") == "1":
+        _, name, ids = choices[what]
         spec = op if op == "zero" else f"{op}:{alpha:g}"
         try:
-            st.session_state["circuits_iv_result"] = (key, asdict(intervene_nodes(gm, ids, spec, name=name, target=logit)))
+            frame.light(rc.effect_html(cc.intervention(key, gm, tuple(ids), spec, name, logit)))
         except UserError as e:
             st.warning(str(e).splitlines()[0])
-    done = st.session_state.get("circuits_iv_result")
-    if done and done[0] == key:
-        frame.light(rc.effect_html(done[1]))
     if st.toggle("The ten most influential features, each zeroed alone", key="circuits_iv_table"):
         with st.spinner("Twenty forward passes in two batches…"):
             t = cc.intervention_table(key, gm, logit)

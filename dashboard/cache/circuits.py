@@ -152,3 +152,14 @@ def intervention_table(key: str, _gm, target: str) -> dict:
     from core.circuits.interventions import intervention_table as table
 
     return asdict(table(_gm, target=target))
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def intervention(key: str, _gm, ids: tuple[str, ...], spec: str, name: str, target: str) -> dict:
+    """One intervention's predicted and measured effect (JSON-ready), once per (graph, nodes, op, logit): a link
+    that names it reopens the same numbers without a model pass."""
+    from dataclasses import asdict
+
+    from core.circuits.interventions import intervene_nodes
+
+    return asdict(intervene_nodes(_gm, list(ids), spec, name=name, target=target))

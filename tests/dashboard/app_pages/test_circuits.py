@@ -209,12 +209,17 @@ def test_intervention_panel_matches_graph_intervene(monkeypatch, env, doc, tmp_p
 
     f = a_feature(doc)
     at = open_page(monkeypatch, env, tmp_path, graph="1", node=f)
-    assert at.selectbox(key="circuits_iv_what").value == f"the clicked node {f}"
+    assert at.selectbox(key="circuits_iv_what").value == "node"  # the clicked node
     at.selectbox(key="circuits_iv_op").set_value("scale").run()
-    at.number_input(key="circuits_iv_alpha_scale").set_value(0.5).run()
+    at.number_input(key="circuits_iv_alpha").set_value(0.5).run()
     at.button(key="circuits_iv_run").click().run()
     assert not at.exception and not messages(at)
     shown = next(m.value for m in at.markdown if "nb-effect" in m.value)
+    url = {k: at.query_params[k] for k in ("iv", "iv_on", "iv_op", "iv_alpha")}
+    assert url == {"iv": "1", "iv_on": "node", "iv_op": "scale", "iv_alpha": "0.5"}  # the result is in the URL
+    again = open_page(monkeypatch, env, tmp_path, graph="1", node=f, iv="1", iv_on="node", iv_op="scale",
+                      iv_alpha="0.5")  # the link reopens the same result
+    assert next(m.value for m in again.markdown if "nb-effect" in m.value) == shown
     assert main(["graph-intervene", "--db", env["db"], "--graph", "1", "--nodes", f, "--op", "scale:0.5",
                  "--json"]) == 0
     t = json.loads(capsys.readouterr().out)["effect"]["target"]
