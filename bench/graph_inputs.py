@@ -12,14 +12,16 @@ from pathlib import Path
 
 import torch
 
+from core.circuits.demo import set_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 TORCH_PIN = "torch==2.13.0"
 CT_PINS = ["circuit-tracer==0.5.0", "nnsight==0.6.3", "transformers<=4.57.3", "transformer-lens<4"]
 TRAIN_SET = {"latents": 2048, "k": 32, "tokens": 32768, "batch": 512}
 """The set trained when there is no other: ~20 min on 2 cores, FVU ~0.95 (64 steps; at --batch 4096, 8 steps leave
 FVU ~1.0 and no feature reaches a pruned graph, so the file comparison would have no features to compare)."""
-DEMO_SET: Path | None = None
-"""The demo's transcoder set for smollm2 once `make demo` trains one (core/demo.py); None until it does."""
+DEMO_SET: Path | None = Path(set_dir(str(ROOT / "data" / "demo.duckdb"), "smollm2-135m"))
+"""The demo's transcoder set for smollm2 (core.circuits.demo), used when `make demo` has trained it."""
 
 
 def log(msg: str) -> None:
