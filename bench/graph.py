@@ -356,7 +356,7 @@ def run_all(a, py: Path, ct_v: dict, work: Path) -> dict:
                         "ratio_rss": round(nb_time["max_rss_mb"] / ct_time["max_rss_mb"], 3),
                         "ratio_cpu": round((nb_time["user_s"] + nb_time["sys_s"])
                                            / (ct_time["user_s"] + ct_time["sys_s"]), 3)}
-    ref = read_wire(work / "ct-graph" / "bench.json")
+    ref = json.loads((work / "ct-graph" / "bench.json").read_text())  # 0.5.0 may repeat an id: read as is
     got = read_wire(work / "nb-graph.json")
     result["graphs"] = {"circuit_tracer": ct_info["graph"], "neuroboard": {
         key: nb_info[key] for key in ("active_features", "feature_nodes", "kept_nodes", "links",

@@ -23,11 +23,13 @@ FEATURE, ERROR, LOGIT = "cross layer transcoder", "mlp reconstruction error", "l
 
 def _canonical(doc: dict) -> tuple[dict, dict]:
     """({canonical id: node}, {file id: canonical id}); an error node is err_{layer}_{position} (0.5.0 and 0.5.1
-    spell its id differently)."""
+    spell its id differently). circuit-tracer 0.5.0 writes an error node `0_{layer}_{position}`, which is also the
+    id of layer 0's feature `layer` at that position: such an id maps to None (its links cannot be told apart)."""
     nodes, ids = {}, {}
     for n in doc["nodes"]:
         cid = f"err_{n['layer']}_{n['ctx_idx']}" if n["feature_type"] == ERROR else n["node_id"]
-        nodes[cid], ids[n["node_id"]] = n, cid
+        nodes[cid] = n
+        ids[n["node_id"]] = None if n["node_id"] in ids else cid
     return nodes, ids
 
 
@@ -50,8 +52,10 @@ def compare_wire(ref: dict, got: dict) -> dict:
     infl = {k: abs(rf[k]["influence"] - gf[k]["influence"]) for k in shared}
     rl = {n["feature"]: n["token_prob"] for n in rn.values() if n["feature_type"] == LOGIT}
     gl = {n["feature"]: n["token_prob"] for n in gn.values() if n["feature_type"] == LOGIT}
-    rlinks = {(rid[x["source"]], rid[x["target"]]): x["weight"] for x in ref["links"]}
+    rlinks = {(rid[x["source"]], rid[x["target"]]): x["weight"] for x in ref["links"]
+              if rid[x["source"]] and rid[x["target"]]}
     glinks = {(gid[x["source"]], gid[x["target"]]): x["weight"] for x in got["links"]}
+    ambiguous = [k for k, c in rid.items() if c is None]
     sl = sorted(rlinks.keys() & glinks.keys())
     r_err = {k for k, n in rn.items() if n["feature_type"] == ERROR}
     g_err = {k for k, n in gn.items() if n["feature_type"] == ERROR}
@@ -65,7 +69,8 @@ def compare_wire(ref: dict, got: dict) -> dict:
          "argmax_logit_equal": max(rl, key=rl.get) == max(gl, key=gl.get, default=None),
          "logit_prob_max_diff": max(abs(p - gl.get(t, 0.0)) for t, p in rl.items()),
          "logits": {"ref": len(rl), "got": len(gl)},
-         "links": {"ref": len(rlinks), "got": len(glinks), "shared": len(sl)},
+         "links": {"ref": len(rlinks), "got": len(glinks), "shared": len(sl),
+                   "ref_left_out": len(ref["links"]) - len(rlinks), "ref_duplicate_ids": ambiguous},
          "shared_links_fraction": len(sl) / max(1, len(rlinks)),
          "edge_pearson": pearson([rlinks[k] for k in sl], [glinks[k] for k in sl]),
          "edge_max_abs_diff": max((abs(rlinks[k] - glinks[k]) for k in sl), default=0.0),
