@@ -59,12 +59,13 @@ def test_the_demo_stores_the_default_pair_after_the_first_pages(tiny_lm_dir, tmp
     from core import demo
 
     cfg = demo.DemoConfig(db=str(tmp_path / "other.duckdb"), models=[str(tiny_lm_dir)], sae_site="", sweep="",
-                          explain_units=0, serve=False)
+                          explain_units=0, circuits=False, serve=False)
     assert [j.kind for j in demo.plan(cfg)[0]] == ["extract", "heads"]
     monkeypatch.setattr(patch_grids, "DEFAULT_PAIR", PAIR)
     monkeypatch.setattr(patch_grids, "DEFAULT_PAIR_MODELS", (str(tiny_lm_dir),))
     cfg = demo.DemoConfig(db=str(tmp_path / "demo.duckdb"), models=[str(tiny_lm_dir)], max_tokens=512,
-                          preview_tokens=0, ablation_tokens=0, sae_site="", sweep="", explain_units=0, serve=False)
+                          preview_tokens=0, ablation_tokens=0, sae_site="", sweep="", explain_units=0, circuits=False,
+                          serve=False)
     jobs, _ = demo.plan(cfg)
     assert [j.kind for j in jobs] == ["extract", "heads", "patch"]  # behind the jobs the first pages need
     assert demo.build(cfg) == []

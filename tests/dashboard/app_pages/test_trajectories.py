@@ -74,8 +74,8 @@ def test_lens_view_side_by_side(monkeypatch, tmp_path, two_tiny):
     assert top.strip() in charts(at)[0].proto.spec
 
 
-def test_url_state_and_bad_params(monkeypatch, tmp_path, two_tiny):
-    a, _ = two_tiny
+@pytest.mark.slow
+def test_bad_params(monkeypatch, tmp_path, two_tiny):
     from dashboard.cache import models as registry
 
     registry.model("smollm2-135m")  # a bad model name falls back to the first allowed model, the built-in
@@ -85,6 +85,10 @@ def test_url_state_and_bad_params(monkeypatch, tmp_path, two_tiny):
     warnings = " ".join(w.value for w in at.warning)
     assert "`model=/etc/passwd` is not available" in warnings and "`lens=nope`" in warnings
     assert "`view=zzz`" in warnings and "`pos=-999` is out of range" in warnings
+
+
+def test_url_state(monkeypatch, tmp_path, two_tiny):
+    a, _ = two_tiny
     at = page(monkeypatch, tmp_path, two_tiny, model=a, compare="none")
     at.text_input(key="traj_prompt").set_value("Paris is the capital of").run()
     assert not at.exception and at.query_params["prompt"] in ("Paris is the capital of",
