@@ -24,9 +24,11 @@
    selected features exported from its own process as .npy files (read without pickle), ours built in this process
    (core.circuits.run.build), compared node by node (features by (layer, position, feature), errors by (layer,
    position), tokens by position, logits by token id).
-6. Round trip: circuit-tracer loads the set (load_transcoder_set via its local-folder loader) and encodes the
+6. circuit-tracer's viewer: the folder `neuroboard graph` wrote (the graph file and graph-metadata.json) read by its
+   pydantic models (frontend/graph_models.py) and served by its local server (frontend/local_server.py).
+7. Round trip: circuit-tracer loads the set (load_transcoder_set via its local-folder loader) and encodes the
    prompt's MLP inputs (neuroboard's clean pass); max abs differences of pre-activations and activations.
-7. Training throughput: train-transcoders (core.saes.train_transcoders) on --train-layers (0,14,29) all at once
+8. Training throughput: train-transcoders (core.saes.train_transcoders) on --train-layers (0,14,29) all at once
    against one layer at a time, same tokens (--train-tokens 8192): tokens/s each and the ratio (~4 min on 2 cores).
 
     .venv/bin/python bench/graph.py --json [--tiny] [--transcoders DIR] [--prompt TEXT] [--threads 2]
@@ -70,7 +72,7 @@ from graph_inputs import (  # noqa: E402
 PROMPT = "The capital of France is Paris. Germany's capital is"  # 11 tokens + the BOS = 12
 TARGETS = {"ratio_wall_vs_ct": 1.0, "neuroboard_wall_s": 60.0}
 
-DRIVER = r'''"""circuit-tracer's side of bench/graph.py, run by its own venv: `driver.py check|graph SPEC.json`."""
+DRIVER = r'''"""circuit-tracer's side of bench/graph.py, run by its own venv: `driver.py check|graph|viewer SPEC.json`."""
 import json
 import os
 import sys
@@ -151,11 +153,45 @@ def graph():
                       "graph": info}))
 
 
-{"check": check, "graph": graph}[mode]()
+def viewer():
+    """circuit-tracer's viewer side of a graph folder neuroboard wrote: its pydantic models (frontend/graph_models.py)
+    read the list and every graph, and its local server (frontend/local_server.py) serves them as the viewer asks."""
+    import gzip
+    import urllib.request
+
+    from circuit_tracer.frontend.graph_models import Metadata, Model
+    from circuit_tracer.frontend.local_server import serve
+
+    folder = spec["viewer_dir"]
+    listed = [Metadata(**g) for g in json.load(open(os.path.join(folder, "graph-metadata.json")))["graphs"]]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def get(path):
+        with opener.open(f"http://127.0.0.1:{spec['viewer_port']}{path}", timeout=60) as r:
+            body = r.read()
+            return gzip.decompress(body) if r.headers.get("Content-Encoding") == "gzip" else body
+
+    server = serve(data_dir=folder, port=spec["viewer_port"])
+    try:
+        page = get("/index.html").decode()
+        served = json.loads(get("/data/graph-metadata.json"))["graphs"]
+        graphs = {}
+        for m in listed:
+            doc = Model.model_validate(json.loads(get(f"/graph_data/{m.slug}.json")))
+            graphs[m.slug] = {"nodes": len(doc.nodes), "links": len(doc.links), "prompt_tokens": len(
+                doc.metadata.prompt_tokens), "feature_types": sorted({n.feature_type for n in doc.nodes})}
+    finally:
+        server.stop()
+    print(json.dumps({"listed": [m.slug for m in listed], "served_list_equal": [g["slug"] for g in served] == [
+        m.slug for m in listed], "index_html": "Attribution Graphs" in page, "graphs": graphs}))
+
+
+{"check": check, "graph": graph, "viewer": viewer}[mode]()
 '''
 """The driver circuit-tracer's venv runs (written to the work folder): `check` loads the exported model with
 transformers 4.57 (logits, token ids) and the set with circuit-tracer's loader (pre-activations and activations of
-the given MLP inputs); `graph` runs attribute + create_graph_files and exports the unpruned graph as safetensors."""
+the given MLP inputs); `graph` runs attribute + create_graph_files and exports the unpruned graph as safetensors;
+`viewer` validates and serves neuroboard's graph folder with circuit-tracer's viewer models and local server."""
 
 
 def run_timed(cmd: list[str], env: dict, label: str) -> tuple[dict, str]:
@@ -192,6 +228,14 @@ def run_ours(model: str, tc_dir: Path, out: Path, a) -> tuple[dict, dict]:
            str(a.threads), "--slug", "bench", "--json", "--no-progress"]
     timing, stdout = run_timed(cmd, clean_env(a.threads), "neuroboard graph")
     return timing, json.loads(stdout.strip().splitlines()[-1])
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def graph_settings(a) -> dict:
@@ -349,7 +393,14 @@ def run_all(a, py: Path, ct_v: dict, work: Path) -> dict:
     ct_time, ct_stdout = run_ct(py, work, "graph", spec, a.threads)
     ct_info = json.loads(ct_stdout.strip().splitlines()[-1])
     log("neuroboard graph")
-    nb_time, nb_info = run_ours(model, tc_dir, work / "nb-graph.json", a)
+    (work / "nb-graph").mkdir()
+    nb_time, nb_info = run_ours(model, tc_dir, work / "nb-graph" / "bench.json", a)
+    log("circuit-tracer's viewer: its models read neuroboard's graph folder, its local server serves it")
+    _, viewer_stdout = run_ct(py, work, "viewer", spec | {"viewer_dir": str(work / "nb-graph"),
+                                                          "viewer_port": free_port()}, a.threads)
+    result["viewer"] = json.loads(viewer_stdout.strip().splitlines()[-1]) | {
+        "note": "the viewer page itself loads d3 and its helpers from transformer-circuits.pub and unpkg, which an "
+                "offline machine cannot reach: checked here are its data models and its server"}
     result["timing"] = {"circuit_tracer": ct_time | {"inside": ct_info["seconds"]},
                         "neuroboard": nb_time | {"inside_attribute_s": nb_info["seconds"]},
                         "ratio_wall": round(nb_time["wall_s"] / ct_time["wall_s"], 3),
@@ -357,7 +408,7 @@ def run_all(a, py: Path, ct_v: dict, work: Path) -> dict:
                         "ratio_cpu": round((nb_time["user_s"] + nb_time["sys_s"])
                                            / (ct_time["user_s"] + ct_time["sys_s"]), 3)}
     ref = json.loads((work / "ct-graph" / "bench.json").read_text())  # 0.5.0 may repeat an id: read as is
-    got = read_wire(work / "nb-graph.json")
+    got = read_wire(work / "nb-graph" / "bench.json")
     result["graphs"] = {"circuit_tracer": ct_info["graph"], "neuroboard": {
         key: nb_info[key] for key in ("active_features", "feature_nodes", "kept_nodes", "links",
                                       "replacement_score", "completeness_score")}}
@@ -370,7 +421,8 @@ def run_all(a, py: Path, ct_v: dict, work: Path) -> dict:
     result["targets"] = TARGETS
     result["meets"] = {"ratio_wall_vs_ct": result["timing"]["ratio_wall"] <= TARGETS["ratio_wall_vs_ct"],
                        "neuroboard_wall_s": nb_time["wall_s"] <= TARGETS["neuroboard_wall_s"],
-                       "compare_files": result["compare_files"]["all_pass"]}
+                       "compare_files": result["compare_files"]["all_pass"],
+                       "viewer_reads_it": result["viewer"]["served_list_equal"] and "bench" in result["viewer"]["graphs"]}
     return result
 
 

@@ -1,5 +1,5 @@
 """Page speed: the server-side gather of a neuron page, and every page (Home, Neurons, Trajectories, Heads, SAE
-features where the index has an SAE, and Circuits where it stores attribution graphs) timed in Chromium from navigation to settled: the first page after `serve` starts, fresh contexts and returning tabs.
+features where the index has an SAE, Patching on its default pair, and Circuits where it stores attribution graphs) timed in Chromium from navigation to settled: the first page after `serve` starts, fresh contexts and returning tabs.
 
     .venv/bin/python bench/pages.py --json [--db data/demo.duckdb] [--build] [--units 200] [--pages 6]
 
@@ -44,7 +44,7 @@ from dashboard.views.units import unit_view
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"gather_p50_ms": 50.0}
-PAGES = ("home", "neurons", "trajectories", "heads", "features", "circuits")
+PAGES = ("home", "neurons", "trajectories", "heads", "features", "patching", "circuits")
 PAGE_TARGETS = {"returning_p50_s": 2.0, "fresh_p50_s": 3.0, "first_after_serve_s": 5.0}
 BUILD_TOKENS = 1_048_576
 
@@ -163,6 +163,7 @@ def page_urls(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -> d
         rng = random.Random(2)
         out["features"] = [f"/features?run={sae.run_id}&sae={sae.sae_id}&feature={rng.randrange(sae.d_sae)}"
                            for _ in units]
+    out["patching"] = ["/patching"] * len(units)  # the default pair, whose grids the demo stores
     graphs = circuit_urls(db)
     if graphs:
         out["circuits"] = [graphs[i % len(graphs)] for i in range(len(units))]
@@ -216,11 +217,12 @@ def serve(db: Path):
 
 
 SHOWN = {"home": ".nb-table", "neurons": ".nb-tok", "trajectories": '[data-testid="stTextInput"]',
-         "heads": ".nb-grid", "features": ".nb-tok", "circuits": ".nb-chart svg"}
+         "heads": ".nb-grid", "features": ".nb-tok", "patching": ".nb-grid",
+         "circuits": ".nb-chart svg"}
 """What each page shows from the index alone (before any model is loaded)."""
 COMPLETE = {"home": ".nb-table", "neurons": '.nb-table:has-text("promoted")', "trajectories": ".nb-grid",
             "heads": ".nb-chart svg", "features": '.nb-table:has-text("promoted")',
-            "circuits": '.nb-table:has-text("promoted")'}
+            "patching": ".nb-grid", "circuits": '.nb-table:has-text("promoted")'}
 """What each page shows once its model is loaded (its live parts)."""
 PLOTLY_PAGES = ("neurons", "trajectories", "heads", "features", "circuits")
 """Pages whose charts are light inline SVG/HTML unless the URL asks for Plotly (`charts=plotly`): bench both."""

@@ -7,6 +7,7 @@ model's structure, the prompt (not empty, within the context) and each target (o
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,7 +16,9 @@ from pathlib import Path
 from core.circuits.attribute import AttributionConfig, attribute
 from core.circuits.graph import Graph, prune, scores
 from core.circuits.prompt import GraphError
-from core.circuits.wire import node_ids, to_wire, write_wire
+from core.circuits.wire import VIEWER_INDEX, add_to_viewer_index, node_ids, to_wire, write_wire
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,7 +49,8 @@ class GraphConfig:
     db: str | None = None
     """Also store the graph in this index (its id is printed)."""
     slug: str | None = None
-    """The graph's name in the file (default: from the prompt)."""
+    """The graph's name in the file (default: the file's name without .json). The file's folder gets
+    graph-metadata.json, the list circuit-tracer's viewer reads, and the viewer opens the graph as SLUG.json."""
     threads: int | None = None
     """torch threads (default: torch's)."""
 
@@ -104,17 +108,22 @@ def write_and_store(cfg: GraphConfig, lm, graph: Graph, note: str | None = None)
     """Prune and score `graph`, write its file, store it when cfg.db (with `note`: why the model is right)."""
     pruned = prune(graph, cfg.node_threshold, cfg.edge_threshold)
     rep, comp = scores(graph)
-    slug = cfg.slug or slug_of(cfg.prompt)
+    out = Path(cfg.out).expanduser()
+    slug = cfg.slug or out.stem
     doc = to_wire(graph, pruned, slug=slug, node_threshold=cfg.node_threshold, edge_threshold=cfg.edge_threshold,
                   scores=(rep, comp))
-    out = write_wire(doc, Path(cfg.out).expanduser())
+    out = write_wire(doc, out)
+    viewer = add_to_viewer_index(out.parent, doc["metadata"])
+    if viewer is None:
+        log.warning("%s is not a graph list circuit-tracer's viewer reads; left as it is", out.parent / VIEWER_INDEX)
     summary = {"out": str(out), "slug": slug, "prompt_tokens": graph.token_strs,
                "targets": [{"token": s, "id": i, "prob": float(p)}
                            for s, i, p in zip(graph.logit_strs, graph.logit_ids, graph.logit_probs, strict=True)],
                "active_features": len(graph.activations), "feature_nodes": graph.n_features,
                "kept_nodes": len(doc["nodes"]), "links": len(doc["links"]), "replacement_score": rep,
                "completeness_score": comp, "seconds": graph.settings["seconds_total"],
-               "batch_size": cfg.batch_size, "graph_id": None}
+               "batch_size": cfg.batch_size, "graph_id": None,
+               "viewer_index": str(viewer) if viewer else None}
     if cfg.db:
         score = {"replacement": rep, "completeness": comp}
         summary["graph_id"] = store(cfg, lm, graph, pruned, doc, score, note)

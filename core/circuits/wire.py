@@ -118,6 +118,31 @@ def write_wire(doc: dict, path: str | Path) -> Path:
     return path
 
 
+VIEWER_INDEX = "graph-metadata.json"
+VIEWER_KEYS = ("slug", "scan", "transcoder_list", "prompt_tokens", "prompt", "node_threshold", "schema_version")
+"""circuit-tracer's viewer (frontend/local_server.py) serves a folder: it lists the graphs in graph-metadata.json,
+{"graphs": [metadata, ...]} with each graph's metadata fields VIEWER_KEYS (its add_graph_metadata), and reads a
+graph as `{slug}.json` beside it."""
+
+
+def add_to_viewer_index(folder: str | Path, metadata: dict) -> Path | None:
+    """Add this graph's entry to the folder's graph-metadata.json (replacing an entry of the same slug, keeping the
+    others), written atomically; None, leaving the file as it is, when it exists but is not such an index."""
+    path = Path(folder) / VIEWER_INDEX
+    index: object = {"graphs": []}
+    if path.exists():
+        try:
+            index = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    if not isinstance(index, dict) or not isinstance(index.get("graphs"), list) or not all(
+            isinstance(g, dict) for g in index["graphs"]):
+        return None
+    entry = {k: metadata[k] for k in VIEWER_KEYS if k in metadata}
+    index["graphs"] = [g for g in index["graphs"] if g.get("slug") != entry["slug"]] + [entry]
+    return write_wire(index, path)
+
+
 NODE_KEYS = ("node_id", "feature_type", "layer", "ctx_idx")
 
 

@@ -9,7 +9,7 @@ from helpers.circuits import random_graph
 
 from core.circuits.graph import prune
 from core.circuits.prompt import GraphError
-from core.circuits.wire import check_wire, read_wire, to_wire, write_wire
+from core.circuits.wire import VIEWER_KEYS, add_to_viewer_index, check_wire, read_wire, to_wire, write_wire
 
 NODE_FIELDS = ["node_id", "feature", "layer", "ctx_idx", "feature_type", "token_prob", "is_target_logit", "run_idx",
                "reverse_ctx_idx", "jsNodeId", "clerp", "influence", "activation"]
@@ -113,3 +113,22 @@ def test_read_back_and_corrupt_files(tmp_path):
     for bad, why in ((tmp_path / "bad.json", "not readable JSON"), (tmp_path / "none.json", "no graph file")):
         with pytest.raises(GraphError, match=why):
             read_wire(bad)
+
+
+def test_viewer_index_lists_each_slug_once_and_keeps_what_it_cannot_read(tmp_path):
+    """graph-metadata.json as circuit-tracer's add_graph_metadata writes it: {"graphs": [metadata]}, one entry per
+    slug (a graph written again replaces its entry), other graphs kept; a file that is not such a list is left as
+    it is."""
+    g = random_graph(4)
+    a = to_wire(g, prune(g), slug="a", node_threshold=0.8, edge_threshold=0.98)
+    b = to_wire(g, prune(g), slug="b", node_threshold=0.5, edge_threshold=0.98)
+    path = add_to_viewer_index(tmp_path, a["metadata"])
+    add_to_viewer_index(tmp_path, b["metadata"])
+    add_to_viewer_index(tmp_path, a["metadata"] | {"prompt": "again"})
+    graphs = json.loads(path.read_text())["graphs"]
+    assert [x["slug"] for x in graphs] == ["b", "a"] and graphs[1]["prompt"] == "again"
+    assert set(graphs[0]) == set(VIEWER_KEYS) and graphs[0]["node_threshold"] == 0.5
+    assert graphs[0]["prompt_tokens"] == b["metadata"]["prompt_tokens"]
+    for text in ('{"graphs": ', '{"graphs": [1]}', "[]"):
+        path.write_text(text)
+        assert add_to_viewer_index(tmp_path, a["metadata"]) is None and path.read_text() == text

@@ -35,6 +35,9 @@ def test_graph_file_and_index(tiny_lm_dir, tiny_set, tmp_path, capsys):
     doc = read_wire(tmp_path / "g.json")
     assert summary["graph_id"] == 1 and summary["kept_nodes"] == len(doc["nodes"])
     assert doc["metadata"]["prompt_tokens"][0] == "<pad>"  # circuit-tracer passes over id 0 (<bos> here)
+    listed = json.loads((tmp_path / "graph-metadata.json").read_text())["graphs"]  # the viewer's list: g.json as "g"
+    assert summary["viewer_index"] == str(tmp_path / "graph-metadata.json")
+    assert [x["slug"] for x in listed] == [doc["metadata"]["slug"]] == ["g"]
     con = connect(db, read_only=True)
     try:
         (info,) = list_graphs(con)
@@ -64,7 +67,7 @@ def test_bad_input_one_line_nothing_written(tiny_lm_dir, tiny_set, tmp_path, cap
     assert main(["graph", "--no-progress", *[x for kv in args.items() for x in kv]]) == 2
     err = capsys.readouterr().err
     assert why in err and err.count("\n") == 1 and err.startswith("neuroboard: error:")
-    assert not out.exists() and not db.exists()
+    assert not out.exists() and not db.exists() and not (tmp_path / "graph-metadata.json").exists()
 
 
 def _bad_set(tiny_lm_dir, tmp_path, what):
