@@ -39,11 +39,11 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install browser lint
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25
 
 # Everything but the real-model (`slow`) and browser (`e2e`) tests: a few minutes, for the edit-test loop.
 test-fast: install lint
-	$(BIN)/python -m pytest -q -ra -m "not slow and not e2e"
+	$(BIN)/python -m pytest -q -ra --durations=10 -m "not slow and not e2e"
 
 check: test
 
