@@ -216,7 +216,8 @@ def serve(db: Path):
     return proc, base, time.perf_counter() - t
 
 
-SHOWN = {"home": ".nb-table", "neurons": ".nb-tok", "trajectories": '[data-testid="stTextInput"]',
+SHOWN = {"home": ".nb-table", "neurons": ".nb-tok",
+         "trajectories": '[data-testid="stMainBlockContainer"] [data-testid="stTextInput"]',
          "heads": ".nb-grid", "features": ".nb-tok", "patching": ".nb-grid",
          "circuits": ".nb-chart svg"}
 """What each page shows from the index alone (before any model is loaded)."""
@@ -249,7 +250,7 @@ def visit(browser, base: str, url: str, ctx=None, marks: dict[str, str] | None =
     return seen | {"settled": dt} if marks else dt
 
 
-def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -> dict:
+def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]], only=PAGES) -> dict:
     """Per page: the first visit after `serve` starts (`first_after_serve`: until the page shows its index data;
     `first_complete_after_serve`: until its live parts, which need the model, are there too), then fresh contexts
     and returning tabs with the server warm; p50 and p90 of each."""
@@ -264,7 +265,7 @@ def browser_side(db: Path, run: queries.RunInfo, units: list[tuple[int, int]]) -
     out: dict = {}
     with sync_playwright() as p:
         b = launch(p)
-        for name, group in urls.items():
+        for name, group in ((n, g) for n, g in urls.items() if n in only):
             proc, base, healthy = serve(db)  # a new server per page: its first visit is a first page after start
             try:
                 first = visit(b, base, group[0], marks={"shown": SHOWN[name], "complete": COMPLETE[name]})
@@ -307,6 +308,8 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=6, help="visits per page kind and context kind")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--only", default=",".join(PAGES), help=f"the pages to time in the browser (default: all of "
+                    f"{','.join(PAGES)})")
     ap.add_argument("--json", action="store_true", help="one line of JSON")
     a = ap.parse_args()
     db = Path(a.db)
@@ -328,7 +331,10 @@ def main() -> None:
     result |= server_side(db, run, pick_units(run, a.units, a.seed))
     if not a.no_browser:
         log(f"browser: {a.pages} visits of each page")
-        result |= browser_side(db, run, pick_units(run, a.pages, a.seed + 1))
+        only = [p.strip() for p in a.only.split(",") if p.strip()]
+        if unknown := set(only) - set(PAGES):
+            sys.exit(f"bench/pages.py: error: --only {','.join(sorted(unknown))}: not one of {','.join(PAGES)}")
+        result |= browser_side(db, run, pick_units(run, a.pages, a.seed + 1), only)
     result["meets"] = {k: result.get(k, float("inf")) <= v for k, v in TARGETS.items()}
     for page in PAGES:
         for k, v in PAGE_TARGETS.items():

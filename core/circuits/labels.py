@@ -13,8 +13,9 @@ Each feature node (layer L, feature f of the graph's transcoder set) gets:
   link     its feature page, /features?run=R&sae=S&feature=f, where the index holds the layer.
 
 The index knows a set's layers as the SAEs `neuroboard extract --sae SET_DIR` stored for them (core.units.forward):
-one per layer, named `SET/layer_L`, its path the layer's file SET_DIR/layer_L.safetensors (`set_units`). Reads: one
-query per SAE for explanations and one for top examples (core.index.feature_labels), one for their tokens. Writes:
+one per layer, named `SET/layer_L`, its path the layer's file SET_DIR/layer_L.safetensors (`set_units`). Reads, per run
+that indexed the set: one query for the explanations of every node's feature, one for their top examples
+(core.index.feature_labels), one for their tokens and one for the vocabulary. Writes:
 one matrix product per layer of the unique (layer, feature) pairs; `Unembedding` is made once per model.
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from core.circuits.graph import FEATURE
-from core.circuits.nodes import GraphNodes, from_wire
+from core.circuits.nodes import GraphNodes, wire_nodes
 from core.circuits.prompt import GraphError
 
 PREFIX = "the neuron responds to "
@@ -127,43 +128,45 @@ def short(text: str) -> str:
 
 
 def _windows(rows: list[tuple], seqs: dict[int, list[int]], starts: list[int], vocab: list[str], window: int):
-    """{unit: [P.Window]} from top_rows and their tokens (from each window's start through `window` after)."""
+    """{(group, unit): [P.Window]} from top_rows and their tokens (from each window's start through `window`
+    after)."""
     from core.autointerp.prompts import Window
     from core.units.sources import Example
 
-    out: dict[int, list] = {}
-    for i, (unit, _rank, doc, pos, act, ctx) in enumerate(rows):
+    out: dict[tuple[int, int], list] = {}
+    for i, (group, unit, _rank, doc, pos, act, ctx) in enumerate(rows):
         focus = pos - starts[i]
         ex = Example(doc, pos, float(act), seqs.get(i, []), max(0, focus - window), focus,
                      list(ctx) if ctx is not None else None)
         tokens = [vocab[t] if t < len(vocab) else "" for t in ex.shown_ids()]
-        out.setdefault(int(unit), []).append(Window(tokens, ex.shown_values(), "top", doc, pos))
+        out.setdefault((int(group), int(unit)), []).append(Window(tokens, ex.shown_values(), "top", doc, pos))
     return out
 
 
-def index_labels(con, run_id: int, sae_id: int, features: list[int], k: int = 10, window: int = 12
-                 ) -> dict[int, tuple[str, str]]:
-    """{feature: (text, source)} of one indexed SAE's features: its explanation, else the token-list label over its
-    top `k` examples (module docstring); features the index has nothing for are left out."""
+def index_labels(con, run_id: int, pairs: list[tuple[int, int]], k: int = 10, window: int = 12
+                 ) -> dict[tuple[int, int], tuple[str, str]]:
+    """{(group, feature): (text, source)} of indexed SAE features, (group, feature) pairs of one run (group -s for
+    SAE s): its explanation, else the token-list label over its top `k` examples (module docstring); features the
+    index has nothing for are left out. A few queries for all the pairs, whatever their number of SAEs."""
     from core.autointerp.prompts import names_a_class, token_list
     from core.index import feature_labels as Q
     from core.index import queries
 
-    out = {f: (short(e), "explanation") for f, e in Q.explanations_of(con, run_id, -sae_id, features).items()}
-    rest = [f for f in features if f not in out]
+    out = {key: (short(e), "explanation") for key, e in Q.explanations_of(con, run_id, pairs).items()}
+    rest = [key for key in pairs if key not in out]
     if not rest:
         return out
     run = queries.get_run(con, run_id)
-    rows = Q.top_rows(con, run_id, -sae_id, rest, k)
+    rows = Q.top_rows(con, run_id, rest, k)
     T = int(run.config.get("context_len", 1 << 30))
-    starts = [(p // T) * T for _, _, _, p, _, _ in rows]
-    spans = [(i, r[2], starts[i], min(r[3] + window, starts[i] + T - 1)) for i, r in enumerate(rows)]
+    starts = [(r[4] // T) * T for r in rows]
+    spans = [(i, r[3], starts[i], min(r[4] + window, starts[i] + T - 1)) for i, r in enumerate(rows)]
     seqs = queries.span_tokens(con, run_id, spans) if spans else {}
-    for f, ws in _windows(rows, seqs, starts, queries.vocab(con, run.model_id), window).items():
+    for key, ws in _windows(rows, seqs, starts, queries.vocab(con, run.model_id), window).items():
         listed = token_list(ws)
         if listed:
             text = short(listed).removeprefix("the tokens ")
-            out[f] = (text, "token class" if names_a_class(listed) else "top tokens")
+            out[key] = (text, "token class" if names_a_class(listed) else "top tokens")
     return out
 
 
@@ -187,15 +190,15 @@ def node_labels(con, graph: dict | GraphNodes, set_path: str, unemb: Unembedding
                 ) -> dict[str, Label]:
     """{node id: Label} of every feature node of a graph (a graph file's dict or GraphNodes); `con`: an open index,
     or None (then only `writes`). Page use: cache the result by graph; `unemb` once per model."""
-    nodes = graph if isinstance(graph, GraphNodes) else from_wire(graph)
-    feats = [n for n in nodes.nodes if n.kind == FEATURE]
+    feats = [n for n in (graph.nodes if isinstance(graph, GraphNodes) else wire_nodes(graph)) if n.kind == FEATURE]
     pairs = sorted({(n.layer, n.index) for n in feats})
     writes = feature_writes(transcoder_set(set_path), unemb, pairs, k) if pairs else {}
     units = set_units(con, set_path) if con is not None and pairs else {}
     texts: dict[tuple[int, int], tuple[str, str]] = {}
-    for layer, (run_id, sae_id) in units.items():
-        got = index_labels(con, run_id, sae_id, sorted({f for lay, f in pairs if lay == layer}))
-        texts |= {(layer, f): v for f, v in got.items()}
+    for run_id in sorted({r for r, _ in units.values()}):  # the set's layers indexed in one run: one read
+        group = {-sae_id: layer for layer, (r, sae_id) in units.items() if r == run_id}
+        got = index_labels(con, run_id, [(g, f) for g, layer in group.items() for lay, f in pairs if lay == layer])
+        texts |= {(group[g], f): v for (g, f), v in got.items()}
     out = {}
     for n in feats:
         text, source = texts.get((n.layer, n.index), ("", ""))

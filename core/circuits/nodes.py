@@ -133,11 +133,8 @@ def _info(doc: dict) -> tuple[list[int], int]:
     return tokens, L
 
 
-def from_wire(doc: dict, kept: tuple[list[str], object] | None = None, *, model: str | None = None,
-              transcoders: str | None = None) -> GraphNodes:
-    """The nodes of a graph file (`doc`), with its links as the adjacency, or `kept` (ids, (n, n) adjacency among
-    them as a tensor or array, from the index or the page's cache) when given; GraphError (one line) for a
-    malformed file."""
+def wire_nodes(doc: dict) -> list[Node]:
+    """The nodes of a graph file, without its links (check_wire'd); GraphError (one line) for a malformed one."""
     doc = check_wire(doc)
     tokens, L = _info(doc)
     nodes = [wire_node(rec, L) for rec in doc["nodes"]]
@@ -145,11 +142,23 @@ def from_wire(doc: dict, kept: tuple[list[str], object] | None = None, *, model:
         if not 0 <= n.pos < len(tokens) or (n.kind in (FEATURE, ERROR) and not 0 <= n.layer < L):
             raise GraphError(f"graph file: node {n.id!r} lies outside the graph's {L} layers and {len(tokens)} "
                              "positions")
+    return nodes
+
+
+def from_wire(doc: dict, kept: tuple[list[str], object] | None = None, *, model: str | None = None,
+              transcoders: str | None = None) -> GraphNodes:
+    """The nodes of a graph file (`doc`), with its links as the adjacency, or `kept` (ids, (n, n) adjacency among
+    them as a tensor or array, from the index or the page's cache) when given; GraphError (one line) for a
+    malformed file."""
+    doc = check_wire(doc)
+    tokens, L = _info(doc)
+    nodes = wire_nodes(doc)
     at = {n.id: i for i, n in enumerate(nodes)}
     A = torch.zeros(len(nodes), len(nodes))
-    if kept is None:
-        for link in doc["links"]:
-            A[at[link["target"]], at[link["source"]]] = float(link["weight"])
+    if kept is None and doc["links"]:
+        links = doc["links"]
+        A[torch.tensor([at[lk["target"]] for lk in links]), torch.tensor([at[lk["source"]] for lk in links])] = \
+            torch.tensor([float(lk["weight"]) for lk in links])
     else:
         ids, K = kept
         if sorted(ids) != sorted(at):

@@ -69,7 +69,10 @@ def serve_command(db: str | Path | list, host: str = "127.0.0.1", port: int = 85
             "--client.toolbarMode", "minimal",
             # no source watching: Streamlit otherwise walks every loaded module (torch, transformers: thousands)
             # after each script run, a fifth of the server's CPU while `make demo` indexes beside it
-            "--server.fileWatcherType", "none", "--server.runOnSave", "false"]
+            "--server.fileWatcherType", "none", "--server.runOnSave", "false",
+            # no full garbage collection after every script run: with a model loaded it takes ~0.4 s on 2 cores
+            # (py-spy), and the page counts as settled only after it; Python's own collector still runs
+            "--runner.postScriptGC", "false"]
 
 
 def serve_env(db: str | Path | list, models: list[str] | None = None, findings: str | None = None,

@@ -1,5 +1,5 @@
 """Reads for the labels of many features at once (an attribution graph's nodes, core.circuits.labels): which run
-indexed a transcoder set's layers, their stored explanations and their top examples, one query per SAE."""
+indexed a transcoder set's layers, their stored explanations and their top examples, one query for all of them."""
 
 from __future__ import annotations
 
@@ -14,16 +14,26 @@ def saes_by_path(con, paths: list[str], names: list[str]) -> list[tuple[int, int
     return [(int(a), int(b), str(c), str(d), bool(e)) for a, b, c, d, e in rows]
 
 
-def explanations_of(con, run_id: int, group: int, units: list[int]) -> dict[int, str]:
-    """{unit: its explanation} for the units of a group (a layer, or -s for SAE s) with an 'ok' explanation."""
-    rows = con.execute("SELECT unit, explanation FROM explanations WHERE run_id = ? AND layer = ? AND status = 'ok' "
-                       "AND explanation IS NOT NULL AND list_contains(?, unit)", [run_id, group, units]).fetchall()
-    return {int(u): str(e) for u, e in rows}
+def explanations_of(con, run_id: int, pairs: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """{(group, unit): its explanation} for (group, unit) pairs (group: a layer, or -s for SAE s) with an 'ok'
+    explanation, in one query."""
+    if not pairs:
+        return {}
+    rows = con.execute(
+        "SELECT e.layer, e.unit, e.explanation FROM explanations e JOIN (SELECT unnest(?) AS g, unnest(?) AS u) w "
+        "ON e.layer = w.g AND e.unit = w.u WHERE e.run_id = ? AND e.status = 'ok' AND e.explanation IS NOT NULL",
+        [[g for g, _ in pairs], [u for _, u in pairs], run_id]).fetchall()
+    return {(int(g), int(u)): str(e) for g, u, e in rows}
 
 
-def top_rows(con, run_id: int, group: int, units: list[int], k: int) -> list[tuple]:
-    """(unit, rank, doc_id, position, activation, context) of the units' top `k` examples with activation > 0, by
-    unit and rank (context: the stored activations around the example, or None)."""
-    return con.execute("SELECT unit, rank, doc_id, position, activation, context FROM top_examples WHERE run_id = ? "
-                       "AND layer = ? AND rank < ? AND activation > 0 AND list_contains(?, unit) ORDER BY unit, rank",
-                       [run_id, group, k, units]).fetchall()
+def top_rows(con, run_id: int, pairs: list[tuple[int, int]], k: int) -> list[tuple]:
+    """(group, unit, rank, doc_id, position, activation, context) of the top `k` examples with activation > 0 of
+    (group, unit) pairs, by group, unit and rank (context: the stored activations around the example, or None), in
+    one query."""
+    if not pairs:
+        return []
+    return con.execute(
+        "SELECT t.layer, t.unit, t.rank, t.doc_id, t.position, t.activation, t.context FROM top_examples t "
+        "JOIN (SELECT unnest(?) AS g, unnest(?) AS u) w ON t.layer = w.g AND t.unit = w.u "
+        "WHERE t.run_id = ? AND t.rank < ? AND t.activation > 0 ORDER BY t.layer, t.unit, t.rank",
+        [[g for g, _ in pairs], [u for _, u in pairs], run_id, k]).fetchall()

@@ -149,6 +149,16 @@ def load_cache(folder: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat(xs), torch.cat(hs)
 
 
+def next_windows(windows: Iterator, n_tokens: int) -> list:
+    """Windows drawn from an endless iterator until they hold at least `n_tokens` tokens (none left behind)."""
+    out, n = [], 0
+    while n < n_tokens:
+        w = next(windows)
+        out.append(w)
+        n += len(w.ids)
+    return out
+
+
 def take_windows(windows: list, n_tokens: int) -> list:
     """The first windows holding at least `n_tokens` tokens in all (all of them if they hold fewer)."""
     out, n = [], 0

@@ -228,11 +228,7 @@ def _streamed_batches(cfg: TrainSAEConfig, lm, tr: TopKTrainer, split, s_in, s_o
     sites = [s_in, s_out] if cfg.transcode else [s_in]
     windows, done = acts.epochs(split.train, cfg.seed), 0
     while done < target:
-        chunk, n = [], 0
-        while n < cfg.model_batch_tokens * 4:  # a few model batches of windows at a time
-            w = next(windows)
-            chunk.append(w)
-            n += len(w.ids)
+        chunk = acts.next_windows(windows, cfg.model_batch_tokens * 4)  # a few model batches at a time
         for got in acts.site_batches(lm, chunk, sites, batch_tokens=cfg.model_batch_tokens):
             x_rows, y_rows = got[0], (got[1] if cfg.transcode else None)
             while len(x_rows) and done < target:

@@ -68,11 +68,7 @@ def shared_batches(cfg: TrainTranscodersConfig, lm, windows: Iterator, layers: l
     sites = [s for L in layers for s in (Site("mlp_in", L), Site("mlp_out", L))]
     done, started = 0, False
     while done < target:
-        chunk, got_tokens = [], 0
-        while got_tokens < cfg.model_batch_tokens * 4:  # a few model batches of windows at a time
-            w = next(windows)
-            chunk.append(w)
-            got_tokens += len(w.ids)
+        chunk = acts.next_windows(windows, cfg.model_batch_tokens * 4)  # a few model batches at a time
         for got in acts.site_batches(lm, chunk, sites, batch_tokens=cfg.model_batch_tokens):
             x_rows, y_rows = torch.cat(got[0::2], 1), torch.cat(got[1::2], 1)  # (m, n·d_in), (m, n·d_out)
             while len(x_rows) and done < target:

@@ -67,21 +67,24 @@ def panel(key: str, doc: ex.GraphDoc, model: str, transcoders: str, state: dict,
     alpha = frame.url_widget(c3.number_input, "circuits_iv_alpha", "iv_alpha", _alpha(op), label="α", step=0.5,
                              disabled=op == "zero")
     run = c4.button("Run", key="circuits_iv_run", icon=":material/play_arrow:")
-    try:
-        gm = cc.graph_model(key, doc, model, transcoders)
-    except UserError as e:
-        st.warning(f"Interventions are not available for this graph: {str(e).splitlines()[0]}")
-        return
     if run:
         qp["iv"] = "1"  # the result is part of the view: a copied link shows it again
-    if qp.get("iv") == "1":
+    table = st.session_state.get("circuits_iv_table", False)
+    gm = None
+    if qp.get("iv") == "1" or table:  # the graph is opened for interventions when one is asked for (a pass)
+        try:
+            gm = cc.graph_model(key, doc, model, transcoders)
+        except UserError as e:
+            st.warning(f"Interventions are not available for this graph: {str(e).splitlines()[0]}")
+            return
+    if gm is not None and qp.get("iv") == "1":
         _, name, ids = choices[what]
         spec = op if op == "zero" else f"{op}:{alpha:g}"
         try:
             frame.light(rc.effect_html(cc.intervention(key, gm, tuple(ids), spec, name, logit)))
         except UserError as e:
             st.warning(str(e).splitlines()[0])
-    if st.toggle("The ten most influential features, each zeroed alone", key="circuits_iv_table"):
+    if st.toggle("The ten most influential features, each zeroed alone", key="circuits_iv_table") and gm is not None:
         with st.spinner("Twenty forward passes in two batches…"):
             t = cc.intervention_table(key, gm, logit)
         frame.light(rc.table_html(t, lambda x: ex.label(doc, x, labels)))

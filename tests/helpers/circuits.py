@@ -58,6 +58,14 @@ def random_transcoders(lm, d_tc: int = 96, seed: int = 1, k: int | None = None) 
     return out
 
 
+def topk_transcoders(layers, seed: int, d: int = 64, d_tc: int = 40, k: int = 6) -> list[SAE]:
+    """One random TopK transcoder (mlp_in.L -> mlp_out.L) per layer, for a model of width d."""
+    g = torch.Generator().manual_seed(seed)
+    return [SAE(torch.randn(d, d_tc, generator=g) * 0.3, torch.randn(d_tc, generator=g) * 0.1,
+                torch.randn(d_tc, d, generator=g), torch.randn(d, generator=g) * 0.1, activation="topk", k=k,
+                b_dec_in=False, site=f"mlp_in.{L}", out_site=f"mlp_out.{L}") for L in layers]
+
+
 def random_graph(seed: int, F: int = 30, L: int = 2, T: int = 4, K: int = 3) -> Graph:
     """A random DAG in the node order of an attribution graph: features are ordered by layer; sources come before
     targets; error and token rows are empty; logits read features, errors and tokens."""

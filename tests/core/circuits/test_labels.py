@@ -6,7 +6,7 @@ reads (FeatureSource.gather) and core.autointerp.prompts.token_list; links name 
 import duckdb
 import numpy as np
 import pytest
-import torch
+from helpers.circuits import topk_transcoders
 from helpers.tiny import write_corpus
 
 from core.autointerp.prompts import Window, token_list
@@ -19,7 +19,6 @@ from core.index import explanations as X
 from core.index.db import connect
 from core.model.load import load_model
 from core.saes.features import FeatureSource
-from core.saes.sae import SAE
 from core.saes.transcoders import TranscoderSet, save_transcoder_set
 from core.units.config import ExtractConfig
 from core.units.extract import extract
@@ -29,10 +28,7 @@ from core.units.extract import extract
 def built(tiny_lm_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("labels")
     corpus = write_corpus(tmp / "c.txt", n_docs=12)
-    g = torch.Generator().manual_seed(5)
-    tcs = [SAE(torch.randn(64, 40, generator=g) * 0.3, torch.randn(40, generator=g) * 0.1,
-               torch.randn(40, 64, generator=g), torch.randn(64, generator=g) * 0.1, activation="topk", k=6,
-               b_dec_in=False, site=f"mlp_in.{L}", out_site=f"mlp_out.{L}") for L in range(3)]
+    tcs = topk_transcoders(range(3), seed=5)
     path = save_transcoder_set(TranscoderSet(tcs, [0, 1, 2]), tmp / "tset")
     cfg = ExtractConfig(model=str(tiny_lm_dir), db=str(tmp / "i.duckdb"), corpus=corpus, max_tokens=10**9,
                         context_len=32, top_k=8, samples=3, hist_bins=64, batch_tokens=96, chunk_tokens=1500,
@@ -108,7 +104,7 @@ def test_token_class_label_when_the_top_examples_are_numbers(built):
     con.executemany("INSERT INTO top_examples (run_id, layer, unit, rank, doc_id, position, activation, context) "
                     "VALUES (?, -2, ?, ?, ?, ?, ?, NULL)",
                     [[run_id, feature, r, d, p, 5.0 - r] for r, (d, p) in enumerate(digits)])
-    got = index_labels(con, run_id, 2, [feature])[feature]
+    got = index_labels(con, run_id, [(-2, feature)])[(-2, feature)]
     want = explain_route(con, run_id, 2, path / "layer_1.safetensors", feature)
     assert want.startswith("the neuron responds to numbers: ")
     assert got == (short(want), "token class") and got[0].startswith("numbers: ")

@@ -25,6 +25,7 @@ def test_serve_command_is_local_and_protected(tiny_index):
     assert _value(cmd, "--browser.gatherUsageStats") == "false"
     assert _value(cmd, "--global.developmentMode") == "false"
     assert _value(cmd, "--server.fileWatcherType") == "none"  # no walk over every loaded module per script run
+    assert _value(cmd, "--runner.postScriptGC") == "false"  # no gc.collect(2) after each run
 
 
 def test_serve_env_points_at_absolute_index(tiny_index, monkeypatch):

@@ -8,13 +8,13 @@ import duckdb
 import numpy as np
 import pytest
 import torch
+from helpers.circuits import topk_transcoders
 from helpers.tiny import write_corpus
 
 from core.data.corpus import Corpus, tokenize
 from core.index import queries
 from core.model.load import load_model
 from core.saes.features import FeatureSource
-from core.saes.sae import SAE
 from core.saes.transcoders import TranscoderSet, save_transcoder_set
 from core.units.config import ExtractConfig
 from core.units.extract import extract
@@ -47,10 +47,7 @@ def mlp_inputs(lm, corpus_path, context_len):
 def built(tiny_lm_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exts")
     corpus = write_corpus(tmp / "c.txt", n_docs=12)
-    g = torch.Generator().manual_seed(11)
-    tcs = [SAE(torch.randn(64, 40, generator=g) * 0.3, torch.randn(40, generator=g) * 0.1,
-               torch.randn(40, 64, generator=g), torch.randn(64, generator=g) * 0.1, activation="topk", k=6,
-               b_dec_in=False, site=f"mlp_in.{L}", out_site=f"mlp_out.{L}") for L in LAYERS]
+    tcs = topk_transcoders(LAYERS, seed=11)
     path = save_transcoder_set(TranscoderSet(tcs, list(LAYERS)), tmp / "tset")
     cfg = ExtractConfig(model=str(tiny_lm_dir), db=str(tmp / "i.duckdb"), corpus=corpus, max_tokens=10**9,
                         context_len=32, top_k=6, samples=3, hist_bins=128, batch_tokens=96, chunk_tokens=1500,
