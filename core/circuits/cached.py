@@ -52,8 +52,8 @@ def compute(lm, transcoders: str, prompt: str, targets: list[str], *, model: str
     temporary folder first and renamed into place (a failed run leaves nothing). `ts`: the loaded set, if at hand.
     GraphError / SAEError (one line) for a prompt, target or set that does not fit."""
     from core.circuits.graph import prune, scores
-    from core.circuits.run import GraphConfig, build, slug_of
-    from core.circuits.wire import node_ids, to_wire, write_wire
+    from core.circuits.run import GraphConfig, build, slug_of, wire_of
+    from core.circuits.wire import node_ids, write_wire
     from core.saes.transcoders import check_set_for_model, load_transcoder_set
 
     model = model or lm.name
@@ -71,8 +71,7 @@ def compute(lm, transcoders: str, prompt: str, targets: list[str], *, model: str
         graph = build(lm, ts, cfg, on_progress)
         pruned = prune(graph, cfg.node_threshold, cfg.edge_threshold)
         rep, comp = scores(graph)
-        doc = to_wire(graph, pruned, slug=slug_of(prompt), node_threshold=cfg.node_threshold,
-                      edge_threshold=cfg.edge_threshold, scores=(rep, comp))
+        doc = wire_of(graph, pruned, lm, ts, slug_of(prompt), cfg, (rep, comp))
         write_wire(doc, tmp / "wire.json")
         kept = [i for i in range(graph.n_nodes) if pruned.nodes[i]]
         shown = {n["node_id"] for n in doc["nodes"]}

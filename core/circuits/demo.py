@@ -96,6 +96,6 @@ def run_graphs(job: DemoGraphs, on_graph=None) -> None:
             lm, ts = load_inputs(cfg)
         if len(lm.tokenizer(target, add_special_tokens=False)["input_ids"]) != 1:
             cfg.target = []  # another model's tokenizer: its most probable next tokens instead
-        write_and_store(cfg, lm, build(lm, ts, cfg), note=why)
+        write_and_store(cfg, lm, build(lm, ts, cfg), note=why, ts=ts)
         if on_graph:
             on_graph(i + 1, len(job.prompts))

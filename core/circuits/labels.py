@@ -186,13 +186,34 @@ def feature_writes(ts, unemb: Unembedding, pairs: list[tuple[int, int]], k: int 
     return out
 
 
+def graph_writes(graph, kept: list[int], ts, unemb: Unembedding, k: int = 5) -> dict[int, list[str]]:
+    """{node index: the k tokens it writes} of a Graph's kept feature nodes (core.circuits.graph), for its file
+    (core.circuits.wire stores them, so a page opening the graph does not compute them)."""
+    feats = [i for i in kept if graph.kind(i) == FEATURE]
+    at = {i: tuple(graph.active[graph.selected[i]].tolist()) for i in feats}  # (layer, position, feature)
+    pairs = sorted({(a[0], a[2]) for a in at.values()})
+    writes = feature_writes(ts, unemb, pairs, k) if pairs else {}
+    return {i: writes[(a[0], a[2])] for i, a in at.items()}
+
+
+def stored_writes(doc: dict, feats: list) -> dict[tuple[int, int], list[str]] | None:
+    """{(layer, feature): tokens} from a graph file's metadata.info.writes when it has every feature node's, else
+    None."""
+    got = (doc.get("metadata", {}).get("info") or {}).get("writes")
+    if not isinstance(got, dict) or not all(isinstance(got.get(n.id), list) for n in feats):
+        return None
+    return {(n.layer, n.index): [str(t) for t in got[n.id]] for n in feats}
+
+
 def node_labels(con, graph: dict | GraphNodes, set_path: str, unemb: Unembedding, k: int = 5
                 ) -> dict[str, Label]:
     """{node id: Label} of every feature node of a graph (a graph file's dict or GraphNodes); `con`: an open index,
     or None (then only `writes`). Page use: cache the result by graph; `unemb` once per model."""
     feats = [n for n in (graph.nodes if isinstance(graph, GraphNodes) else wire_nodes(graph)) if n.kind == FEATURE]
     pairs = sorted({(n.layer, n.index) for n in feats})
-    writes = feature_writes(transcoder_set(set_path), unemb, pairs, k) if pairs else {}
+    writes = stored_writes(graph, feats) if isinstance(graph, dict) else None
+    if writes is None or any(len(w) < k and len(w) < len(unemb.vocab) for w in writes.values()):
+        writes = feature_writes(transcoder_set(set_path), unemb, pairs, k) if pairs else {}
     units = set_units(con, set_path) if con is not None and pairs else {}
     texts: dict[tuple[int, int], tuple[str, str]] = {}
     for run_id in sorted({r for r, _ in units.values()}):  # the set's layers indexed in one run: one read

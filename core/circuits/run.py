@@ -101,17 +101,29 @@ def make_graph(cfg: GraphConfig, on_progress: Callable[[int, int], None] | None 
 
         torch.set_num_threads(cfg.threads)
     lm, ts = load_inputs(cfg)
-    return write_and_store(cfg, lm, build(lm, ts, cfg, on_progress))
+    return write_and_store(cfg, lm, build(lm, ts, cfg, on_progress), ts=ts)
 
 
-def write_and_store(cfg: GraphConfig, lm, graph: Graph, note: str | None = None) -> dict:
-    """Prune and score `graph`, write its file, store it when cfg.db (with `note`: why the model is right)."""
+def wire_of(graph: Graph, pruned, lm, ts, slug: str, cfg: GraphConfig, score: tuple[float, float]) -> dict:
+    """The graph's file, with the tokens each kept feature writes (so opening it needs no unembedding product)."""
+    from core.circuits.labels import graph_writes, unembedding
+
+    kept = [i for i in range(graph.n_nodes) if pruned.nodes[i]]
+    return to_wire(graph, pruned, slug=slug, node_threshold=cfg.node_threshold, edge_threshold=cfg.edge_threshold,
+                   scores=score, writes=graph_writes(graph, kept, ts, unembedding(lm)))
+
+
+def write_and_store(cfg: GraphConfig, lm, graph: Graph, note: str | None = None, ts=None) -> dict:
+    """Prune and score `graph`, write its file, store it when cfg.db (with `note`: why the model is right). `ts`:
+    the graph's transcoder set when loaded (else read from cfg.transcoders)."""
+    from core.saes.transcoders import load_transcoder_set
+
     pruned = prune(graph, cfg.node_threshold, cfg.edge_threshold)
     rep, comp = scores(graph)
     out = Path(cfg.out).expanduser()
     slug = cfg.slug or out.stem
-    doc = to_wire(graph, pruned, slug=slug, node_threshold=cfg.node_threshold, edge_threshold=cfg.edge_threshold,
-                  scores=(rep, comp))
+    doc = wire_of(graph, pruned, lm, ts if ts is not None else load_transcoder_set(cfg.transcoders), slug, cfg,
+                  (rep, comp))
     out = write_wire(doc, out)
     viewer = add_to_viewer_index(out.parent, doc["metadata"])
     if viewer is None:

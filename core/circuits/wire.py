@@ -79,14 +79,20 @@ def node_ids(graph: Graph, kept: list[int]) -> list[str]:
 
 
 def to_wire(graph: Graph, pruned: Pruned, *, slug: str, node_threshold: float, edge_threshold: float,
-            scores: tuple[float, float] | None = None, labels: dict[int, str] | None = None) -> dict:
-    """The wire-format dict of the pruned graph (module docstring); `labels`: node index -> its clerp."""
+            scores: tuple[float, float] | None = None, labels: dict[int, str] | None = None,
+            writes: dict[int, list[str]] | None = None) -> dict:
+    """The wire-format dict of the pruned graph (module docstring); `labels`: node index -> its clerp; `writes`:
+    node index -> the tokens the feature writes (core.circuits.labels.graph_writes), kept in metadata.info.writes
+    and, where no label is given, as the clerp the viewers show."""
     kept = [i for i in range(graph.n_nodes) if pruned.nodes[i]]
     new_ids = _error_ids_collide(graph, kept)
     targets, sources = pruned.edges.nonzero(as_tuple=True)  # row-major: by target, then source
     linked = set(targets.tolist()) | set(sources.tolist())
     shown = [i for i in kept if i in linked or graph.kind(i) in (TOKEN, LOGIT)]
     nodes = {i: _node(graph, i, float(pruned.cumulative[i]), new_ids) for i in shown}
+    for i, toks in (writes or {}).items():
+        if i in nodes and graph.kind(i) == FEATURE:
+            nodes[i]["clerp"] = "writes " + ", ".join(repr(t) for t in toks[:3])
     for i, text in (labels or {}).items():
         if i in nodes and graph.kind(i) == FEATURE:
             nodes[i]["clerp"] = text
@@ -96,6 +102,8 @@ def to_wire(graph: Graph, pruned: Pruned, *, slug: str, node_threshold: float, e
             "n_layers": graph.n_layers, "tokens": graph.tokens}
     if scores:
         info["replacement_score"], info["completeness_score"] = scores
+    if writes:
+        info["writes"] = {nodes[i]["node_id"]: list(t) for i, t in writes.items() if i in nodes}
     s = graph.settings
     return {"metadata": {"slug": slug, "scan": graph.transcoders or graph.model, "transcoder_list": [],
                          "prompt_tokens": graph.token_strs, "prompt": graph.decoded or "".join(graph.token_strs),

@@ -66,6 +66,31 @@ def test_writes_are_the_decoder_row_through_the_unembedding_by_hand(built):
         assert labels[n.id].source == "" and labels[n.id].link is None  # no index given
 
 
+def test_a_graph_file_carries_its_writes_and_opening_it_computes_none(built, monkeypatch):
+    """`neuroboard graph` stores what each kept feature writes (metadata.info.writes, and the clerp the viewers
+    show); node_labels reads them instead of multiplying by the unembedding, and they equal the hand computation."""
+    from core.circuits import labels as L
+
+    db, _, path, lm, tcs, _ = built
+    graph = attribute(lm, tcs, "The cat sat on the mat", AttributionConfig(max_features=None), scan="tset")
+    pruned = prune(graph, 0.9, 0.99)
+    kept = [i for i in range(graph.n_nodes) if pruned.nodes[i]]
+    doc = to_wire(graph, pruned, slug="t", node_threshold=0.9, edge_threshold=0.99,
+                  writes=L.graph_writes(graph, kept, TranscoderSet(tcs, [0, 1, 2]), unembedding(lm), k=5))
+    feats = [n for n in from_wire(doc).nodes if n.kind == "feature"]
+    vocab = unembedding(lm).vocab
+    stored = doc["metadata"]["info"]["writes"]
+    assert set(stored) == {n.id for n in feats}
+    for n in feats:
+        want = [vocab[i] for i in hand_writes(lm, tcs[n.layer], n.index, 5)]
+        assert stored[n.id] == want
+        assert next(x for x in doc["nodes"] if x["node_id"] == n.id)["clerp"] == "writes " + ", ".join(
+            repr(t) for t in want[:3])
+    monkeypatch.setattr(L, "feature_writes", lambda *a, **kw: pytest.fail("computed writes the file holds"))
+    got = L.node_labels(None, doc, str(path), unembedding(lm), k=5)
+    assert {x: lab.writes for x, lab in got.items()} == stored
+
+
 def test_explanation_first_else_the_token_list_explain_writes(built):
     db, run_id, path, lm, tcs, doc = built
     con = connect(db)

@@ -38,6 +38,8 @@ def test_graph_file_and_index(tiny_lm_dir, tiny_set, tmp_path, capsys):
     listed = json.loads((tmp_path / "graph-metadata.json").read_text())["graphs"]  # the viewer's list: g.json as "g"
     assert summary["viewer_index"] == str(tmp_path / "graph-metadata.json")
     assert [x["slug"] for x in listed] == [doc["metadata"]["slug"]] == ["g"]
+    feats = {n["node_id"] for n in doc["nodes"] if n["feature_type"] == "cross layer transcoder"}
+    assert feats and set(doc["metadata"]["info"]["writes"]) == feats  # what each feature writes, for the page
     con = connect(db, read_only=True)
     try:
         (info,) = list_graphs(con)
