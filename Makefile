@@ -41,7 +41,8 @@ lint: install
 test: install browser lint
 	$(BIN)/python -m pytest -q -ra --durations=25
 
-# Everything but the real-model (`slow`) and browser (`e2e`) tests: a few minutes, for the edit-test loop.
+# Everything but the `slow` tests (real models; killed-and-resumed processes, Ray clusters) and the browser (`e2e`)
+# tests: about 3 minutes on 2 cores, for the edit-test loop.
 test-fast: install lint
 	$(BIN)/python -m pytest -q -ra --durations=10 -m "not slow and not e2e"
 

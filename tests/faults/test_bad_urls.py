@@ -38,7 +38,14 @@ def messages(at) -> list[str]:
     return [str(m.value) for kind in ("warning", "error", "info") for m in getattr(at, kind)]
 
 
-@pytest.mark.parametrize("file,params,needle", CASES, ids=[f"{c[0]}:{'&'.join(c[1])}" for c in CASES])
+SLOW_PAGES = ("steering.py",)
+"""Pages whose run with these parameters starts loading a built-in model in the background (seen by the conftest
+audit), so their cases are in the slow tier."""
+
+
+@pytest.mark.parametrize("file,params,needle", [
+    pytest.param(*c, id=f"{c[0]}:{'&'.join(c[1])}", marks=[pytest.mark.slow] if c[0] in SLOW_PAGES else [])
+    for c in CASES])
 def test_bad_url_friendly_nothing_changed(env, monkeypatch, tmp_path, file, params, needle):
     from dashboard.cache import models
 

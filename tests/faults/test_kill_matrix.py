@@ -12,6 +12,8 @@ from helpers.resume import cli, corpus_and_sae, snapshot
 
 from core.faults import ENV
 
+pytestmark = pytest.mark.slow  # kills and resumes real extraction processes: minutes (the slow tier)
+
 # (kill point, how many times it is passed first, with an SAE's features)
 MOMENTS = [
     ("batch", 1, False),       # the first batch, before anything is written or checkpointed

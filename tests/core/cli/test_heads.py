@@ -52,6 +52,7 @@ def test_heads_bad_input_is_one_line(tiny_lm_dir, tmp_path, capsys):
     assert db.read_bytes() == before
 
 
+@pytest.mark.slow  # a subprocess or a lock wait of ~10 s
 def test_demo_scores_heads_once(tiny_lm_dir, tmp_path, capsys):
     """`neuroboard demo --no-serve` indexes the model and scores its heads; a second demo does neither again."""
     db = tmp_path / "demo.duckdb"

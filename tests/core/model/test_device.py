@@ -81,6 +81,7 @@ def test_bfloat16_extraction_stores_the_bfloat16_models_activations(tiny_lm_dir,
     assert '"dtype": "bfloat16"' in config and '"dtype"' not in config32  # a run's identity, when not the default
 
 
+@pytest.mark.slow  # a subprocess or a lock wait of ~10 s
 @no_cuda
 def test_cli_device_absent_one_line_nothing_written(tiny_lm_dir, tmp_path):
     db = tmp_path / "i.duckdb"

@@ -16,6 +16,8 @@ from helpers.resume import cli, corpus_and_sae, snapshot
 
 from core.faults import ENV
 
+pytestmark = pytest.mark.slow  # starts local Ray clusters and kills drivers: minutes (the slow tier)
+
 pytest.importorskip("ray", reason="ray is an optional extra (pip install 'neuroboard[ray]'); make install adds it")
 
 

@@ -15,6 +15,8 @@ from core.saes.formats import save_saelens
 from core.saes.sae import SAE
 from core.units.run_state import checkpoint_path
 
+pytestmark = pytest.mark.slow  # SIGKILLs and resumes real extraction processes: minutes (the slow tier)
+
 
 @pytest.mark.parametrize("with_sae", [False, True])
 def test_sigkill_then_resume_equals_uninterrupted(tiny_lm_dir, tmp_path, with_sae):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[3] / "dashboard" / "app.py")
@@ -78,6 +79,7 @@ def test_not_an_index_is_a_friendly_message(monkeypatch, tmp_path):
     assert "cannot open index" in texts(at.warning)
 
 
+@pytest.mark.slow  # a lock held by another process for ~10 s
 def test_index_locked_by_a_writer_then_retry(monkeypatch, tiny_index):
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tiny_index)], stdout=subprocess.PIPE,
                               text=True)
