@@ -196,13 +196,13 @@ def graph_writes(graph, kept: list[int], ts, unemb: Unembedding, k: int = 5) -> 
     return {i: writes[(a[0], a[2])] for i, a in at.items()}
 
 
-def stored_writes(doc: dict, feats: list) -> dict[tuple[int, int], list[str]] | None:
-    """{(layer, feature): tokens} from a graph file's metadata.info.writes when it has every feature node's, else
-    None."""
+def stored_writes(doc: dict, feats: list, k: int) -> dict[tuple[int, int], list[str]] | None:
+    """{(layer, feature): its first k tokens} from a graph file's metadata.info.writes when it holds at least k for
+    every feature node, else None."""
     got = (doc.get("metadata", {}).get("info") or {}).get("writes")
-    if not isinstance(got, dict) or not all(isinstance(got.get(n.id), list) for n in feats):
+    if not isinstance(got, dict) or not all(isinstance(got.get(n.id), list) and len(got[n.id]) >= k for n in feats):
         return None
-    return {(n.layer, n.index): [str(t) for t in got[n.id]] for n in feats}
+    return {(n.layer, n.index): [str(t) for t in got[n.id][:k]] for n in feats}
 
 
 def node_labels(con, graph: dict | GraphNodes, set_path: str, unemb: Unembedding, k: int = 5
@@ -211,8 +211,8 @@ def node_labels(con, graph: dict | GraphNodes, set_path: str, unemb: Unembedding
     or None (then only `writes`). Page use: cache the result by graph; `unemb` once per model."""
     feats = [n for n in (graph.nodes if isinstance(graph, GraphNodes) else wire_nodes(graph)) if n.kind == FEATURE]
     pairs = sorted({(n.layer, n.index) for n in feats})
-    writes = stored_writes(graph, feats) if isinstance(graph, dict) else None
-    if writes is None or any(len(w) < k and len(w) < len(unemb.vocab) for w in writes.values()):
+    writes = stored_writes(graph, feats, k) if isinstance(graph, dict) else None
+    if writes is None:
         writes = feature_writes(transcoder_set(set_path), unemb, pairs, k) if pairs else {}
     units = set_units(con, set_path) if con is not None and pairs else {}
     texts: dict[tuple[int, int], tuple[str, str]] = {}

@@ -136,7 +136,10 @@ def _info(doc: dict) -> tuple[list[int], int]:
 def wire_nodes(doc: dict) -> list[Node]:
     """The nodes of a graph file, without its links (check_wire'd); GraphError (one line) for a malformed one."""
     doc = check_wire(doc)
-    tokens, L = _info(doc)
+    return _nodes(doc, *_info(doc))
+
+
+def _nodes(doc: dict, tokens: list[int], L: int) -> list[Node]:
     nodes = [wire_node(rec, L) for rec in doc["nodes"]]
     for n in nodes:
         if not 0 <= n.pos < len(tokens) or (n.kind in (FEATURE, ERROR) and not 0 <= n.layer < L):
@@ -152,7 +155,7 @@ def from_wire(doc: dict, kept: tuple[list[str], object] | None = None, *, model:
     malformed file."""
     doc = check_wire(doc)
     tokens, L = _info(doc)
-    nodes = wire_nodes(doc)
+    nodes = _nodes(doc, tokens, L)
     at = {n.id: i for i, n in enumerate(nodes)}
     A = torch.zeros(len(nodes), len(nodes))
     if kept is None and doc["links"]:
