@@ -22,9 +22,10 @@ STATE_PARAMS = ("node", "pinned", "groups", "logit")
 
 
 def link_to(**change) -> str:
-    """This page's URL with `change` applied (None removes a param)."""
+    """This page's URL with `change` applied (None removes a param; `charts=light`, the default, is left out: the
+    graph holds one such link per node)."""
     keep = {k: st.query_params[k] for k in st.query_params} | change
-    return "circuits?" + urlencode({k: v for k, v in keep.items() if v is not None})
+    return "circuits?" + urlencode({k: v for k, v in keep.items() if v is not None and (k, v) != ("charts", "light")})
 
 
 def set_params(**change) -> None:

@@ -9,6 +9,7 @@ strongest paths into the chosen logit are underlaid in yellow. A node links to t
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable
 
@@ -77,33 +78,57 @@ def layout(doc: GraphDoc, widths: list[float], row_h: float, left: float, top: f
     return out
 
 
+def _n(v: float) -> str:
+    """A coordinate: one decimal, none when it is whole (the graph has thousands of them)."""
+    t = f"{v:.1f}"
+    return t[:-2] if t.endswith(".0") else t
+
+
+def _text(s) -> str:
+    """Text placed between tags: `&`, `<`, `>` escaped (quotes need no escape there; attributes use svg.esc)."""
+    return html.escape(str(s), quote=False)
+
+
 def _shape(kind: str, x: float, y: float, r: float, style: str, tip: str) -> str:
-    t = f"<title>{esc(tip)}</title>"
+    t = f"<title>{_text(tip)}</title>"
     if kind in ("token", "error"):
-        return f'<rect x="{x - r:.1f}" y="{y - r:.1f}" width="{2 * r:.1f}" height="{2 * r:.1f}" {style}>{t}</rect>'
-    return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" {style}>{t}</circle>'
+        return (f'<rect x="{_n(x - r)}" y="{_n(y - r)}" width="{_n(2 * r)}" height="{_n(2 * r)}"{style}>{t}'
+                "</rect>")
+    return f'<circle cx="{_n(x)}" cy="{_n(y)}" r="{_n(r)}"{style}>{t}</circle>'
 
 
 def _edge(a: tuple[float, float], b: tuple[float, float], w: float, wmax: float, tip: str) -> str:
     width = 0.4 + 2.6 * min(1.0, abs(w) / wmax)
-    return (f'<line x1="{a[0]:.1f}" y1="{a[1]:.1f}" x2="{b[0]:.1f}" y2="{b[1]:.1f}" stroke="{POS if w > 0 else NEG}" '
-            f'stroke-width="{width:.2f}" stroke-opacity="0.45"><title>{esc(tip)}</title></line>')
+    return (f'<line x1="{_n(a[0])}" y1="{_n(a[1])}" x2="{_n(b[0])}" y2="{_n(b[1])}" stroke="{POS if w > 0 else NEG}" '
+            f'stroke-width="{width:.2f}" stroke-opacity="0.45"><title>{_text(tip)}</title></line>')
 
 
 def node_tip(doc: GraphDoc, x: str, labels: dict[str, str] | None = None) -> str:
     n = doc.nodes[x]
-    parts = [label(doc, x, labels), f"{doc.kind(x)} · layer {n['layer']} · position {n['ctx_idx']}"]
+    parts = [label(doc, x, labels), f"{doc.kind(x)} · layer {n['layer']} · pos {n['ctx_idx']}"]
     if n.get("activation") is not None:
-        parts.append(f"activation {fmt(float(n['activation']))}")
+        parts.append(f"act {fmt(float(n['activation']))}")
     if n.get("influence") is not None:
-        parts.append(f"cumulative influence {fmt(float(n['influence']))}")
+        parts.append(f"influence {fmt(float(n['influence']))}")
     return " · ".join(parts)
+
+
+NODE_RING = ("#ffffff", 0.6)
+"""A node's outline unless it is selected (red) or pinned (dark)."""
+TIP_WIDTH = 1.0
+"""Edges drawn at least this wide (px) carry a tooltip (source → target: weight); a thinner one is too thin to point
+at, and its weight is in its nodes' panels (their strongest incoming and outgoing edges)."""
 
 
 def graph_svg(doc: GraphDoc, *, link: Callable[[str], str] | None = None, paths: set[tuple[str, str]] = frozenset(),
               selected: str | None = None, pinned: set[str] = frozenset(), labels: dict[str, str] | None = None,
               max_links: int = 600) -> str:
-    """The whole graph (module docstring): the file's links (the `max_links` strongest) and every path edge."""
+    """The whole graph (module docstring): the file's links (the `max_links` strongest) and every path edge.
+
+    A graph holds ~500-1,000 nodes and 600 edges, and Streamlit parses the markup in the browser (its cost grows with
+    the bytes and the elements): what nodes of a kind or edges of a sign share is said once on a <g> around them,
+    coordinates carry no trailing ".0", tooltips escape only what text needs, and only edges wide enough to point at
+    carry one (TIP_WIDTH)."""
     rows, widths = doc.n_layers + 2, columns(doc)
     row_h = max(14.0, min(30.0, 560.0 / rows))
     left, top = 44.0, 18.0
@@ -113,35 +138,44 @@ def graph_svg(doc: GraphDoc, *, link: Callable[[str], str] | None = None, paths:
     for r in range(rows):
         y = top + (rows - 1 - r) * row_h
         name = "emb" if r == 0 else "logit" if r == rows - 1 else f"L{r - 1}"
-        body.append(f'<rect x="{left}" y="{y:.1f}" width="{sum(widths):.1f}" height="{row_h:.1f}" '
-                    f'fill="{"#f7f7f9" if r % 2 else "#ffffff"}"/><text x="{left - 4}" y="{y + row_h * 0.7:.1f}" '
+        body.append(f'<rect x="{_n(left)}" y="{_n(y)}" width="{_n(sum(widths))}" height="{_n(row_h)}" '
+                    f'fill="{"#f7f7f9" if r % 2 else "#ffffff"}"/><text x="{_n(left - 4)}" y="{_n(y + row_h * 0.7)}" '
                     f'text-anchor="end" style="{FONT};font-size:9px">{esc(name)}</text>')
     for p, tok in enumerate(doc.tokens[:len(widths)]):
         x = left + sum(widths[:p]) + widths[p] / 2
-        body.append(f'<text x="{x:.1f}" y="{top + rows * row_h + 14:.1f}" text-anchor="middle" style="{FONT}">'
+        body.append(f'<text x="{_n(x)}" y="{_n(top + rows * row_h + 14)}" text-anchor="middle" style="{FONT}">'
                     f'<title>{esc(repr(tok))}</title>{esc(visible_short(tok, int(widths[p] // 7)))}</text>')
     links = sorted(doc.wire.get("links", []), key=lambda lk: -abs(float(lk["weight"])))[:max_links]
     A, i = doc.adjacency, doc.index
     extra = [{"source": s, "target": t, "weight": float(A[i[t], i[s]])} for s, t in paths]
     wmax = max([abs(float(lk["weight"])) for lk in links + extra], default=1.0) or 1.0
     for s, t in paths:
-        body.append(f'<line x1="{at[s][0]:.1f}" y1="{at[s][1]:.1f}" x2="{at[t][0]:.1f}" y2="{at[t][1]:.1f}" '
+        body.append(f'<line x1="{_n(at[s][0])}" y1="{_n(at[s][1])}" x2="{_n(at[t][0])}" y2="{_n(at[t][1])}" '
                     f'stroke="{PATH}" stroke-width="6" stroke-linecap="round" stroke-opacity="0.85"/>')
-    drawn = set()
+    drawn, by_sign = set(), {POS: [], NEG: []}
     for lk in links + extra:
         s, t, w = lk["source"], lk["target"], float(lk["weight"])
         if (s, t) not in drawn and s in at and t in at:
             drawn.add((s, t))
-            body.append(_edge(at[s], at[t], w, wmax, f"{s} → {t}: {fmt(w)}"))
+            (a, b), (c, d), wide = at[s], at[t], 0.4 + 2.6 * min(1.0, abs(w) / wmax)
+            line = f'<line x1="{_n(a)}" y1="{_n(b)}" x2="{_n(c)}" y2="{_n(d)}" stroke-width="{wide:.2f}"'
+            by_sign[POS if w > 0 else NEG].append(
+                f"{line}><title>{_text(s)} → {_text(t)}: {fmt(w)}</title></line>" if wide >= TIP_WIDTH else line + "/>")
+    body += [f'<g stroke="{c}" stroke-opacity="0.45">{"".join(ls)}</g>' for c, ls in by_sign.items() if ls]
     on_path = {x for e in paths for x in e}
+    by_kind: dict[str, list[str]] = {}
     for x in doc.ids:
         kind, (cx, cy) = doc.kind(x), at[x]
         r = radius(doc.nodes[x], kind)
-        ring = ("#d62728", 2.5) if x == selected else ("#222", 1.6) if x in pinned else ("#ffffff", 0.6)
-        halo = f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{r + 3:.1f}" fill="{PATH}"/>' if x in on_path else ""
-        shape = _shape(kind, cx, cy, r, f'fill="{KIND_COLORS[kind]}" stroke="{ring[0]}" stroke-width="{ring[1]}"',
-                       node_tip(doc, x, labels))
-        body.append(halo + (f'<a href="{esc(link(x))}" target="_self">{shape}</a>' if link else shape))
+        ring = ("#d62728", 2.5) if x == selected else ("#222", 1.6) if x in pinned else NODE_RING
+        halo = (f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="{_n(r + 3)}" fill="{PATH}" stroke="none"/>'
+                if x in on_path else "")
+        style = "" if ring == NODE_RING else f' stroke="{ring[0]}" stroke-width="{ring[1]}"'
+        shape = _shape(kind, cx, cy, r, style, node_tip(doc, x, labels))
+        by_kind.setdefault(kind, []).append(
+            halo + (f'<a href="{esc(link(x))}" target="_self">{shape}</a>' if link else shape))
+    body += [f'<g fill="{KIND_COLORS[k]}" stroke="{NODE_RING[0]}" stroke-width="{NODE_RING[1]}">{"".join(v)}</g>'
+             for k, v in by_kind.items()]
     return _frame(width, height, body, f"attribution graph: {len(doc.ids)} nodes by layer and position")
 
 

@@ -38,7 +38,11 @@ def test_graph_svg():
     assert r["0_3_1"] > r["0_4_1"]  # influence 0.1 (important) drawn larger than 0.9
     assert 'stroke="#d62728" stroke-width="2.5"' in html and 'stroke="#222"' in html  # selected, pinned
     assert html.count(f'stroke="{rc.PATH}"') >= 3  # legend + the path 1 -> 0_3_1 -> logit
-    assert re.search(rf'<line [^>]*stroke="{rc.NEG}"[^>]*><title>0_4_1 → 2_7_1', html)  # a negative edge is red
+    red = re.search(rf'<g stroke="{rc.NEG}"[^>]*>(.*?)</g>', html).group(1)  # negative edges are red
+    assert "<title>0_4_1 → 2_7_1" in red and "0_3_1 → 2_7_1" not in red
+    assert "<title>0_3_1 → 2_7_1" in re.search(rf'<g stroke="{rc.POS}"[^>]*>(.*?)</g>', html).group(1)
+    feats = re.search(rf'<g fill="{rc.KIND_COLORS["feature"]}"[^>]*>(.*?)</g>', html).group(1)  # coloured by kind
+    assert feats.count("<a href") == 2 and "node=2_7_1" not in feats  # the two features, not the logit
 
 
 def test_subgraph_and_tables_escape():
