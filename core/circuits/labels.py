@@ -120,6 +120,12 @@ def feature_link(run_id: int, sae_id: int, feature: int) -> str:
     return f"/features?run={run_id}&sae={sae_id}&feature={feature}"
 
 
+def one_line(text: str) -> str:
+    """A label on one line: a line break in a token becomes a visible `\\n` (as the unit pages write it), so the label
+    cannot break the markup it is placed in (a tooltip, a heading, a Markdown block)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def short(text: str) -> str:
     """An explanation without its leading 'the neuron responds to ' and final full stop."""
     t = text.strip()
@@ -152,7 +158,8 @@ def index_labels(con, run_id: int, pairs: list[tuple[int, int]], k: int = 10, wi
     from core.index import feature_labels as Q
     from core.index import queries
 
-    out = {key: (short(e), "explanation") for key, e in Q.explanations_of(con, run_id, pairs).items()}
+    stored = Q.explanations_of(con, run_id, pairs)  # an explanation's line breaks are spaces, a token's are `\n`
+    out = {key: (short(" ".join(e.split())), "explanation") for key, e in stored.items()}
     rest = [key for key in pairs if key not in out]
     if not rest:
         return out
@@ -165,7 +172,7 @@ def index_labels(con, run_id: int, pairs: list[tuple[int, int]], k: int = 10, wi
     for key, ws in _windows(rows, seqs, starts, queries.vocab(con, run.model_id), window).items():
         listed = token_list(ws)
         if listed:
-            text = short(listed).removeprefix("the tokens ")
+            text = one_line(short(listed).removeprefix("the tokens "))
             out[key] = (text, "token class" if names_a_class(listed) else "top tokens")
     return out
 

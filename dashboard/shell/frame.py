@@ -96,8 +96,11 @@ def read_or_stop(read: Callable, *args):
 
 def light(html_text: str, where=None) -> None:
     """A light chart or table (dashboard.render.svg). Inline SVG needs st.markdown's raw HTML: st.html's sanitizer
-    drops <svg>. The markup is built by our own builders, with every text in it escaped."""
-    (where or st).markdown(html_text, unsafe_allow_html=True)
+    drops <svg>. The markup is built by our own builders, with every text in it escaped. It is passed as one line:
+    in Markdown a line break inside an HTML block can end it (a blank line, or an indented line after one, makes
+    the rest Markdown: a code block of the markup), and token text holds line breaks; as `&#10;` a break is the same
+    character to the HTML parser, in text and in attribute values."""
+    (where or st).markdown(html_text.replace("\r", "&#13;").replace("\n", "&#10;"), unsafe_allow_html=True)
 
 
 def loaded_model(name: str, what: str):

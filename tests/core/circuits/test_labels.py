@@ -12,7 +12,7 @@ from helpers.tiny import write_corpus
 from core.autointerp.prompts import Window, token_list
 from core.circuits.attribute import AttributionConfig, attribute
 from core.circuits.graph import prune
-from core.circuits.labels import Label, index_labels, node_labels, set_units, short, unembedding
+from core.circuits.labels import Label, index_labels, node_labels, one_line, set_units, short, unembedding
 from core.circuits.nodes import from_wire
 from core.circuits.wire import to_wire
 from core.index import explanations as X
@@ -113,7 +113,7 @@ def test_explanation_first_else_the_token_list_explain_writes(built):
             assert (got.text, got.source) == ("", "")
         else:
             assert got.source in ("token class", "top tokens")
-            assert got.text == short(want).removeprefix("the tokens ")
+            assert got.text == one_line(short(want).removeprefix("the tokens "))
     con.close()
 
 
@@ -134,6 +134,28 @@ def test_token_class_label_when_the_top_examples_are_numbers(built):
     assert want.startswith("the neuron responds to numbers: ")
     assert got == (short(want), "token class") and got[0].startswith("numbers: ")
     con.close()
+
+
+def test_labels_are_one_line_whatever_the_tokens_or_explanations_hold(built, tmp_path):
+    """A label sits in tooltips, headings and Markdown blocks, where a line break ends the block (the circuits graph
+    once showed its tooltips' remains as code blocks): a token's line break is a visible \\n, an explanation's a
+    space. On a copy of the index whose every token is displayed with a line break in it, so that spans of several
+    tokens (joined, not quoted one by one) hold raw ones."""
+    import shutil
+
+    db, run_id, *_ = built
+    copy = tmp_path / "i.duckdb"
+    shutil.copy(db, copy)
+    con = connect(copy)
+    con.execute("UPDATE vocab SET display = display || chr(10) || 'x'")
+    X.put(con, {"run_id": run_id, "layer": -2, "unit": 0, "status": "ok", "scores": None, "explainer": "test",
+                "explanation": "the neuron responds to line\nbreaks\r\n  in code."})
+    got = index_labels(con, run_id, [(-2, f) for f in range(16)])
+    con.close()
+    assert got[(-2, 0)] == ("line breaks in code", "explanation")
+    shown = [text for text, source in got.values() if source != "explanation"]
+    assert len(shown) >= 10 and all("\\nx" in t for t in shown)  # every label lists tokens, written visibly
+    assert all("\n" not in t and "\r" not in t for t, _ in got.values())
 
 
 def test_a_moved_set_is_found_by_its_layer_names(built, tmp_path):
