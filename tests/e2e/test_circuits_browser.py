@@ -40,6 +40,8 @@ def server(tiny_lm_dir, tmp_path_factory):
 def settled(page) -> str:
     wait_settled(page, 120_000)
     assert page.get_by_test_id("stException").count() == 0
+    # no markup shown as text: a line break in a label once ended the graph's HTML block (frame.light)
+    assert page.locator('[data-testid="stCode"], [data-testid="stMarkdownPre"]').count() == 0
     return page.inner_text("body")
 
 
