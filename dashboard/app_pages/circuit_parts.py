@@ -97,7 +97,7 @@ def node_panel(path, doc: ex.GraphDoc, node: str, pinned: list[str], transcoders
     """The clicked node: label, activation, influence; pin it; its strongest edges; for a feature its top examples
     from the index, its logit effects and its feature page."""
     n, kind = doc.nodes[node], doc.kind(node)
-    st.subheader(ex.label(doc, node, labels))
+    st.subheader(params.md_text(ex.label(doc, node, labels)))  # corpus or explainer text: no Markdown from it
     m = st.columns(4)
     m[0].metric("Kind", kind)
     m[1].metric("Layer · position", f"{n['layer']} · {n['ctx_idx']}")

@@ -98,6 +98,35 @@ def test_click_a_node_shows_its_panel(monkeypatch, env, doc, tmp_path):
     assert not at2.exception and at2.selectbox(key="circuits_node").value == f
 
 
+def test_a_hostile_label_stays_text(monkeypatch, env, doc, tmp_path):
+    """A label is corpus or explainer text: in the clicked node's heading its Markdown is escaped (no bold, link or
+    math from it), and in the graph's tooltip it is escaped HTML on one line. On a copy of the index whose feature
+    carries such an explanation."""
+    import shutil
+
+    from core.circuits.labels import set_units
+    from core.index import explanations as X
+    from dashboard.shell.params import md_text
+
+    db = tmp_path / "i.duckdb"
+    for tail in ("", ".wal"):  # the graph may still be in the write-ahead log of the process that stored it
+        if Path(env["db"] + tail).exists():
+            shutil.copy(env["db"] + tail, str(db) + tail)
+    f = a_feature(doc)
+    layer, feat, _ = ex.feature_of(f)
+    con = connect(db)
+    run_id, sae_id = set_units(con, env["set"])[layer]
+    X.put(con, {"run_id": run_id, "layer": -sae_id, "unit": feat, "status": "ok", "scores": None, "explainer": "t",
+                "explanation": "the neuron responds to **bold** [a](http://x.test) $x$ <b>\n\n    code."})
+    con.close()
+    at = open_page(monkeypatch, dict(env, db=str(db)), tmp_path, graph="1", node=f)
+    assert not at.exception
+    want = "**bold** [a](http://x.test) $x$ <b> code"
+    assert at.subheader[0].value == md_text(want + " → writes " + at.subheader[0].value.split(" → writes ")[1])
+    svg = next(m.value for m in at.markdown if "attribution graph" in m.value)
+    assert "<b>" not in svg and "&lt;b&gt; code" in svg and "\n" not in svg
+
+
 def pin_and_group(at, doc):
     a, b = a_feature(doc, 0), a_feature(doc, 1)
     for x in (a, b):
