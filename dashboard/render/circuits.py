@@ -97,10 +97,14 @@ def _shape(kind: str, x: float, y: float, r: float, style: str, tip: str) -> str
     return f'<circle cx="{_n(x)}" cy="{_n(y)}" r="{_n(r)}"{style}>{t}</circle>'
 
 
+def _width(w: float, wmax: float) -> float:
+    """An edge's stroke width in px, by |weight| against the strongest drawn."""
+    return 0.4 + 2.6 * min(1.0, abs(w) / wmax)
+
+
 def _edge(a: tuple[float, float], b: tuple[float, float], w: float, wmax: float, tip: str) -> str:
-    width = 0.4 + 2.6 * min(1.0, abs(w) / wmax)
     return (f'<line x1="{_n(a[0])}" y1="{_n(a[1])}" x2="{_n(b[0])}" y2="{_n(b[1])}" stroke="{POS if w > 0 else NEG}" '
-            f'stroke-width="{width:.2f}" stroke-opacity="0.45"><title>{_text(tip)}</title></line>')
+            f'stroke-width="{_width(w, wmax):.2f}" stroke-opacity="0.45"><title>{_text(tip)}</title></line>')
 
 
 def node_tip(doc: GraphDoc, x: str, labels: dict[str, str] | None = None) -> str:
@@ -157,7 +161,7 @@ def graph_svg(doc: GraphDoc, *, link: Callable[[str], str] | None = None, paths:
         s, t, w = lk["source"], lk["target"], float(lk["weight"])
         if (s, t) not in drawn and s in at and t in at:
             drawn.add((s, t))
-            (a, b), (c, d), wide = at[s], at[t], 0.4 + 2.6 * min(1.0, abs(w) / wmax)
+            (a, b), (c, d), wide = at[s], at[t], _width(w, wmax)
             line = f'<line x1="{_n(a)}" y1="{_n(b)}" x2="{_n(c)}" y2="{_n(d)}" stroke-width="{wide:.2f}"'
             by_sign[POS if w > 0 else NEG].append(
                 f"{line}><title>{_text(s)} → {_text(t)}: {fmt(w)}</title></line>" if wide >= TIP_WIDTH else line + "/>")

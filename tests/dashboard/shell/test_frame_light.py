@@ -9,10 +9,10 @@ from streamlit.testing.v1 import AppTest
 MARKUP = '<div class="nb-x"><svg><title>a\n\n    b</title></svg><span title="c\r\nd">e\n\n    f</span></div>'
 
 
-def light_app():
+def light_app(markup: str):
     from dashboard.shell import frame
 
-    frame.light('<div class="nb-x"><svg><title>a\n\n    b</title></svg><span title="c\r\nd">e\n\n    f</span></div>')
+    frame.light(markup)
 
 
 class Texts(HTMLParser):
@@ -34,7 +34,7 @@ def parsed(markup: str) -> Texts:
 
 
 def test_line_breaks_reach_the_page_as_character_references():
-    at = AppTest.from_function(light_app, default_timeout=30).run()
+    at = AppTest.from_function(light_app, default_timeout=30, args=(MARKUP,)).run()
     assert not at.exception
     sent = at.markdown[0].value
     assert "\n" not in sent and "\r" not in sent and "&#10;" in sent
